@@ -1,0 +1,41 @@
+# Thin wrappers that keep every target to a few lines.
+#
+#   crm_cc_library(NAME n SRCS a.cc HDRS a.h DEPS x y [TESTONLY])
+#   crm_cc_binary(NAME n SRCS main.cc DEPS x)
+#   crm_cc_test(NAME n SRCS a_test.cc DEPS x LABELS unit)
+
+function(crm_cc_library)
+  cmake_parse_arguments(CRM "TESTONLY" "NAME" "SRCS;HDRS;DEPS" ${ARGN})
+  if(CRM_SRCS)
+    add_library(${CRM_NAME} STATIC ${CRM_SRCS} ${CRM_HDRS})
+    target_compile_options(${CRM_NAME} PRIVATE ${CRM_WARNINGS})
+    target_include_directories(${CRM_NAME} PUBLIC ${PROJECT_SOURCE_DIR})
+    target_link_libraries(${CRM_NAME} PUBLIC ${CRM_DEPS})
+  else()
+    add_library(${CRM_NAME} INTERFACE)
+    target_include_directories(${CRM_NAME} INTERFACE ${PROJECT_SOURCE_DIR})
+    target_link_libraries(${CRM_NAME} INTERFACE ${CRM_DEPS})
+  endif()
+endfunction()
+
+function(crm_cc_binary)
+  cmake_parse_arguments(CRM "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_executable(${CRM_NAME} ${CRM_SRCS})
+  target_compile_options(${CRM_NAME} PRIVATE ${CRM_WARNINGS})
+  target_include_directories(${CRM_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${CRM_NAME} PRIVATE ${CRM_DEPS})
+endfunction()
+
+function(crm_cc_test)
+  cmake_parse_arguments(CRM "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
+  add_executable(${CRM_NAME} ${CRM_SRCS})
+  target_compile_options(${CRM_NAME} PRIVATE ${CRM_WARNINGS})
+  target_include_directories(${CRM_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${CRM_NAME} PRIVATE ${CRM_DEPS} GTest::gmock GTest::gtest_main)
+  if(NOT CRM_LABELS)
+    set(CRM_LABELS unit)
+  endif()
+  gtest_discover_tests(${CRM_NAME}
+    PROPERTIES LABELS "${CRM_LABELS}" TIMEOUT 300
+    DISCOVERY_TIMEOUT 60)
+endfunction()

@@ -1,0 +1,167 @@
+#include "common/grpc/server_runner.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "grpcpp/support/server_interceptor.h"
+
+#include "common/log/log.h"
+
+namespace crm::common {
+namespace {
+
+// Records every finished call (method, status code, latency) in the registry.
+class MetricsInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  MetricsInterceptor(MetricsRegistry& metrics, const char* method)
+      : metrics_(metrics), method_(method == nullptr ? "" : method),
+        start_(std::chrono::steady_clock::now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status status = methods->GetSendStatus();
+      const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start_;
+      metrics_.RecordRpc(method_, static_cast<int>(status.error_code()), elapsed.count());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  MetricsRegistry& metrics_;
+  std::string method_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+class MetricsInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit MetricsInterceptorFactory(MetricsRegistry& metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new MetricsInterceptor(metrics_, info->method());
+  }
+
+ private:
+  MetricsRegistry& metrics_;
+};
+
+}  // namespace
+
+ServerRunner::ServerRunner(ServerOptions options, MetricsRegistry& metrics)
+    : options_(std::move(options)),
+      metrics_(metrics),
+      http_(std::make_unique<HttpServer>(metrics)) {}
+
+ServerRunner::~ServerRunner() { Shutdown(); }
+
+void ServerRunner::AddService(grpc::Service* service) { services_.push_back(service); }
+
+absl::Status ServerRunner::Start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat(options_.host, ":", options_.grpc_port),
+                           grpc::InsecureServerCredentials(), &grpc_port_);
+  // Without this, gRPC sets SO_REUSEPORT and a second process could bind the
+  // same port and silently share its traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  for (auto* service : services_) builder.RegisterService(service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
+    server_.reset();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":",
+                                               options_.grpc_port, " (port in use?)"));
+  }
+  if (auto* health = server_->GetHealthCheckService(); health != nullptr) {
+    health->SetServingStatus(true);
+  }
+
+  if (options_.http_port >= 0) {
+    absl::StatusOr<int> port = http_->Start(options_.host, options_.http_port);
+    if (!port.ok()) {
+      server_->Shutdown();
+      server_.reset();
+      return port.status();
+    }
+    http_port_ = *port;
+  }
+  if (!options_.port_file.empty()) {
+    const absl::Status written = WriteFileAtomically(
+        options_.port_file, absl::StrCat(grpc_port_, "\n", http_port_, "\n"));
+    if (!written.ok()) {
+      Shutdown();
+      return written;
+    }
+  }
+  CRM_LOG(kInfo, "serving",
+          {{"grpc", absl::StrCat(options_.host, ":", grpc_port_)},
+           {"http", absl::StrCat(options_.host, ":", http_port_)}});
+  return absl::OkStatus();
+}
+
+void ServerRunner::Shutdown() {
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  http_->SetHealthy(false);
+  if (auto* health = server_->GetHealthCheckService(); health != nullptr) {
+    health->SetServingStatus(false);
+  }
+  const auto deadline =
+      std::chrono::system_clock::now() + absl::ToChronoMilliseconds(options_.shutdown_grace);
+  server_->Shutdown(deadline);
+  server_->Wait();
+  http_->Stop();
+  CRM_LOG(kInfo, "stopped");
+}
+
+void BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+std::string WaitForShutdownSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int signal_number = 0;
+  while (sigwait(&set, &signal_number) != 0) {
+  }
+  return signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << content;
+    out.flush();
+    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", temp));
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot rename ", temp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace crm::common

@@ -1,0 +1,23 @@
+// The one mapping between absl::Status (used everywhere inside a service) and
+// grpc::Status (at the edge). Codes map one to one. On the way out, messages
+// of INTERNAL, DATA_LOSS and UNKNOWN are replaced by a generic text with an
+// error reference, and the real message is logged under that reference.
+//
+//   reactor->Finish(crm::common::ToGrpcStatus(DoGetDeal(request, &response)));
+#pragma once
+
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "grpcpp/support/status.h"
+
+namespace crm::common {
+
+// Converts an internal status for sending to a caller.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Converts a status received from a peer; `peer` prefixes the message so the
+// origin stays visible while the code is kept.
+absl::Status FromGrpcStatus(const grpc::Status& status, std::string_view peer = {});
+
+}  // namespace crm::common

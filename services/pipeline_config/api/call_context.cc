@@ -1,0 +1,44 @@
+#include "services/pipeline_config/api/call_context.h"
+
+#include "common/status/status_macros.h"
+#include "services/pipeline_config/domain/permissions.h"
+
+namespace crm::pipeline_config {
+
+absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps,
+                                    const grpc::CallbackServerContext& context) {
+  CRM_ASSIGN_OR_RETURN(common::Principal principal, deps.authenticator.Authenticate(context));
+  Caller caller;
+  caller.privileged = principal.is_admin || principal.IsService() ||
+                      deps.admin_user_ids.count(principal.user_id) > 0;
+  caller.principal = std::move(principal);
+  return caller;
+}
+
+absl::Status RequireConfig(const Caller& caller, const ConfigData& data) {
+  if (caller.privileged || HasConfigPermission(data, caller.principal.user_id)) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      "changing the configuration needs the CONFIG permission");
+}
+
+absl::Status Paginate(const std::vector<std::string>& keys, int32_t page_size,
+                      const std::string& page_token, const std::string& query,
+                      const common::PageTokenCodec& codec,
+                      const std::function<void(size_t index)>& emit,
+                      std::string* next_page_token) {
+  CRM_ASSIGN_OR_RETURN(int size, common::ResolvePageSize(page_size));
+  size_t start = 0;
+  if (!page_token.empty()) {
+    CRM_ASSIGN_OR_RETURN(std::string cursor, codec.Decode(page_token, query));
+    start = static_cast<size_t>(std::upper_bound(keys.begin(), keys.end(), cursor) - keys.begin());
+  }
+  const size_t end = std::min(keys.size(), start + static_cast<size_t>(size));
+  for (size_t i = start; i < end; ++i) emit(i);
+  next_page_token->clear();
+  if (end < keys.size() && end > start) *next_page_token = codec.Encode(query, keys[end - 1]);
+  return absl::OkStatus();
+}
+
+}  // namespace crm::pipeline_config
