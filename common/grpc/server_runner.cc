@@ -132,6 +132,10 @@ void ServerRunner::Shutdown() {
 }
 
 void BlockShutdownSignals() {
+  // A shell starts background jobs with SIGINT ignored, and an ignored signal
+  // never reaches sigwait: restore the default disposition first.
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

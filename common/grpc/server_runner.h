@@ -76,7 +76,8 @@ class ServerRunner {
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts
-// later. Call at the top of main(), before any thread exists.
+// later (after restoring their default disposition, in case the parent
+// ignored them). Call at the top of main(), before any thread exists.
 void BlockShutdownSignals();
 // Waits for SIGTERM or SIGINT (blocked by BlockShutdownSignals) and returns
 // its name.

@@ -48,7 +48,8 @@ stop_all() {
   fi
   echo "Stopped. Data kept in $CRM_DATA_DIR"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
 
 for entry in "${SERVICES[@]}"; do
   IFS='|' read -r name binary grpc_port http_port <<<"$entry"
