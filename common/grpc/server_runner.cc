@@ -22,7 +22,8 @@ namespace {
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
   MetricsInterceptor(MetricsRegistry& metrics, const char* method)
-      : metrics_(metrics), method_(method == nullptr ? "" : method),
+      : metrics_(metrics),
+        method_(method == nullptr ? "" : method),
         start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -37,7 +38,8 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 
  private:
   MetricsRegistry& metrics_;
-  std::string method_;
+  // Owned by gRPC for the lifetime of the call, which outlives this object.
+  const char* method_;
   std::chrono::steady_clock::time_point start_;
 };
 

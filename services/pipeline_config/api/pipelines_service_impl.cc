@@ -6,6 +6,7 @@
 
 #include "common/rocks/key_codec.h"
 #include "common/status/status_macros.h"
+#include "services/pipeline_config/domain/validation.h"
 
 namespace crm::pipeline_config {
 namespace {
@@ -211,9 +212,11 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::GetStage(grpc::CallbackServerCon
     if (snapshot->FindPipeline(request->pipeline_id()) == nullptr) {
       return absl::NotFoundError(absl::StrCat("pipeline ", request->pipeline_id(), " not found"));
     }
-    const v1::Stage* stage = snapshot->FindStage(request->pipeline_id(), request->stage_id());
+    CRM_ASSIGN_OR_RETURN(const std::string stage_id,
+                         NormalizeStageId(request->pipeline_id(), request->stage_id()));
+    const v1::Stage* stage = snapshot->FindStage(request->pipeline_id(), stage_id);
     if (stage == nullptr) {
-      return absl::NotFoundError(absl::StrCat("stage \"", request->stage_id(),
+      return absl::NotFoundError(absl::StrCat("stage \"", stage_id,
                                               "\" not found in pipeline ",
                                               request->pipeline_id()));
     }

@@ -456,6 +456,8 @@ absl::StatusOr<v1::Stage> ConfigManager::UpdateStage(const v1::Stage& input,
       std::set<std::string> paths,
       ParseMask(mask, {"name", "sort", "color", "default_probability", "rotting_days"},
                 {"stage_id", "pipeline_id", "semantics", "create_time", "update_time", "etag"}));
+  CRM_ASSIGN_OR_RETURN(const std::string stage_id,
+                       NormalizeStageId(input.pipeline_id(), input.stage_id()));
   v1::Stage result;
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(input.pipeline_id());
@@ -463,12 +465,11 @@ absl::StatusOr<v1::Stage> ConfigManager::UpdateStage(const v1::Stage& input,
       return absl::NotFoundError(absl::StrCat("pipeline ", input.pipeline_id(), " not found"));
     }
     auto& stages = it->second.stages;
-    auto stage_it = std::find_if(stages.begin(), stages.end(), [&](const v1::Stage& s) {
-      return s.stage_id() == input.stage_id();
-    });
+    auto stage_it = std::find_if(stages.begin(), stages.end(),
+                                 [&](const v1::Stage& s) { return s.stage_id() == stage_id; });
     if (stage_it == stages.end()) {
-      return absl::NotFoundError(absl::StrCat("stage \"", input.stage_id(),
-                                              "\" not found in pipeline ", input.pipeline_id()));
+      return absl::NotFoundError(
+          absl::StrCat("stage \"", stage_id, "\" not found in pipeline ", input.pipeline_id()));
     }
     CRM_RETURN_IF_ERROR(CheckEtag(etag, stage_it->etag(), "the stage"));
     v1::Stage updated = *stage_it;
@@ -496,8 +497,9 @@ absl::StatusOr<v1::Stage> ConfigManager::UpdateStage(const v1::Stage& input,
   return result;
 }
 
-absl::Status ConfigManager::DeleteStage(int64_t pipeline_id, const std::string& stage_id,
+absl::Status ConfigManager::DeleteStage(int64_t pipeline_id, const std::string& raw_stage_id,
                                         const std::string& etag) {
+  CRM_ASSIGN_OR_RETURN(const std::string stage_id, NormalizeStageId(pipeline_id, raw_stage_id));
   return Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(pipeline_id);
     if (it == change.data.pipelines.end()) {

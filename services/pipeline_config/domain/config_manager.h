@@ -56,6 +56,7 @@ class ConfigManager {
 
   [[nodiscard]] absl::StatusOr<v1::Stage> CreateStage(int64_t pipeline_id,
                                                       const v1::Stage& stage);
+  // Stage ids in the calls below may be bare ("NEW") or prefixed ("C3:NEW").
   [[nodiscard]] absl::StatusOr<v1::Stage> UpdateStage(const v1::Stage& stage,
                                                       const google::protobuf::FieldMask& mask,
                                                       const std::string& etag);
