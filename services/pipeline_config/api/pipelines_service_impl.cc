@@ -16,14 +16,15 @@ namespace {
 // while a write is in flight are coalesced into the newest one.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
  public:
-  WatchReactor(VersionNotifier& notifier, int64_t known_version, int64_t current_version)
+  // Subscribes before reading the current version, so a change landing in
+  // between is streamed rather than lost. `known_version` only decides the
+  // first message; every change after that is sent, even when the caller
+  // believed it was ahead (e.g. after the store was restored from a backup).
+  WatchReactor(VersionNotifier& notifier, const ConfigManager& manager, int64_t known_version)
       : notifier_(notifier) {
-    {
-      absl::MutexLock lock(&mu_);
-      sent_ = known_version;
-    }
     handle_ = notifier_.Subscribe([this](int64_t version) { OnVersion(version); });
-    OnVersion(current_version);
+    const int64_t current = manager.version();
+    if (current > known_version) OnVersion(current);
   }
 
   void OnWriteDone(bool ok) override {
@@ -87,8 +88,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
   VersionNotifier& notifier_;
   int64_t handle_ = 0;
   absl::Mutex mu_;
-  int64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t latest_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t sent_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t latest_ ABSL_GUARDED_BY(mu_) = -1;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
@@ -297,7 +298,7 @@ grpc::ServerWriteReactor<v1::ConfigVersion>* PipelinesServiceImpl::WatchConfig(
     return new FailedWriter(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                          "known_version: must be >= 0"));
   }
-  return new WatchReactor(deps_.notifier, request->known_version(), deps_.manager.version());
+  return new WatchReactor(deps_.notifier, deps_.manager, request->known_version());
 }
 
 }  // namespace crm::pipeline_config

@@ -533,13 +533,24 @@ absl::Status ConfigManager::DeleteStage(int64_t pipeline_id, const std::string& 
 }
 
 absl::StatusOr<std::vector<v1::Stage>> ConfigManager::ReorderStages(
-    int64_t pipeline_id, const std::vector<std::string>& stage_ids) {
+    int64_t pipeline_id, const std::vector<std::string>& raw_stage_ids) {
+  std::vector<v1::Stage> result;
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(pipeline_id);
     if (it == change.data.pipelines.end()) {
       return absl::NotFoundError(absl::StrCat("pipeline ", pipeline_id, " not found"));
     }
     auto& stages = it->second.stages;
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < raw_stage_ids.size(); ++i) {
+      auto id = NormalizeStageId(pipeline_id, raw_stage_ids[i]);
+      if (!id.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("stage_ids[", i, "]: ", std::string(id.status().message())));
+      }
+      ids.push_back(*std::move(id));
+    }
+    const std::vector<std::string>& stage_ids = ids;
     std::set<std::string> given(stage_ids.begin(), stage_ids.end());
     if (given.size() != stage_ids.size()) {
       return absl::InvalidArgumentError("stage_ids: a stage is listed twice");
@@ -571,9 +582,10 @@ absl::StatusOr<std::vector<v1::Stage>> ConfigManager::ReorderStages(
       change.batch.PutStage(stage);
     }
     stages = std::move(reordered);
+    result = stages;
     return absl::OkStatus();
   }));
-  return Snapshot()->FindPipeline(pipeline_id)->stages;
+  return result;
 }
 
 // --- Custom fields -----------------------------------------------------------
