@@ -62,7 +62,10 @@ struct TransitionAccumulator {
 
   v1::TransitionRule Result(const std::vector<v1::Stage>& order) const {
     v1::TransitionRule rule;
-    if (!seen || any) {
+    if (!seen) {
+      // No role may change deals in this stage, so none may move them.
+      rule.set_mode(v1::TransitionRule::MODE_BLOCKED);
+    } else if (any) {
       rule.set_mode(v1::TransitionRule::MODE_ANY);
     } else if (targets.empty()) {
       rule.set_mode(v1::TransitionRule::MODE_BLOCKED);
@@ -81,6 +84,7 @@ struct TransitionAccumulator {
 std::set<int64_t> DirectDepartments(const ConfigData& data, int64_t user_id) {
   std::set<int64_t> result;
   for (const auto& [id, department] : data.departments) {
+    if (user_id <= 0) break;  // 0 is "nobody" (a department without a head).
     if (department.head_user_id() == user_id ||
         std::find(department.member_user_ids().begin(), department.member_user_ids().end(),
                   user_id) != department.member_user_ids().end()) {
@@ -203,9 +207,15 @@ v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data, int
       TransitionAccumulator transitions;
       for (const auto* grant : grants) {
         auto override_it = grant->stage_levels().find(stage.stage_id());
-        MergeLevels(override_it != grant->stage_levels().end() ? override_it->second
-                                                               : grant->levels(),
-                    &levels);
+        const v1::ActionLevels& role_levels =
+            override_it != grant->stage_levels().end() ? override_it->second : grant->levels();
+        MergeLevels(role_levels, &levels);
+        // Only a role that lets the user change deals in this stage has a say
+        // in where they may go; otherwise a role granting nothing here would
+        // widen another role's LIST or BLOCKED rule to ANY.
+        if (static_cast<int>(role_levels.write()) <= static_cast<int>(v1::ACCESS_LEVEL_NONE)) {
+          continue;
+        }
         auto transition_it = grant->transitions().find(stage.stage_id());
         if (transition_it != grant->transitions().end()) {
           transitions.Add(transition_it->second);

@@ -22,8 +22,10 @@ std::set<int64_t> RolesOfUser(const ConfigData& data, int64_t user_id);
 // True when one of the user's roles has CONFIG.
 bool HasConfigPermission(const ConfigData& data, int64_t user_id);
 
-// Merges the user's roles. For an administrator only user_id, is_admin and
-// config_version are filled.
+// Merges the user's roles. For an administrator only user_id, is_admin,
+// config (true) and config_version are filled. Transition rules of a stage
+// come only from roles that grant WRITE there; with none the stage is
+// BLOCKED.
 v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data, int64_t user_id,
                                                      bool is_admin);
 

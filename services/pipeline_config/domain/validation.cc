@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -12,9 +13,10 @@ namespace {
 
 namespace v1 = ::crm::pipelines::v1;
 
-// Counts UTF-8 code points; -1 when `text` is not valid UTF-8.
-int Utf8Length(std::string_view text) {
-  int count = 0;
+// Decodes UTF-8 into code points; false when `text` is not valid UTF-8
+// (bad lead or continuation byte, truncated sequence, overlong form,
+// surrogate, value past U+10FFFF).
+bool DecodeUtf8(std::string_view text, std::vector<uint32_t>* code_points) {
   size_t i = 0;
   while (i < text.size()) {
     const auto c = static_cast<unsigned char>(text[i]);
@@ -32,24 +34,34 @@ int Utf8Length(std::string_view text) {
       extra = 3;
       code_point = c & 0x07;
     } else {
-      return -1;
+      return false;
     }
-    if (extra > 0 && i + extra >= text.size()) return -1;
+    if (extra > 0 && i + extra >= text.size()) return false;
     for (int k = 1; k <= extra; ++k) {
       const auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xc0) != 0x80) return -1;
+      if ((next & 0xc0) != 0x80) return false;
       code_point = (code_point << 6) | (next & 0x3f);
     }
-    // Overlong forms, surrogates and values past Unicode are invalid.
     if ((extra == 1 && code_point < 0x80) || (extra == 2 && code_point < 0x800) ||
         (extra == 3 && code_point < 0x10000) || code_point > 0x10ffff ||
         (code_point >= 0xd800 && code_point <= 0xdfff)) {
-      return -1;
+      return false;
     }
+    code_points->push_back(code_point);
     i += extra + 1;
-    ++count;
   }
-  return count;
+  return true;
+}
+
+// C0 and C1 control characters and DEL.
+bool IsControl(uint32_t c) { return c < 0x20 || (c >= 0x7f && c <= 0x9f); }
+
+// Unicode White_Space characters (besides the controls among them).
+bool IsWhitespace(uint32_t c) {
+  return c == ' ' || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+         c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000 ||
+         c == 0xfeff || c == '\t' || c == '\n' || c == '\r' || c == 0x0b || c == 0x0c ||
+         c == 0x85;
 }
 
 bool IsStageIdChar(char c) {
@@ -59,25 +71,22 @@ bool IsStageIdChar(char c) {
 }  // namespace
 
 absl::Status ValidateName(std::string_view field, std::string_view value) {
-  const int length = Utf8Length(value);
-  if (length < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": not valid UTF-8"));
+  const std::string name(field);
+  std::vector<uint32_t> code_points;
+  if (!DecodeUtf8(value, &code_points)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": not valid UTF-8"));
   }
-  if (length == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": required"));
+  if (code_points.empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": required"));
+  if (code_points.size() > static_cast<size_t>(kMaxNameChars)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": longer than ", kMaxNameChars, " characters"));
   }
-  if (length > kMaxNameChars) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": longer than ",
-                                                   kMaxNameChars, " characters"));
+  if (std::all_of(code_points.begin(), code_points.end(), IsWhitespace)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": blank"));
   }
-  if (absl::StripAsciiWhitespace(std::string(value)).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": blank"));
-  }
-  for (char c : value) {
-    if (static_cast<unsigned char>(c) < 0x20) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(std::string(field), ": control characters are not allowed"));
-    }
+  if (std::any_of(code_points.begin(), code_points.end(), IsControl)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": control characters are not allowed"));
   }
   return absl::OkStatus();
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "rocksdb/write_batch.h"
@@ -157,7 +158,9 @@ absl::StatusOr<ConfigData> ConfigStore::Load() const {
   if (counters->has_value() && !data.counters.ParseFromString(**counters)) {
     return absl::DataLossError("unreadable counters record");
   }
+  std::set<int64_t> loaded;  // pipelines that have a record, not only stages
   absl::Status status = ForEach<v1::Pipeline>(*db_, kPipelines, [&](v1::Pipeline&& p) {
+    loaded.insert(p.id());
     data.pipelines[p.id()].pipeline = std::move(p);
   });
   if (!status.ok()) return status;
@@ -166,7 +169,7 @@ absl::StatusOr<ConfigData> ConfigStore::Load() const {
   });
   if (!status.ok()) return status;
   for (auto& [id, entry] : data.pipelines) {
-    if (entry.pipeline.id() != id) {
+    if (loaded.count(id) == 0) {
       return absl::DataLossError(absl::StrCat("stages of missing pipeline ", id));
     }
     std::sort(entry.stages.begin(), entry.stages.end(), StageLess);
