@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 
 #include <array>
+#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <iterator>
@@ -13,7 +14,10 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -352,11 +356,60 @@ absl::StatusOr<Principal> JwtVerifier::Verify(std::string_view token,
   absl::StatusOr<Json> claims = DecodeJsonObject(parts->payload, "payload");
   if (!claims.ok()) return claims.status();
   if (absl::Status s = CheckTimes(*claims, now, leeway_); !s.ok()) return s;
-  return PrincipalFromClaims(*claims);
+  absl::StatusOr<Principal> principal = PrincipalFromClaims(*claims);
+  if (!principal.ok()) return principal;
+  double exp = 0;
+  if (absl::StatusOr<bool> has = ReadTimeClaim(*claims, "exp", &exp); has.ok() && *has) {
+    principal->expires = absl::UnixEpoch() + absl::Seconds(exp) + leeway_;
+  }
+  return principal;
 }
 
+class Authenticator::TokenCache {
+ public:
+  std::optional<Principal> Find(std::string_view token, absl::Time now) {
+    Shard& shard = ShardFor(token);
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.map.find(absl::string_view(token.data(), token.size()));
+    if (it == shard.map.end()) return std::nullopt;
+    if (now >= it->second.expires) {
+      shard.map.erase(it);
+      return std::nullopt;
+    }
+    return it->second;
+  }
+
+  void Insert(std::string_view token, const Principal& principal) {
+    Shard& shard = ShardFor(token);
+    absl::MutexLock lock(&shard.mu);
+    // Bounded: a full shard starts over rather than tracking recency.
+    if (shard.map.size() >= kMaxEntriesPerShard) shard.map.clear();
+    shard.map.insert_or_assign(std::string(token), principal);
+  }
+
+ private:
+  static constexpr size_t kShards = 16;
+  static constexpr size_t kMaxEntriesPerShard = 1024;
+
+  struct Shard {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, Principal> map ABSL_GUARDED_BY(mu);
+  };
+
+  Shard& ShardFor(std::string_view token) {
+    return shards_[absl::Hash<absl::string_view>()(absl::string_view(token.data(), token.size())) %
+                   kShards];
+  }
+
+  std::array<Shard, kShards> shards_;
+};
+
 Authenticator::Authenticator(std::string secret, bool insecure_dev_auth)
-    : verifier_(std::move(secret)), insecure_dev_auth_(insecure_dev_auth) {}
+    : verifier_(std::move(secret)),
+      insecure_dev_auth_(insecure_dev_auth),
+      cache_(std::make_unique<TokenCache>()) {}
+
+Authenticator::~Authenticator() = default;
 
 absl::StatusOr<Principal> Authenticator::Authenticate(
     const grpc::ServerContextBase& context) const {
@@ -372,6 +425,11 @@ absl::StatusOr<Principal> Authenticator::Authenticate(
 
 absl::StatusOr<Principal> Authenticator::AuthenticateHeader(
     std::string_view authorization_value) const {
+  return AuthenticateHeader(authorization_value, absl::Now());
+}
+
+absl::StatusOr<Principal> Authenticator::AuthenticateHeader(
+    std::string_view authorization_value, absl::Time now) const {
   const std::string_view value = TrimBlanks(authorization_value);
   if (value.empty()) {
     if (insecure_dev_auth_) {
@@ -393,7 +451,12 @@ absl::StatusOr<Principal> Authenticator::AuthenticateHeader(
                                      : TrimBlanks(value.substr(blank));
   if (token.empty()) return Unauthenticated("missing bearer token");
   if (insecure_dev_auth_) return DecodeUnverified(token);
-  return verifier_.Verify(token, absl::Now());
+  if (std::optional<Principal> cached = cache_->Find(token, now); cached.has_value()) {
+    return *std::move(cached);
+  }
+  absl::StatusOr<Principal> principal = verifier_.Verify(token, now);
+  if (principal.ok()) cache_->Insert(token, *principal);
+  return principal;
 }
 
 }  // namespace crm::common

@@ -544,3 +544,45 @@ TEST_F(AuthenticatorTest, ServerContextMetadata) {
 
 }  // namespace
 }  // namespace crm::common
+
+namespace crm::common {
+namespace {
+
+TEST(AuthenticatorCacheTest, CachedTokenStillExpires) {
+  const std::string secret = "cache-secret";
+  Authenticator auth(secret, /*insecure_dev_auth=*/false);
+  const absl::Time now = absl::FromUnixSeconds(1800000000);
+  const std::string header =
+      "Bearer " + MakeUserToken(secret, 42, false, absl::Minutes(1), now);
+  // The first call verifies and remembers, the second is served from memory.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_OK_AND_ASSIGN(Principal principal, auth.AuthenticateHeader(header, now));
+    EXPECT_EQ(principal.user_id, 42);
+    EXPECT_EQ(principal.expires, now + absl::Minutes(1) + absl::Seconds(30));
+  }
+  EXPECT_THAT(auth.AuthenticateHeader(header, now + absl::Minutes(2)),
+              crm::testing::StatusIs(absl::StatusCode::kUnauthenticated,
+                                     ::testing::HasSubstr("expired")));
+}
+
+TEST(AuthenticatorCacheTest, FailuresAreNotCachedAndOtherBytesAreVerified) {
+  const std::string secret = "cache-secret";
+  Authenticator auth(secret, /*insecure_dev_auth=*/false);
+  const absl::Time now = absl::FromUnixSeconds(1800000000);
+  const std::string token = MakeUserToken(secret, 42, false, absl::Hours(1), now);
+  ASSERT_OK(auth.AuthenticateHeader("Bearer " + token, now).status());
+  // A token signed with another secret is refused every time.
+  const std::string forged = MakeUserToken("other", 42, true, absl::Hours(1), now);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_THAT(auth.AuthenticateHeader("Bearer " + forged, now),
+                crm::testing::StatusIs(absl::StatusCode::kUnauthenticated));
+  }
+  // Tampering with the cached token's signature is caught, not matched.
+  std::string tampered = token;
+  tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
+  EXPECT_THAT(auth.AuthenticateHeader("Bearer " + tampered, now),
+              crm::testing::StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+}  // namespace
+}  // namespace crm::common
