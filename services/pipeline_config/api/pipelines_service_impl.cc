@@ -3,6 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/slice.h"
 
 #include "common/rocks/key_codec.h"
 #include "common/status/status_macros.h"
@@ -104,6 +107,23 @@ class FailedWriter final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
   void OnDone() override { delete this; }
 };
 
+// Parses the request of a raw method; INVALID_ARGUMENT if it does not parse
+// (typed methods get that check from gRPC).
+absl::Status ParseRaw(const grpc::ByteBuffer& buffer, google::protobuf::Message* message) {
+  grpc::ByteBuffer copy(buffer);  // shares the slices; the reader needs a mutable buffer
+  grpc::ProtoBufferReader reader(&copy);
+  if (!message->ParseFromZeroCopyStream(&reader)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request: not a valid ", message->GetTypeName()));
+  }
+  return absl::OkStatus();
+}
+
+void SetRaw(const std::string& bytes, grpc::ByteBuffer* response) {
+  grpc::Slice slice(bytes);
+  *response = grpc::ByteBuffer(&slice, 1);
+}
+
 v1::Pipeline Compose(const PipelineEntry& entry, bool with_stages) {
   v1::Pipeline pipeline = entry.pipeline;
   if (with_stages) {
@@ -127,16 +147,18 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::CreatePipeline(
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::GetPipeline(grpc::CallbackServerContext* context,
-                                                            const v1::GetPipelineRequest* request,
-                                                            v1::Pipeline* response) {
+                                                            const grpc::ByteBuffer* request,
+                                                            grpc::ByteBuffer* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
+    v1::GetPipelineRequest parsed;
+    CRM_RETURN_IF_ERROR(ParseRaw(*request, &parsed));
     const auto snapshot = deps_.manager.Snapshot();
-    const PipelineEntry* entry = snapshot->FindPipeline(request->pipeline_id());
+    const PipelineEntry* entry = snapshot->FindPipeline(parsed.pipeline_id());
     if (entry == nullptr) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", request->pipeline_id(), " not found"));
+      return absl::NotFoundError(absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
     }
-    *response = Compose(*entry, /*with_stages=*/true);
+    SetRaw(entry->wire_pipeline, response);
     return absl::OkStatus();
   });
 }
@@ -227,17 +249,18 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::GetStage(grpc::CallbackServerCon
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::ListStages(grpc::CallbackServerContext* context,
-                                                           const v1::ListStagesRequest* request,
-                                                           v1::ListStagesResponse* response) {
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
+    v1::ListStagesRequest parsed;
+    CRM_RETURN_IF_ERROR(ParseRaw(*request, &parsed));
     const auto snapshot = deps_.manager.Snapshot();
-    const PipelineEntry* entry = snapshot->FindPipeline(request->pipeline_id());
+    const PipelineEntry* entry = snapshot->FindPipeline(parsed.pipeline_id());
     if (entry == nullptr) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", request->pipeline_id(), " not found"));
+      return absl::NotFoundError(absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
     }
-    response->mutable_stages()->Reserve(static_cast<int>(entry->stages.size()));
-    for (const auto& stage : entry->stages) *response->add_stages() = stage;
+    SetRaw(entry->wire_stages, response);
     return absl::OkStatus();
   });
 }

@@ -7,7 +7,13 @@
 
 namespace crm::pipeline_config {
 
-class PipelinesServiceImpl final : public v1::PipelinesService::CallbackService {
+// GetPipeline and ListStages, the reads every consumer makes, are raw
+// methods: they send the reply bytes serialized once per config version
+// (PipelineEntry::wire_*) instead of copying and serializing protos per call.
+class PipelinesServiceImpl final
+    : public v1::PipelinesService::WithRawCallbackMethod_GetPipeline<
+          v1::PipelinesService::WithRawCallbackMethod_ListStages<
+              v1::PipelinesService::CallbackService>> {
  public:
   explicit PipelinesServiceImpl(const ServiceDeps& deps) : deps_(deps) {}
 
@@ -16,8 +22,8 @@ class PipelinesServiceImpl final : public v1::PipelinesService::CallbackService 
                                            const v1::CreatePipelineRequest* request,
                                            v1::Pipeline* response) override;
   grpc::ServerUnaryReactor* GetPipeline(grpc::CallbackServerContext* context,
-                                        const v1::GetPipelineRequest* request,
-                                        v1::Pipeline* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListPipelines(grpc::CallbackServerContext* context,
                                           const v1::ListPipelinesRequest* request,
                                           v1::ListPipelinesResponse* response) override;
@@ -34,8 +40,8 @@ class PipelinesServiceImpl final : public v1::PipelinesService::CallbackService 
                                      const v1::GetStageRequest* request,
                                      v1::Stage* response) override;
   grpc::ServerUnaryReactor* ListStages(grpc::CallbackServerContext* context,
-                                       const v1::ListStagesRequest* request,
-                                       v1::ListStagesResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* UpdateStage(grpc::CallbackServerContext* context,
                                         const v1::UpdateStageRequest* request,
                                         v1::Stage* response) override;

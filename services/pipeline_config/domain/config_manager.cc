@@ -262,6 +262,7 @@ absl::Status ConfigManager::Mutate(const std::function<absl::Status(Change&)>& f
   CRM_RETURN_IF_ERROR(fn(change));
   if (batch.changes() == 0) return absl::OkStatus();
   batch.PutCounters(next->counters);
+  next->RefreshWireViews();
   CRM_RETURN_IF_ERROR(store_.Commit(batch));
   {
     absl::MutexLock lock(&snapshot_mu_);

@@ -55,6 +55,19 @@ const PipelineEntry* ConfigData::FindPipeline(int64_t id) const {
   return it == pipelines.end() ? nullptr : &it->second;
 }
 
+void ConfigData::RefreshWireViews() {
+  for (auto& [id, entry] : pipelines) {
+    v1::Pipeline full = entry.pipeline;
+    v1::ListStagesResponse stages;
+    for (const auto& stage : entry.stages) {
+      *full.add_stages() = stage;
+      *stages.add_stages() = stage;
+    }
+    entry.wire_pipeline = full.SerializeAsString();
+    entry.wire_stages = stages.SerializeAsString();
+  }
+}
+
 const v1::Stage* ConfigData::FindStage(int64_t pipeline_id, const std::string& stage_id) const {
   const PipelineEntry* entry = FindPipeline(pipeline_id);
   if (entry == nullptr) return nullptr;
@@ -174,6 +187,7 @@ absl::StatusOr<ConfigData> ConfigStore::Load() const {
     }
     std::sort(entry.stages.begin(), entry.stages.end(), StageLess);
   }
+  data.RefreshWireViews();
   status = ForEach<v1::FieldDefinition>(*db_, kFields, [&](v1::FieldDefinition&& f) {
     std::string code = f.code();
     data.fields.emplace(std::move(code), std::move(f));

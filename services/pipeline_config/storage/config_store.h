@@ -35,6 +35,7 @@
 #include "common/rocks/rocks_db.h"
 #include "crm/pipelines/v1/access.pb.h"
 #include "crm/pipelines/v1/pipeline.pb.h"
+#include "crm/pipelines/v1/pipelines_service.pb.h"
 #include "services/pipeline_config/storage/config_records.pb.h"
 
 namespace crm::pipeline_config {
@@ -44,6 +45,11 @@ namespace v1 = ::crm::pipelines::v1;
 struct PipelineEntry {
   v1::Pipeline pipeline;  // stages field left empty
   std::vector<v1::Stage> stages;  // ordered by (sort, stage_id)
+  // The two hottest replies, serialized once per config version so reads
+  // send bytes instead of copying and serializing protos on every call:
+  // the v1::Pipeline with its stages, and the v1::ListStagesResponse.
+  std::string wire_pipeline;
+  std::string wire_stages;
 };
 
 // The whole configuration at one version.
@@ -56,6 +62,9 @@ struct ConfigData {
   std::map<int64_t, v1::RoleAssignment> assignments;
 
   const PipelineEntry* FindPipeline(int64_t id) const;
+  // Re-serializes every pipeline's wire_* replies. Call after changing
+  // pipelines or stages, before the data is published.
+  void RefreshWireViews();
   const v1::Stage* FindStage(int64_t pipeline_id, const std::string& stage_id) const;
 };
 
