@@ -17,6 +17,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/generic/generic_stub.h"
 
 #include "common/status/status_matchers.h"
 #include "services/pipeline_config/api/service_test_fixture.h"
@@ -1758,6 +1760,73 @@ TEST_F(PipelinesServiceTest, MutationsAreAllowedForServicesAndAdmins) {
       EXPECT_OK(status);
     }
     EXPECT_THAT(GetPipeline(target.id()), StatusIs(kNotFound));
+  }
+}
+
+}  // namespace
+}  // namespace crm::pipeline_config
+
+namespace crm::pipeline_config {
+namespace {
+
+// GetPipeline and ListStages are served from bytes serialized per config
+// version: a change must show in them at once, and unparsable request bytes
+// (which typed methods never see) must be INVALID_ARGUMENT.
+class RawReadsTest : public PipelineConfigServiceTest {};
+
+TEST_F(RawReadsTest, ReadsReflectEveryChange) {
+  v1::CreatePipelineRequest create;
+  create.mutable_pipeline()->set_name("Raw");
+  ASSERT_OK_AND_ASSIGN(v1::Pipeline created,
+                       CallAs(AdminToken(), &PipelinesStub::CreatePipeline, create));
+  v1::UpdatePipelineRequest rename;
+  rename.mutable_pipeline()->set_id(created.id());
+  rename.mutable_pipeline()->set_name("Renamed");
+  rename.mutable_update_mask()->add_paths("name");
+  ASSERT_OK(CallAs(AdminToken(), &PipelinesStub::UpdatePipeline, rename).status());
+  v1::CreateStageRequest stage;
+  stage.set_pipeline_id(created.id());
+  stage.mutable_stage()->set_stage_id("TALKS");
+  stage.mutable_stage()->set_name("Talks");
+  stage.mutable_stage()->set_sort(15);
+  stage.mutable_stage()->set_semantics(v1::STAGE_SEMANTICS_PROCESS);
+  ASSERT_OK(CallAs(AdminToken(), &PipelinesStub::CreateStage, stage).status());
+
+  v1::GetPipelineRequest get;
+  get.set_pipeline_id(created.id());
+  ASSERT_OK_AND_ASSIGN(v1::Pipeline read,
+                       CallAs(UserToken(7), &PipelinesStub::GetPipeline, get));
+  EXPECT_EQ(read.name(), "Renamed");
+  ASSERT_EQ(read.stages_size(), 9);
+  EXPECT_EQ(read.stages(1).stage_id(), absl::StrCat("C", created.id(), ":TALKS"));
+  v1::ListStagesRequest list;
+  list.set_pipeline_id(created.id());
+  ASSERT_OK_AND_ASSIGN(v1::ListStagesResponse stages,
+                       CallAs(UserToken(7), &PipelinesStub::ListStages, list));
+  ASSERT_EQ(stages.stages_size(), 9);
+  EXPECT_EQ(stages.stages(1).name(), "Talks");
+}
+
+TEST_F(RawReadsTest, UnparsableRequestIsInvalidArgument) {
+  grpc::GenericStub generic(channel());
+  for (const char* method : {"/crm.pipelines.v1.PipelinesService/GetPipeline",
+                             "/crm.pipelines.v1.PipelinesService/ListStages"}) {
+    SCOPED_TRACE(method);
+    const std::string garbage("\xff\xff\xff\xff", 4);
+    grpc::Slice slice(garbage);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    auto context = MakeContext(AdminToken());
+    absl::Notification done;
+    grpc::Status status;
+    generic.UnaryCall(context.get(), method, grpc::StubOptions(), &request, &response,
+                      [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("request"));
   }
 }
 

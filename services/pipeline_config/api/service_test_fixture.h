@@ -109,6 +109,7 @@ class PipelineConfigServiceTest : public ::testing::Test {
       const std::string& authorization);
 
   // --- Stubs and calls -----------------------------------------------------
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   PipelinesStub& pipelines() { return *pipelines_stub_; }
   FieldsStub& fields() { return *fields_stub_; }
   AccessStub& access() { return *access_stub_; }
