@@ -5,11 +5,11 @@
 #include <openssl/hmac.h>
 
 #include <array>
-#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -17,11 +17,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace crm::common {
 namespace {
@@ -359,7 +359,8 @@ absl::StatusOr<Principal> JwtVerifier::Verify(std::string_view token,
   absl::StatusOr<Principal> principal = PrincipalFromClaims(*claims);
   if (!principal.ok()) return principal;
   double exp = 0;
-  if (absl::StatusOr<bool> has = ReadTimeClaim(*claims, "exp", &exp); has.ok() && *has) {
+  if (absl::StatusOr<bool> has = ReadTimeClaim(*claims, "exp", &exp);
+      has.ok() && *has) {
     principal->expires = absl::UnixEpoch() + absl::Seconds(exp) + leeway_;
   }
   return principal;
@@ -397,7 +398,8 @@ class Authenticator::TokenCache {
   };
 
   Shard& ShardFor(std::string_view token) {
-    return shards_[absl::Hash<absl::string_view>()(absl::string_view(token.data(), token.size())) %
+    return shards_[absl::Hash<absl::string_view>()(
+                       absl::string_view(token.data(), token.size())) %
                    kShards];
   }
 
@@ -451,7 +453,8 @@ absl::StatusOr<Principal> Authenticator::AuthenticateHeader(
                                      : TrimBlanks(value.substr(blank));
   if (token.empty()) return Unauthenticated("missing bearer token");
   if (insecure_dev_auth_) return DecodeUnverified(token);
-  if (std::optional<Principal> cached = cache_->Find(token, now); cached.has_value()) {
+  if (std::optional<Principal> cached = cache_->Find(token, now);
+      cached.has_value()) {
     return *std::move(cached);
   }
   absl::StatusOr<Principal> principal = verifier_.Verify(token, now);

@@ -556,7 +556,8 @@ TEST(AuthenticatorCacheTest, CachedTokenStillExpires) {
       "Bearer " + MakeUserToken(secret, 42, false, absl::Minutes(1), now);
   // The first call verifies and remembers, the second is served from memory.
   for (int i = 0; i < 2; ++i) {
-    ASSERT_OK_AND_ASSIGN(Principal principal, auth.AuthenticateHeader(header, now));
+    ASSERT_OK_AND_ASSIGN(Principal principal,
+                         auth.AuthenticateHeader(header, now));
     EXPECT_EQ(principal.user_id, 42);
     EXPECT_EQ(principal.expires, now + absl::Minutes(1) + absl::Seconds(30));
   }
@@ -569,10 +570,12 @@ TEST(AuthenticatorCacheTest, FailuresAreNotCachedAndOtherBytesAreVerified) {
   const std::string secret = "cache-secret";
   Authenticator auth(secret, /*insecure_dev_auth=*/false);
   const absl::Time now = absl::FromUnixSeconds(1800000000);
-  const std::string token = MakeUserToken(secret, 42, false, absl::Hours(1), now);
+  const std::string token =
+      MakeUserToken(secret, 42, false, absl::Hours(1), now);
   ASSERT_OK(auth.AuthenticateHeader("Bearer " + token, now).status());
   // A token signed with another secret is refused every time.
-  const std::string forged = MakeUserToken("other", 42, true, absl::Hours(1), now);
+  const std::string forged =
+      MakeUserToken("other", 42, true, absl::Hours(1), now);
   for (int i = 0; i < 2; ++i) {
     EXPECT_THAT(auth.AuthenticateHeader("Bearer " + forged, now),
                 crm::testing::StatusIs(absl::StatusCode::kUnauthenticated));

@@ -32,8 +32,10 @@ bool EnvBool(const char* name, bool fallback) {
   const char* value = Get(name);
   if (value == nullptr) return fallback;
   const std::string lower = absl::AsciiStrToLower(value);
-  if (lower == "1" || lower == "true" || lower == "yes" || lower == "on") return true;
-  if (lower == "0" || lower == "false" || lower == "no" || lower == "off") return false;
+  if (lower == "1" || lower == "true" || lower == "yes" || lower == "on")
+    return true;
+  if (lower == "0" || lower == "false" || lower == "no" || lower == "off")
+    return false;
   return fallback;
 }
 

@@ -11,7 +11,8 @@
 
 namespace crm::common {
 
-inline void SetDeadlineFromNow(grpc::ClientContext* context, absl::Duration timeout) {
+inline void SetDeadlineFromNow(grpc::ClientContext* context,
+                               absl::Duration timeout) {
   context->set_deadline(std::chrono::system_clock::now() +
                         absl::ToChronoMicroseconds(timeout));
 }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -15,7 +16,6 @@
 #include "grpcpp/support/server_interceptor.h"
 
 #include "common/log/log.h"
-#include "grpc/health/v1/health.pb.h"
 
 namespace crm::common {
 namespace {
@@ -28,12 +28,15 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
         method_(method == nullptr ? "" : method),
         start_(std::chrono::steady_clock::now()) {}
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
-      const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start_;
-      metrics_.RecordRpc(method_, static_cast<int>(status.error_code()), elapsed.count());
+      const std::chrono::duration<double> elapsed =
+          std::chrono::steady_clock::now() - start_;
+      metrics_.RecordRpc(method_, static_cast<int>(status.error_code()),
+                         elapsed.count());
     }
     methods->Proceed();
   }
@@ -48,7 +51,8 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 class MetricsInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit MetricsInterceptorFactory(MetricsRegistry& metrics) : metrics_(metrics) {}
+  explicit MetricsInterceptorFactory(MetricsRegistry& metrics)
+      : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
     return new MetricsInterceptor(metrics_, info->method());
@@ -67,7 +71,9 @@ ServerRunner::ServerRunner(ServerOptions options, MetricsRegistry& metrics)
 
 ServerRunner::~ServerRunner() { Shutdown(); }
 
-void ServerRunner::AddService(grpc::Service* service) { services_.push_back(service); }
+void ServerRunner::AddService(grpc::Service* service) {
+  services_.push_back(service);
+}
 
 absl::Status ServerRunner::Start() {
   // Debian's Abseil checks every Mutex acquisition for lock-order cycles,
@@ -89,7 +95,8 @@ absl::Status ServerRunner::Start() {
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   for (auto* service : services_) builder.RegisterService(service);
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(metrics_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -97,8 +104,9 @@ absl::Status ServerRunner::Start() {
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || grpc_port_ == 0) {
     server_.reset();
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":",
-                                               options_.grpc_port, " (port in use?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":",
+                     options_.grpc_port, " (port in use?)"));
   }
   if (auto* health = server_->GetHealthCheckService(); health != nullptr) {
     health->SetServingStatus(true);
@@ -134,8 +142,8 @@ void ServerRunner::Shutdown() {
   if (auto* health = server_->GetHealthCheckService(); health != nullptr) {
     health->SetServingStatus(false);
   }
-  const auto deadline =
-      std::chrono::system_clock::now() + absl::ToChronoMilliseconds(options_.shutdown_grace);
+  const auto deadline = std::chrono::system_clock::now() +
+                        absl::ToChronoMilliseconds(options_.shutdown_grace);
   server_->Shutdown(deadline);
   server_->Wait();
   http_->Stop();
@@ -165,16 +173,19 @@ std::string WaitForShutdownSignal() {
   return signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
 }
 
-absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
+absl::Status WriteFileAtomically(const std::string& path,
+                                 const std::string& content) {
   const std::string temp = path + ".tmp";
   {
     std::ofstream out(temp, std::ios::trunc);
     out << content;
     out.flush();
-    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", temp));
+    if (!out)
+      return absl::UnavailableError(absl::StrCat("cannot write ", temp));
   }
   if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot rename ", temp, " to ", path));
+    return absl::UnavailableError(
+        absl::StrCat("cannot rename ", temp, " to ", path));
   }
   return absl::OkStatus();
 }

@@ -4,14 +4,14 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "httplib.h"
 
 #include "common/status/status_matchers.h"
 #include "common/testing/temp_dir.h"
-#include "grpc/health/v1/health.grpc.pb.h"
+#include "httplib.h"
 
 namespace crm::common {
 namespace {
@@ -56,7 +56,8 @@ TEST(ServerRunnerTest, ServesHealthMetricsAndWritesPortFile) {
 
   runner.Shutdown();
   grpc::ClientContext after_context;
-  after_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  after_context.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::seconds(2));
   EXPECT_FALSE(health->Check(&after_context, request, &response).ok());
 }
 
@@ -70,7 +71,8 @@ TEST(ServerRunnerTest, BusyPortIsUnavailable) {
   second_options.grpc_port = first.grpc_port();
   second_options.http_port = -1;
   ServerRunner second(second_options, metrics);
-  EXPECT_THAT(second.Start(), crm::testing::StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(second.Start(),
+              crm::testing::StatusIs(absl::StatusCode::kUnavailable));
 }
 
 }  // namespace

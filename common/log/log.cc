@@ -37,7 +37,8 @@ const char* LevelName(LogLevel level) {
 void AppendValue(std::string* out, std::string_view value) {
   bool quote = value.empty();
   for (char c : value) {
-    if (c == ' ' || c == '"' || c == '=' || c == '\n' || c == '\\' || c == '\t') {
+    if (c == ' ' || c == '"' || c == '=' || c == '\n' || c == '\\' ||
+        c == '\t') {
       quote = true;
       break;
     }
@@ -75,7 +76,9 @@ void SetLogService(std::string_view service) {
   ServiceName() = std::string(service);
 }
 
-void SetMinLogLevel(LogLevel level) { min_level.store(static_cast<int>(level)); }
+void SetMinLogLevel(LogLevel level) {
+  min_level.store(static_cast<int>(level));
+}
 
 bool ParseLogLevel(std::string_view text, LogLevel* level) {
   const std::string lower = absl::AsciiStrToLower(std::string(text));
@@ -96,7 +99,8 @@ bool ParseLogLevel(std::string_view text, LogLevel* level) {
 std::string FormatLogLine(LogLevel level, std::string_view message,
                           std::initializer_list<LogField> fields) {
   std::string line = "ts=";
-  line += absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone());
+  line += absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(),
+                           absl::UTCTimeZone());
   line += " level=";
   line += LevelName(level);
   line += " svc=";
@@ -117,7 +121,8 @@ std::string FormatLogLine(LogLevel level, std::string_view message,
 
 void Log(LogLevel level, std::string_view message,
          std::initializer_list<LogField> fields) {
-  if (static_cast<int>(level) < min_level.load(std::memory_order_relaxed)) return;
+  if (static_cast<int>(level) < min_level.load(std::memory_order_relaxed))
+    return;
   std::string line = FormatLogLine(level, message, fields);
   line.push_back('\n');
   // One write per line keeps concurrent lines whole. A failed log write has

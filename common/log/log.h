@@ -1,6 +1,7 @@
 // Structured one-line logs on stderr:
 //
-//   ts=2026-11-27T10:31:02.123456Z level=info svc=pipeline-config msg="listening" port=50052
+//   ts=2026-11-27T10:31:02.123456Z level=info svc=pipeline-config
+//   msg="listening" port=50052
 //
 // Values are quoted when they hold spaces, quotes or '='. Thread-safe: each
 // line is written with one write(2).

@@ -12,10 +12,14 @@ using ::testing::StartsWith;
 
 TEST(LogTest, FormatsOneLineWithQuotedValues) {
   SetLogService("pipeline-config");
-  const std::string line = FormatLogLine(LogLevel::kWarning, "two words",
-                                         {{"port", "50052"}, {"path", "a \"b\"\nc"}});
+  const std::string line =
+      FormatLogLine(LogLevel::kWarning, "two words",
+                    {{"port", "50052"}, {"path", "a \"b\"\nc"}});
   EXPECT_THAT(line, StartsWith("ts="));
-  EXPECT_THAT(line, HasSubstr(" level=warn svc=pipeline-config msg=\"two words\" port=50052 "));
+  EXPECT_THAT(
+      line,
+      HasSubstr(
+          " level=warn svc=pipeline-config msg=\"two words\" port=50052 "));
   EXPECT_THAT(line, EndsWith("path=\"a \\\"b\\\"\\nc\""));
   EXPECT_EQ(line.find('\n'), std::string::npos);
 }

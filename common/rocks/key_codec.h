@@ -8,7 +8,8 @@
 //   AppendString(&key, stage_id);
 //   KeyReader reader(key);
 //   int64_t id; std::string stage;
-//   if (!reader.ReadInt64(&id) || !reader.ReadString(&stage) || !reader.done()) ...
+//   if (!reader.ReadInt64(&id) || !reader.ReadString(&stage) || !reader.done())
+//   ...
 #pragma once
 
 #include <cstdint>

@@ -10,8 +10,9 @@ namespace crm::common {
 namespace {
 
 TEST(KeyCodecTest, SignedIntegersSortInNumericOrder) {
-  const std::vector<int64_t> values = {std::numeric_limits<int64_t>::min(), -1000, -1, 0, 1,
-                                       255, 256, 1 << 20, std::numeric_limits<int64_t>::max()};
+  const std::vector<int64_t> values = {
+      std::numeric_limits<int64_t>::min(), -1000, -1, 0, 1, 255, 256, 1 << 20,
+      std::numeric_limits<int64_t>::max()};
   std::vector<std::string> keys;
   for (int64_t v : values) keys.push_back(EncodeInt64(v));
   EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
@@ -39,7 +40,8 @@ TEST(KeyCodecTest, CompositeKeysRoundTripAndSortByParts) {
   std::string c;
   AppendInt64(&c, 4);
   AppendString(&c, "A");
-  EXPECT_LT(a, b);  // "C3:NEW\0" < "C3:NEWER\0": the terminator keeps prefixes first.
+  EXPECT_LT(
+      a, b);  // "C3:NEW\0" < "C3:NEWER\0": the terminator keeps prefixes first.
   EXPECT_LT(b, c);
 
   KeyReader reader(b);

@@ -10,9 +10,11 @@
 
 namespace crm::common {
 
-absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view what) {
+absl::Status FromRocksStatus(const rocksdb::Status& status,
+                             std::string_view what) {
   if (status.ok()) return absl::OkStatus();
-  const std::string message = absl::StrCat(std::string(what), ": ", status.ToString());
+  const std::string message =
+      absl::StrCat(std::string(what), ": ", status.ToString());
   switch (status.code()) {
     case rocksdb::Status::kNotFound:
       return absl::NotFoundError(message);
@@ -42,11 +44,13 @@ absl::StatusOr<std::unique_ptr<RocksDb>> RocksDb::Open(
   rocksdb::BlockBasedTableOptions table_options;
   table_options.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   rocksdb::ColumnFamilyOptions cf_options(db_options);
-  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+  cf_options.table_factory.reset(
+      rocksdb::NewBlockBasedTableFactory(table_options));
 
   std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName};
   for (const auto& name : column_families) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      names.push_back(name);
   }
 
   // Refuse a store written by code that knew more column families: opening
@@ -57,12 +61,13 @@ absl::StatusOr<std::unique_ptr<RocksDb>> RocksDb::Open(
   if (list_status.ok()) {
     std::vector<std::string> unknown;
     for (const auto& name : existing) {
-      if (std::find(names.begin(), names.end(), name) == names.end()) unknown.push_back(name);
+      if (std::find(names.begin(), names.end(), name) == names.end())
+        unknown.push_back(name);
     }
     if (!unknown.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("store at ", path, " has unknown column families: ",
-                       absl::StrJoin(unknown, ", ")));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store at ", path,
+          " has unknown column families: ", absl::StrJoin(unknown, ", ")));
     }
   }
 
@@ -72,8 +77,8 @@ absl::StatusOr<std::unique_ptr<RocksDb>> RocksDb::Open(
 
   auto db = std::unique_ptr<RocksDb>(new RocksDb());
   rocksdb::DBOptions open_options(db_options);
-  const rocksdb::Status status =
-      rocksdb::DB::Open(open_options, path, descriptors, &db->handles_, &db->db_);
+  const rocksdb::Status status = rocksdb::DB::Open(
+      open_options, path, descriptors, &db->handles_, &db->db_);
   if (!status.ok()) return FromRocksStatus(status, absl::StrCat("open ", path));
   db->names_ = std::move(names);
   db->write_options_.sync = options.sync_writes;
@@ -102,18 +107,20 @@ absl::Status RocksDb::Write(rocksdb::WriteBatch* batch) {
   return FromRocksStatus(db_->Write(write_options_, batch), "write");
 }
 
-absl::StatusOr<std::optional<std::string>> RocksDb::Get(rocksdb::ColumnFamilyHandle* cf,
-                                                        std::string_view key) const {
+absl::StatusOr<std::optional<std::string>> RocksDb::Get(
+    rocksdb::ColumnFamilyHandle* cf, std::string_view key) const {
   std::string value;
   const rocksdb::Status status =
-      db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
+      db_->Get(rocksdb::ReadOptions(), cf,
+               rocksdb::Slice(key.data(), key.size()), &value);
   if (status.IsNotFound()) return std::optional<std::string>();
   if (!status.ok()) return FromRocksStatus(status, "get");
   return std::optional<std::string>(std::move(value));
 }
 
 std::unique_ptr<rocksdb::Iterator> RocksDb::NewIterator(
-    rocksdb::ColumnFamilyHandle* cf, const rocksdb::ReadOptions& options) const {
+    rocksdb::ColumnFamilyHandle* cf,
+    const rocksdb::ReadOptions& options) const {
   return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(options, cf));
 }
 

@@ -34,7 +34,8 @@ struct RocksOptions {
 // Maps a RocksDB status: NotFound -> NOT_FOUND, Corruption -> DATA_LOSS,
 // Busy/TryAgain -> ABORTED, IOError/Incomplete/TimedOut -> UNAVAILABLE, and
 // InvalidArgument/NotSupported (our bug, not the caller's) -> INTERNAL.
-absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view what);
+absl::Status FromRocksStatus(const rocksdb::Status& status,
+                             std::string_view what);
 
 class RocksDb {
  public:

@@ -1,8 +1,9 @@
 #include "common/rocks/rocks_db.h"
 
+#include "gtest/gtest.h"
+
 #include "common/status/status_matchers.h"
 #include "common/testing/temp_dir.h"
-#include "gtest/gtest.h"
 
 namespace crm::common {
 namespace {
@@ -34,9 +35,13 @@ TEST(RocksDbTest, BatchAcrossColumnFamiliesSurvivesReopen) {
 
 TEST(RocksDbTest, RefusesStoreWithUnknownColumnFamily) {
   crm::testing::TempDir dir;
-  { ASSERT_OK_AND_ASSIGN(auto db, RocksDb::Open(dir.path(), {"a", "extra"}, {})); }
-  EXPECT_THAT(RocksDb::Open(dir.path(), {"a"}, {}),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("extra")));
+  {
+    ASSERT_OK_AND_ASSIGN(auto db,
+                         RocksDb::Open(dir.path(), {"a", "extra"}, {}));
+  }
+  EXPECT_THAT(
+      RocksDb::Open(dir.path(), {"a"}, {}),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("extra")));
 }
 
 TEST(RocksDbTest, MapsStatuses) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+
 #include "common/log/log.h"
 
 namespace crm::common {
@@ -17,9 +18,10 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     case absl::StatusCode::kUnknown: {
       static std::atomic<uint64_t> next_ref{1};
       const uint64_t ref = next_ref.fetch_add(1, std::memory_order_relaxed);
-      CRM_LOG(kError, "internal error", {{"ref", absl::StrCat(ref)},
-                                         {"code", absl::StatusCodeToString(status.code())},
-                                         {"error", std::string(status.message())}});
+      CRM_LOG(kError, "internal error",
+              {{"ref", absl::StrCat(ref)},
+               {"code", absl::StatusCodeToString(status.code())},
+               {"error", std::string(status.message())}});
       return grpc::Status(code, absl::StrCat("internal error (ref ", ref, ")"));
     }
     default:
@@ -31,7 +33,8 @@ absl::Status FromGrpcStatus(const grpc::Status& status, std::string_view peer) {
   if (status.ok()) return absl::OkStatus();
   const auto code = static_cast<absl::StatusCode>(status.error_code());
   if (peer.empty()) return absl::Status(code, status.error_message());
-  return absl::Status(code, absl::StrCat(std::string(peer), ": ", status.error_message()));
+  return absl::Status(
+      code, absl::StrCat(std::string(peer), ": ", status.error_message()));
 }
 
 }  // namespace crm::common

@@ -18,6 +18,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Converts a status received from a peer; `peer` prefixes the message so the
 // origin stays visible while the code is kept.
-absl::Status FromGrpcStatus(const grpc::Status& status, std::string_view peer = {});
+absl::Status FromGrpcStatus(const grpc::Status& status,
+                            std::string_view peer = {});
 
 }  // namespace crm::common

@@ -22,20 +22,21 @@
 // inside the expression) do not shadow each other.
 #define CRM_RETURN_IF_ERROR(expr) \
   CRM_RETURN_IF_ERROR_IMPL_(CRM_STATUS_CONCAT_(crm_status_, __LINE__), expr)
-#define CRM_RETURN_IF_ERROR_IMPL_(status, expr)             \
-  do {                                                      \
-    const ::absl::Status status = (expr);                   \
-    if (ABSL_PREDICT_FALSE(!status.ok())) return status;    \
+#define CRM_RETURN_IF_ERROR_IMPL_(status, expr)          \
+  do {                                                   \
+    const ::absl::Status status = (expr);                \
+    if (ABSL_PREDICT_FALSE(!status.ok())) return status; \
   } while (false)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, else
 // moves the value into `lhs` (which may be a declaration).
-#define CRM_ASSIGN_OR_RETURN(lhs, rexpr) \
-  CRM_ASSIGN_OR_RETURN_IMPL_(CRM_STATUS_CONCAT_(crm_statusor_, __LINE__), lhs, rexpr)
+#define CRM_ASSIGN_OR_RETURN(lhs, rexpr)                                       \
+  CRM_ASSIGN_OR_RETURN_IMPL_(CRM_STATUS_CONCAT_(crm_statusor_, __LINE__), lhs, \
+                             rexpr)
 
-#define CRM_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)     \
-  auto statusor = (rexpr);                                   \
-  if (ABSL_PREDICT_FALSE(!statusor.ok())) {                  \
-    return std::move(statusor).status();                     \
-  }                                                          \
+#define CRM_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
+  auto statusor = (rexpr);                               \
+  if (ABSL_PREDICT_FALSE(!statusor.ok())) {              \
+    return std::move(statusor).status();                 \
+  }                                                      \
   lhs = std::move(statusor).value()

@@ -1,8 +1,9 @@
 #include "common/status/status_macros.h"
 
+#include "gtest/gtest.h"
+
 #include "common/status/grpc_status.h"
 #include "common/status/status_matchers.h"
-#include "gtest/gtest.h"
 
 namespace crm::common {
 namespace {
@@ -36,7 +37,8 @@ absl::StatusOr<int> Quarter(int v) {
 
 TEST(StatusMacrosTest, ReturnIfErrorStopsOnError) {
   int reached = 0;
-  EXPECT_THAT(Chain(true, &reached), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Chain(true, &reached),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(reached, 0);
   EXPECT_THAT(Chain(false, &reached), IsOk());
   EXPECT_EQ(reached, 1);
@@ -44,7 +46,8 @@ TEST(StatusMacrosTest, ReturnIfErrorStopsOnError) {
 
 TEST(StatusMacrosTest, AssignOrReturnPropagatesAndAssigns) {
   EXPECT_EQ(Quarter(8).value(), 2);
-  EXPECT_THAT(Quarter(6), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("odd")));
+  EXPECT_THAT(Quarter(6),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("odd")));
   EXPECT_THAT(Quarter(6), Not(IsOk()));
 }
 
@@ -58,15 +61,16 @@ TEST(GrpcStatusTest, CodesMapOneToOne) {
 }
 
 TEST(GrpcStatusTest, InternalMessagesAreHidden) {
-  const grpc::Status s = ToGrpcStatus(absl::InternalError("rocksdb: IO error /secret"));
+  const grpc::Status s =
+      ToGrpcStatus(absl::InternalError("rocksdb: IO error /secret"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
   EXPECT_THAT(s.error_message(), Not(HasSubstr("secret")));
   EXPECT_THAT(s.error_message(), HasSubstr("ref"));
 }
 
 TEST(GrpcStatusTest, FromGrpcKeepsCodeAndNamesPeer) {
-  const absl::Status s =
-      FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"), "deals");
+  const absl::Status s = FromGrpcStatus(
+      grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"), "deals");
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable, "deals: down"));
 }
 

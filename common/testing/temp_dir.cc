@@ -10,8 +10,9 @@ namespace crm::testing {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");  // NOLINT(concurrency-mt-unsafe)
-  std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                        "/crm-test-XXXXXX";
+  std::string pattern =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
+      "/crm-test-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) std::abort();
   path_ = pattern;
 }

@@ -13,7 +13,8 @@ absl::StatusOr<bool> SeedDemoData(ConfigManager& manager) {
   v1::Pipeline partners;
   partners.set_name("Partners");
   partners.set_sort(20);
-  CRM_ASSIGN_OR_RETURN(v1::Pipeline created, manager.CreatePipeline(partners, "demo-partners"));
+  CRM_ASSIGN_OR_RETURN(v1::Pipeline created,
+                       manager.CreatePipeline(partners, "demo-partners"));
 
   v1::Department sales;
   sales.set_name("Sales");

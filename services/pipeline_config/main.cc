@@ -27,30 +27,39 @@ using crm::common::EnvString;
 
 ABSL_FLAG(std::string, listen_host, EnvString("CRM_LISTEN_HOST", "127.0.0.1"),
           "Address to listen on (env CRM_LISTEN_HOST); 0.0.0.0 in a container");
-ABSL_FLAG(int, port, static_cast<int>(EnvInt("CRM_PIPELINE_CONFIG_PORT", 50052)),
+ABSL_FLAG(int, port,
+          static_cast<int>(EnvInt("CRM_PIPELINE_CONFIG_PORT", 50052)),
           "gRPC port, 0 = any free port (env CRM_PIPELINE_CONFIG_PORT)");
-ABSL_FLAG(int, http_port, static_cast<int>(EnvInt("CRM_PIPELINE_CONFIG_HTTP_PORT", 9102)),
+ABSL_FLAG(int, http_port,
+          static_cast<int>(EnvInt("CRM_PIPELINE_CONFIG_HTTP_PORT", 9102)),
           "HTTP port for /metrics and /healthz, 0 = any, -1 = off "
           "(env CRM_PIPELINE_CONFIG_HTTP_PORT)");
-ABSL_FLAG(std::string, port_file, "", "Write the bound gRPC and HTTP ports to this file");
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound gRPC and HTTP ports to this file");
 ABSL_FLAG(std::string, data_dir,
           EnvString("CRM_PIPELINE_CONFIG_DATA_DIR",
                     EnvString("CRM_DATA_DIR", "./var") + "/pipeline-config"),
-          "RocksDB directory (env CRM_PIPELINE_CONFIG_DATA_DIR, else $CRM_DATA_DIR/pipeline-config)");
+          "RocksDB directory (env CRM_PIPELINE_CONFIG_DATA_DIR, else "
+          "$CRM_DATA_DIR/pipeline-config)");
 ABSL_FLAG(bool, sync_writes, EnvBool("CRM_SYNC_WRITES", false),
           "fsync every commit so it survives power loss (env CRM_SYNC_WRITES)");
 ABSL_FLAG(std::string, jwt_secret, EnvString("CRM_JWT_SECRET", ""),
-          "HS256 secret of caller tokens (env CRM_JWT_SECRET); unset = the dev secret, "
+          "HS256 secret of caller tokens (env CRM_JWT_SECRET); unset = the dev "
+          "secret, "
           "with a warning");
 ABSL_FLAG(bool, insecure_dev_auth, EnvBool("CRM_INSECURE_DEV_AUTH", false),
-          "Do not verify tokens; calls without one act as administrator user 1. Local "
+          "Do not verify tokens; calls without one act as administrator user "
+          "1. Local "
           "debugging only (env CRM_INSECURE_DEV_AUTH)");
-ABSL_FLAG(std::string, admin_users, EnvString("CRM_ADMIN_USERS", "1"),
-          "Comma-separated user ids that are administrators (env CRM_ADMIN_USERS)");
+ABSL_FLAG(
+    std::string, admin_users, EnvString("CRM_ADMIN_USERS", "1"),
+    "Comma-separated user ids that are administrators (env CRM_ADMIN_USERS)");
 ABSL_FLAG(bool, seed_demo, EnvBool("CRM_SEED_DEMO", false),
           "Seed demo data into a fresh store (env CRM_SEED_DEMO)");
-ABSL_FLAG(int, shutdown_grace_seconds, static_cast<int>(EnvInt("CRM_SHUTDOWN_GRACE_SECONDS", 10)),
-          "Seconds running calls get on shutdown (env CRM_SHUTDOWN_GRACE_SECONDS)");
+ABSL_FLAG(
+    int, shutdown_grace_seconds,
+    static_cast<int>(EnvInt("CRM_SHUTDOWN_GRACE_SECONDS", 10)),
+    "Seconds running calls get on shutdown (env CRM_SHUTDOWN_GRACE_SECONDS)");
 ABSL_FLAG(std::string, log_level, EnvString("CRM_LOG_LEVEL", "info"),
           "debug, info, warn or error (env CRM_LOG_LEVEL)");
 
@@ -69,16 +78,18 @@ int main(int argc, char** argv) {
   crm::common::SetLogService("pipeline-config");
   crm::common::LogLevel level = crm::common::LogLevel::kInfo;
   if (!crm::common::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
-    return Fail(absl::InvalidArgumentError("--log_level: unknown level"), "bad flag");
+    return Fail(absl::InvalidArgumentError("--log_level: unknown level"),
+                "bad flag");
   }
   crm::common::SetMinLogLevel(level);
 
   std::set<int64_t> admins;
-  for (absl::string_view part :
-       absl::StrSplit(absl::GetFlag(FLAGS_admin_users), ',', absl::SkipWhitespace())) {
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_admin_users),
+                                               ',', absl::SkipWhitespace())) {
     int64_t id = 0;
     if (!absl::SimpleAtoi(part, &id) || id <= 0) {
-      return Fail(absl::InvalidArgumentError("--admin_users: positive ids separated by commas"),
+      return Fail(absl::InvalidArgumentError(
+                      "--admin_users: positive ids separated by commas"),
                   "bad flag");
     }
     admins.insert(id);
@@ -86,12 +97,15 @@ int main(int argc, char** argv) {
   std::string secret = absl::GetFlag(FLAGS_jwt_secret);
   if (secret.empty()) {
     secret = crm::common::kDevJwtSecret;
-    CRM_LOG(kWarning, "CRM_JWT_SECRET is not set: using the public development secret");
+    CRM_LOG(kWarning,
+            "CRM_JWT_SECRET is not set: using the public development secret");
   }
   const bool insecure = absl::GetFlag(FLAGS_insecure_dev_auth);
   if (insecure) {
-    CRM_LOG(kWarning, "--insecure_dev_auth is on: tokens are NOT verified; never use this "
-                      "outside local debugging");
+    CRM_LOG(
+        kWarning,
+        "--insecure_dev_auth is on: tokens are NOT verified; never use this "
+        "outside local debugging");
   }
 
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -102,7 +116,8 @@ int main(int argc, char** argv) {
 
   crm::pipeline_config::NoDealsCounter deal_counter;
   crm::pipeline_config::VersionNotifier notifier;
-  auto manager = crm::pipeline_config::ConfigManager::Create(**store, deal_counter, notifier);
+  auto manager = crm::pipeline_config::ConfigManager::Create(
+      **store, deal_counter, notifier);
   if (!manager.ok()) return Fail(manager.status(), "cannot load configuration");
   if (absl::GetFlag(FLAGS_seed_demo)) {
     auto seeded = crm::pipeline_config::SeedDemoData(**manager);
@@ -112,8 +127,8 @@ int main(int argc, char** argv) {
 
   crm::common::Authenticator authenticator(secret, insecure);
   crm::common::PageTokenCodec page_tokens(secret);
-  crm::pipeline_config::ServiceDeps deps{**manager, notifier, authenticator, page_tokens,
-                                         admins};
+  crm::pipeline_config::ServiceDeps deps{**manager, notifier, authenticator,
+                                         page_tokens, admins};
   crm::pipeline_config::PipelinesServiceImpl pipelines_service(deps);
   crm::pipeline_config::FieldsServiceImpl fields_service(deps);
   crm::pipeline_config::AccessServiceImpl access_service(deps);
@@ -125,7 +140,8 @@ int main(int argc, char** argv) {
   options.grpc_port = absl::GetFlag(FLAGS_port);
   options.http_port = absl::GetFlag(FLAGS_http_port);
   options.port_file = absl::GetFlag(FLAGS_port_file);
-  options.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  options.shutdown_grace =
+      absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   crm::common::ServerRunner runner(options, metrics);
   runner.AddService(&pipelines_service);
   runner.AddService(&fields_service);
@@ -140,7 +156,8 @@ int main(int argc, char** argv) {
 
   const std::string signal = crm::common::WaitForShutdownSignal();
   CRM_LOG(kInfo, "shutting down", {{"signal", signal}});
-  notifier.Close();  // ends WatchConfig streams so shutdown need not wait for them
+  notifier
+      .Close();  // ends WatchConfig streams so shutdown need not wait for them
   runner.Shutdown();
   return 0;
 }

@@ -33,7 +33,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
@@ -46,6 +45,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/generic/generic_stub.h"
 
 #include "crm/pipelines/v1/pipelines_service.grpc.pb.h"
 
@@ -81,8 +81,9 @@ ABSL_FLAG(std::vector<std::string>, methods,
 ABSL_FLAG(int, channels, 4, "Channels (connections) the calls are spread over");
 ABSL_FLAG(double, warmup_s, 0.3, "Warm-up seconds per run (not measured)");
 ABSL_FLAG(double, duration_s, 2.0, "Measured seconds per run");
-ABSL_FLAG(int, repeats, 3,
-          "Runs per point, methods interleaved; the median-QPS run is reported");
+ABSL_FLAG(
+    int, repeats, 3,
+    "Runs per point, methods interleaved; the median-QPS run is reported");
 ABSL_FLAG(bool, parse_replies, false,
           "Use typed stubs that parse every reply. Off by default: the client "
           "shares the 2 cores with the server, and parsing the larger read "
@@ -325,8 +326,9 @@ class Point {
     auto done = [this, slot](grpc::Status status) { Done(slot, status); };
     slot->started = Clock::now();
     if (!parse_replies_) {
-      stubs.generic->UnaryCall(slot->context.get(), MethodPath(method_), grpc::StubOptions(),
-                               &slot->raw_request, &slot->raw_response, std::move(done));
+      stubs.generic->UnaryCall(slot->context.get(), MethodPath(method_),
+                               grpc::StubOptions(), &slot->raw_request,
+                               &slot->raw_response, std::move(done));
       return;
     }
     switch (method_) {
@@ -499,15 +501,18 @@ int Run() {
     for (Method method : methods) {
       std::vector<PointResult>& all = runs[method];
       std::sort(all.begin(), all.end(),
-                [](const PointResult& a, const PointResult& b) { return a.qps < b.qps; });
+                [](const PointResult& a, const PointResult& b) {
+                  return a.qps < b.qps;
+                });
       const PointResult& r = all[all.size() / 2];
       auto cpu = [](double us) {
         return us < 0 ? std::string("-") : absl::StrFormat("%.1f us", us);
       };
       std::string spread;
       if (all.size() > 1) {
-        spread = absl::StrFormat("  (QPS %.0f..%.0f over %d runs)", all.front().qps,
-                                 all.back().qps, static_cast<int>(all.size()));
+        spread =
+            absl::StrFormat("  (QPS %.0f..%.0f over %d runs)", all.front().qps,
+                            all.back().qps, static_cast<int>(all.size()));
       }
       std::printf("%-34s %9d %9.0f %9.1f %9.1f %6lld %13s %13s%s\n",
                   MethodName(method), n, r.qps, r.p50_us, r.p99_us,

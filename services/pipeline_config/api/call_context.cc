@@ -5,9 +5,10 @@
 
 namespace crm::pipeline_config {
 
-absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps,
-                                    const grpc::CallbackServerContext& context) {
-  CRM_ASSIGN_OR_RETURN(common::Principal principal, deps.authenticator.Authenticate(context));
+absl::StatusOr<Caller> Authenticate(
+    const ServiceDeps& deps, const grpc::CallbackServerContext& context) {
+  CRM_ASSIGN_OR_RETURN(common::Principal principal,
+                       deps.authenticator.Authenticate(context));
   Caller caller;
   caller.privileged = principal.is_admin || principal.IsService() ||
                       deps.admin_user_ids.count(principal.user_id) > 0;
@@ -16,7 +17,8 @@ absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps,
 }
 
 absl::Status RequireConfig(const Caller& caller, const ConfigData& data) {
-  if (caller.privileged || HasConfigPermission(data, caller.principal.user_id)) {
+  if (caller.privileged ||
+      HasConfigPermission(data, caller.principal.user_id)) {
     return absl::OkStatus();
   }
   return absl::PermissionDeniedError(
@@ -32,12 +34,14 @@ absl::Status Paginate(const std::vector<std::string>& keys, int32_t page_size,
   size_t start = 0;
   if (!page_token.empty()) {
     CRM_ASSIGN_OR_RETURN(std::string cursor, codec.Decode(page_token, query));
-    start = static_cast<size_t>(std::upper_bound(keys.begin(), keys.end(), cursor) - keys.begin());
+    start = static_cast<size_t>(
+        std::upper_bound(keys.begin(), keys.end(), cursor) - keys.begin());
   }
   const size_t end = std::min(keys.size(), start + static_cast<size_t>(size));
   for (size_t i = start; i < end; ++i) emit(i);
   next_page_token->clear();
-  if (end < keys.size() && end > start) *next_page_token = codec.Encode(query, keys[end - 1]);
+  if (end < keys.size() && end > start)
+    *next_page_token = codec.Encode(query, keys[end - 1]);
   return absl::OkStatus();
 }
 

@@ -40,15 +40,17 @@ struct Caller {
 };
 
 // UNAUTHENTICATED when the token is missing or bad.
-[[nodiscard]] absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps,
-                                                  const grpc::CallbackServerContext& context);
+[[nodiscard]] absl::StatusOr<Caller> Authenticate(
+    const ServiceDeps& deps, const grpc::CallbackServerContext& context);
 
 // PERMISSION_DENIED unless the caller is privileged or holds CONFIG.
-[[nodiscard]] absl::Status RequireConfig(const Caller& caller, const ConfigData& data);
+[[nodiscard]] absl::Status RequireConfig(const Caller& caller,
+                                         const ConfigData& data);
 
 // Runs `body` and finishes the call with its status.
 template <typename Body>
-grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context, Body&& body) {
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      Body&& body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(common::ToGrpcStatus(body()));
   return reactor;
@@ -58,10 +60,11 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context, Body
 // the cursor in `page_token`, and sets `next_page_token` when more remain.
 // `query` binds the token to the request's filters. INVALID_ARGUMENT for a bad
 // page_size or page token.
-[[nodiscard]] absl::Status Paginate(const std::vector<std::string>& keys, int32_t page_size,
-                                    const std::string& page_token, const std::string& query,
-                                    const common::PageTokenCodec& codec,
-                                    const std::function<void(size_t index)>& emit,
-                                    std::string* next_page_token);
+[[nodiscard]] absl::Status Paginate(
+    const std::vector<std::string>& keys, int32_t page_size,
+    const std::string& page_token, const std::string& query,
+    const common::PageTokenCodec& codec,
+    const std::function<void(size_t index)>& emit,
+    std::string* next_page_token);
 
 }  // namespace crm::pipeline_config

@@ -23,9 +23,11 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
   // between is streamed rather than lost. `known_version` only decides the
   // first message; every change after that is sent, even when the caller
   // believed it was ahead (e.g. after the store was restored from a backup).
-  WatchReactor(VersionNotifier& notifier, const ConfigManager& manager, int64_t known_version)
+  WatchReactor(VersionNotifier& notifier, const ConfigManager& manager,
+               int64_t known_version)
       : notifier_(notifier) {
-    handle_ = notifier_.Subscribe([this](int64_t version) { OnVersion(version); });
+    handle_ =
+        notifier_.Subscribe([this](int64_t version) { OnVersion(version); });
     const int64_t current = manager.version();
     if (current > known_version) OnVersion(current);
   }
@@ -34,11 +36,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "watch stream broken"));
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::CANCELLED, "watch stream broken"));
       return;
     }
     if (cancelled_) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
       return;
     }
     MaybeWriteLocked();
@@ -47,7 +51,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
-    if (!writing_) FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+    if (!writing_)
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
   }
 
   void OnDone() override {
@@ -61,7 +67,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
     if (version == VersionNotifier::kClosed) {
       closing_ = true;
       if (!writing_) {
-        FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+        FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                  "server shutting down"));
       }
       return;
     }
@@ -72,7 +79,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_ || writing_ || cancelled_) return;
     if (closing_) {
-      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
       return;
     }
     if (latest_ <= sent_) return;
@@ -82,7 +90,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
     StartWrite(&message_);
   }
 
-  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void FinishLocked(const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
     finished_ = true;
     Finish(status);
@@ -109,8 +118,10 @@ class FailedWriter final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
 
 // Parses the request of a raw method; INVALID_ARGUMENT if it does not parse
 // (typed methods get that check from gRPC).
-absl::Status ParseRaw(const grpc::ByteBuffer& buffer, google::protobuf::Message* message) {
-  grpc::ByteBuffer copy(buffer);  // shares the slices; the reader needs a mutable buffer
+absl::Status ParseRaw(const grpc::ByteBuffer& buffer,
+                      google::protobuf::Message* message) {
+  grpc::ByteBuffer copy(
+      buffer);  // shares the slices; the reader needs a mutable buffer
   grpc::ProtoBufferReader reader(&copy);
   if (!message->ParseFromZeroCopyStream(&reader)) {
     return absl::InvalidArgumentError(
@@ -135,20 +146,21 @@ v1::Pipeline Compose(const PipelineEntry& entry, bool with_stages) {
 }  // namespace
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::CreatePipeline(
-    grpc::CallbackServerContext* context, const v1::CreatePipelineRequest* request,
-    v1::Pipeline* response) {
+    grpc::CallbackServerContext* context,
+    const v1::CreatePipelineRequest* request, v1::Pipeline* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
     CRM_ASSIGN_OR_RETURN(*response,
-                         deps_.manager.CreatePipeline(request->pipeline(), request->request_id()));
+                         deps_.manager.CreatePipeline(request->pipeline(),
+                                                      request->request_id()));
     return absl::OkStatus();
   });
 }
 
-grpc::ServerUnaryReactor* PipelinesServiceImpl::GetPipeline(grpc::CallbackServerContext* context,
-                                                            const grpc::ByteBuffer* request,
-                                                            grpc::ByteBuffer* response) {
+grpc::ServerUnaryReactor* PipelinesServiceImpl::GetPipeline(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
     v1::GetPipelineRequest parsed;
@@ -156,7 +168,8 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::GetPipeline(grpc::CallbackServer
     const auto snapshot = deps_.manager.Snapshot();
     const PipelineEntry* entry = snapshot->FindPipeline(parsed.pipeline_id());
     if (entry == nullptr) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
     }
     SetRaw(entry->wire_pipeline, response);
     return absl::OkStatus();
@@ -164,7 +177,8 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::GetPipeline(grpc::CallbackServer
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::ListPipelines(
-    grpc::CallbackServerContext* context, const v1::ListPipelinesRequest* request,
+    grpc::CallbackServerContext* context,
+    const v1::ListPipelinesRequest* request,
     v1::ListPipelinesResponse* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
@@ -183,61 +197,70 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::ListPipelines(
     keys.reserve(ordered.size());
     for (const auto& item : ordered) keys.push_back(item.first);
     return Paginate(
-        keys, request->page_size(), request->page_token(), "pipelines", deps_.page_tokens,
+        keys, request->page_size(), request->page_token(), "pipelines",
+        deps_.page_tokens,
         [&](size_t i) {
-          *response->add_pipelines() = Compose(*ordered[i].second, request->include_stages());
+          *response->add_pipelines() =
+              Compose(*ordered[i].second, request->include_stages());
         },
         response->mutable_next_page_token());
   });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::UpdatePipeline(
-    grpc::CallbackServerContext* context, const v1::UpdatePipelineRequest* request,
-    v1::Pipeline* response) {
+    grpc::CallbackServerContext* context,
+    const v1::UpdatePipelineRequest* request, v1::Pipeline* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    CRM_ASSIGN_OR_RETURN(*response,
-                         deps_.manager.UpdatePipeline(request->pipeline(), request->update_mask(),
-                                                      request->etag()));
+    CRM_ASSIGN_OR_RETURN(
+        *response,
+        deps_.manager.UpdatePipeline(request->pipeline(),
+                                     request->update_mask(), request->etag()));
     return absl::OkStatus();
   });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::DeletePipeline(
-    grpc::CallbackServerContext* context, const v1::DeletePipelineRequest* request,
+    grpc::CallbackServerContext* context,
+    const v1::DeletePipelineRequest* request,
     google::protobuf::Empty* /*response*/) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    return deps_.manager.DeletePipeline(request->pipeline_id(), request->etag());
+    return deps_.manager.DeletePipeline(request->pipeline_id(),
+                                        request->etag());
   });
 }
 
-grpc::ServerUnaryReactor* PipelinesServiceImpl::CreateStage(grpc::CallbackServerContext* context,
-                                                            const v1::CreateStageRequest* request,
-                                                            v1::Stage* response) {
+grpc::ServerUnaryReactor* PipelinesServiceImpl::CreateStage(
+    grpc::CallbackServerContext* context, const v1::CreateStageRequest* request,
+    v1::Stage* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    CRM_ASSIGN_OR_RETURN(*response,
-                         deps_.manager.CreateStage(request->pipeline_id(), request->stage()));
+    CRM_ASSIGN_OR_RETURN(
+        *response,
+        deps_.manager.CreateStage(request->pipeline_id(), request->stage()));
     return absl::OkStatus();
   });
 }
 
-grpc::ServerUnaryReactor* PipelinesServiceImpl::GetStage(grpc::CallbackServerContext* context,
-                                                         const v1::GetStageRequest* request,
-                                                         v1::Stage* response) {
+grpc::ServerUnaryReactor* PipelinesServiceImpl::GetStage(
+    grpc::CallbackServerContext* context, const v1::GetStageRequest* request,
+    v1::Stage* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
     const auto snapshot = deps_.manager.Snapshot();
     if (snapshot->FindPipeline(request->pipeline_id()) == nullptr) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", request->pipeline_id(), " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", request->pipeline_id(), " not found"));
     }
-    CRM_ASSIGN_OR_RETURN(const std::string stage_id,
-                         NormalizeStageId(request->pipeline_id(), request->stage_id()));
-    const v1::Stage* stage = snapshot->FindStage(request->pipeline_id(), stage_id);
+    CRM_ASSIGN_OR_RETURN(
+        const std::string stage_id,
+        NormalizeStageId(request->pipeline_id(), request->stage_id()));
+    const v1::Stage* stage =
+        snapshot->FindStage(request->pipeline_id(), stage_id);
     if (stage == nullptr) {
       return absl::NotFoundError(absl::StrCat("stage \"", stage_id,
                                               "\" not found in pipeline ",
@@ -248,9 +271,9 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::GetStage(grpc::CallbackServerCon
   });
 }
 
-grpc::ServerUnaryReactor* PipelinesServiceImpl::ListStages(grpc::CallbackServerContext* context,
-                                                           const grpc::ByteBuffer* request,
-                                                           grpc::ByteBuffer* response) {
+grpc::ServerUnaryReactor* PipelinesServiceImpl::ListStages(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
     v1::ListStagesRequest parsed;
@@ -258,53 +281,58 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::ListStages(grpc::CallbackServerC
     const auto snapshot = deps_.manager.Snapshot();
     const PipelineEntry* entry = snapshot->FindPipeline(parsed.pipeline_id());
     if (entry == nullptr) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
     }
     SetRaw(entry->wire_stages, response);
     return absl::OkStatus();
   });
 }
 
-grpc::ServerUnaryReactor* PipelinesServiceImpl::UpdateStage(grpc::CallbackServerContext* context,
-                                                            const v1::UpdateStageRequest* request,
-                                                            v1::Stage* response) {
+grpc::ServerUnaryReactor* PipelinesServiceImpl::UpdateStage(
+    grpc::CallbackServerContext* context, const v1::UpdateStageRequest* request,
+    v1::Stage* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    CRM_ASSIGN_OR_RETURN(*response, deps_.manager.UpdateStage(
-                                        request->stage(), request->update_mask(), request->etag()));
+    CRM_ASSIGN_OR_RETURN(
+        *response,
+        deps_.manager.UpdateStage(request->stage(), request->update_mask(),
+                                  request->etag()));
     return absl::OkStatus();
   });
 }
 
-grpc::ServerUnaryReactor* PipelinesServiceImpl::DeleteStage(grpc::CallbackServerContext* context,
-                                                            const v1::DeleteStageRequest* request,
-                                                            google::protobuf::Empty* /*response*/) {
+grpc::ServerUnaryReactor* PipelinesServiceImpl::DeleteStage(
+    grpc::CallbackServerContext* context, const v1::DeleteStageRequest* request,
+    google::protobuf::Empty* /*response*/) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    return deps_.manager.DeleteStage(request->pipeline_id(), request->stage_id(),
-                                     request->etag());
+    return deps_.manager.DeleteStage(request->pipeline_id(),
+                                     request->stage_id(), request->etag());
   });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::ReorderStages(
-    grpc::CallbackServerContext* context, const v1::ReorderStagesRequest* request,
-    v1::ListStagesResponse* response) {
+    grpc::CallbackServerContext* context,
+    const v1::ReorderStagesRequest* request, v1::ListStagesResponse* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
     CRM_ASSIGN_OR_RETURN(
         std::vector<v1::Stage> stages,
-        deps_.manager.ReorderStages(request->pipeline_id(), {request->stage_ids().begin(),
-                                                             request->stage_ids().end()}));
+        deps_.manager.ReorderStages(
+            request->pipeline_id(),
+            {request->stage_ids().begin(), request->stage_ids().end()}));
     for (auto& stage : stages) *response->add_stages() = std::move(stage);
     return absl::OkStatus();
   });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::GetConfigVersion(
-    grpc::CallbackServerContext* context, const v1::GetConfigVersionRequest* /*request*/,
+    grpc::CallbackServerContext* context,
+    const v1::GetConfigVersionRequest* /*request*/,
     v1::ConfigVersion* response) {
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
@@ -314,14 +342,16 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::GetConfigVersion(
 }
 
 grpc::ServerWriteReactor<v1::ConfigVersion>* PipelinesServiceImpl::WatchConfig(
-    grpc::CallbackServerContext* context, const v1::WatchConfigRequest* request) {
+    grpc::CallbackServerContext* context,
+    const v1::WatchConfigRequest* request) {
   const absl::Status auth = Authenticate(deps_, *context).status();
   if (!auth.ok()) return new FailedWriter(common::ToGrpcStatus(auth));
   if (request->known_version() < 0) {
     return new FailedWriter(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                          "known_version: must be >= 0"));
   }
-  return new WatchReactor(deps_.notifier, deps_.manager, request->known_version());
+  return new WatchReactor(deps_.notifier, deps_.manager,
+                          request->known_version());
 }
 
 }  // namespace crm::pipeline_config

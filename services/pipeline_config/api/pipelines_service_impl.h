@@ -3,6 +3,7 @@
 #pragma once
 
 #include "crm/pipelines/v1/pipelines_service.grpc.pb.h"
+
 #include "services/pipeline_config/api/call_context.h"
 
 namespace crm::pipeline_config {
@@ -18,21 +19,25 @@ class PipelinesServiceImpl final
   explicit PipelinesServiceImpl(const ServiceDeps& deps) : deps_(deps) {}
 
   // crm::pipelines::v1::PipelinesService::CallbackService
-  grpc::ServerUnaryReactor* CreatePipeline(grpc::CallbackServerContext* context,
-                                           const v1::CreatePipelineRequest* request,
-                                           v1::Pipeline* response) override;
+  grpc::ServerUnaryReactor* CreatePipeline(
+      grpc::CallbackServerContext* context,
+      const v1::CreatePipelineRequest* request,
+      v1::Pipeline* response) override;
   grpc::ServerUnaryReactor* GetPipeline(grpc::CallbackServerContext* context,
                                         const grpc::ByteBuffer* request,
                                         grpc::ByteBuffer* response) override;
-  grpc::ServerUnaryReactor* ListPipelines(grpc::CallbackServerContext* context,
-                                          const v1::ListPipelinesRequest* request,
-                                          v1::ListPipelinesResponse* response) override;
-  grpc::ServerUnaryReactor* UpdatePipeline(grpc::CallbackServerContext* context,
-                                           const v1::UpdatePipelineRequest* request,
-                                           v1::Pipeline* response) override;
-  grpc::ServerUnaryReactor* DeletePipeline(grpc::CallbackServerContext* context,
-                                           const v1::DeletePipelineRequest* request,
-                                           google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* ListPipelines(
+      grpc::CallbackServerContext* context,
+      const v1::ListPipelinesRequest* request,
+      v1::ListPipelinesResponse* response) override;
+  grpc::ServerUnaryReactor* UpdatePipeline(
+      grpc::CallbackServerContext* context,
+      const v1::UpdatePipelineRequest* request,
+      v1::Pipeline* response) override;
+  grpc::ServerUnaryReactor* DeletePipeline(
+      grpc::CallbackServerContext* context,
+      const v1::DeletePipelineRequest* request,
+      google::protobuf::Empty* response) override;
   grpc::ServerUnaryReactor* CreateStage(grpc::CallbackServerContext* context,
                                         const v1::CreateStageRequest* request,
                                         v1::Stage* response) override;
@@ -45,17 +50,21 @@ class PipelinesServiceImpl final
   grpc::ServerUnaryReactor* UpdateStage(grpc::CallbackServerContext* context,
                                         const v1::UpdateStageRequest* request,
                                         v1::Stage* response) override;
-  grpc::ServerUnaryReactor* DeleteStage(grpc::CallbackServerContext* context,
-                                        const v1::DeleteStageRequest* request,
-                                        google::protobuf::Empty* response) override;
-  grpc::ServerUnaryReactor* ReorderStages(grpc::CallbackServerContext* context,
-                                          const v1::ReorderStagesRequest* request,
-                                          v1::ListStagesResponse* response) override;
-  grpc::ServerUnaryReactor* GetConfigVersion(grpc::CallbackServerContext* context,
-                                             const v1::GetConfigVersionRequest* request,
-                                             v1::ConfigVersion* response) override;
+  grpc::ServerUnaryReactor* DeleteStage(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteStageRequest* request,
+      google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* ReorderStages(
+      grpc::CallbackServerContext* context,
+      const v1::ReorderStagesRequest* request,
+      v1::ListStagesResponse* response) override;
+  grpc::ServerUnaryReactor* GetConfigVersion(
+      grpc::CallbackServerContext* context,
+      const v1::GetConfigVersionRequest* request,
+      v1::ConfigVersion* response) override;
   grpc::ServerWriteReactor<v1::ConfigVersion>* WatchConfig(
-      grpc::CallbackServerContext* context, const v1::WatchConfigRequest* request) override;
+      grpc::CallbackServerContext* context,
+      const v1::WatchConfigRequest* request) override;
 
  private:
   const ServiceDeps& deps_;

@@ -13,12 +13,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
-#include "gtest/gtest.h"
-#include "absl/synchronization/notification.h"
 #include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
 
 #include "common/status/status_matchers.h"
 #include "services/pipeline_config/api/service_test_fixture.h"
@@ -1398,8 +1398,7 @@ TEST_F(PipelinesServiceTest, WatchConfigWithCurrentVersionWaitsForAChange) {
 // known_version only decides the first message: a caller that believed it
 // was ahead (e.g. the store was restored from an older backup) still hears of
 // every change.
-TEST_F(PipelinesServiceTest,
-       WatchConfigStreamsChangesWhenKnownVersionIsAhead) {
+TEST_F(PipelinesServiceTest, WatchConfigStreamsChangesWhenKnownVersionIsAhead) {
   const int64_t version = ConfigVersion();
   auto context = MakeContext(ServiceToken("deals"));
   context->set_deadline(std::chrono::system_clock::now() +
@@ -1777,13 +1776,15 @@ class RawReadsTest : public PipelineConfigServiceTest {};
 TEST_F(RawReadsTest, ReadsReflectEveryChange) {
   v1::CreatePipelineRequest create;
   create.mutable_pipeline()->set_name("Raw");
-  ASSERT_OK_AND_ASSIGN(v1::Pipeline created,
-                       CallAs(AdminToken(), &PipelinesStub::CreatePipeline, create));
+  ASSERT_OK_AND_ASSIGN(
+      v1::Pipeline created,
+      CallAs(AdminToken(), &PipelinesStub::CreatePipeline, create));
   v1::UpdatePipelineRequest rename;
   rename.mutable_pipeline()->set_id(created.id());
   rename.mutable_pipeline()->set_name("Renamed");
   rename.mutable_update_mask()->add_paths("name");
-  ASSERT_OK(CallAs(AdminToken(), &PipelinesStub::UpdatePipeline, rename).status());
+  ASSERT_OK(
+      CallAs(AdminToken(), &PipelinesStub::UpdatePipeline, rename).status());
   v1::CreateStageRequest stage;
   stage.set_pipeline_id(created.id());
   stage.mutable_stage()->set_stage_id("TALKS");
@@ -1798,7 +1799,8 @@ TEST_F(RawReadsTest, ReadsReflectEveryChange) {
                        CallAs(UserToken(7), &PipelinesStub::GetPipeline, get));
   EXPECT_EQ(read.name(), "Renamed");
   ASSERT_EQ(read.stages_size(), 9);
-  EXPECT_EQ(read.stages(1).stage_id(), absl::StrCat("C", created.id(), ":TALKS"));
+  EXPECT_EQ(read.stages(1).stage_id(),
+            absl::StrCat("C", created.id(), ":TALKS"));
   v1::ListStagesRequest list;
   list.set_pipeline_id(created.id());
   ASSERT_OK_AND_ASSIGN(v1::ListStagesResponse stages,
@@ -1819,8 +1821,8 @@ TEST_F(RawReadsTest, UnparsableRequestIsInvalidArgument) {
     auto context = MakeContext(AdminToken());
     absl::Notification done;
     grpc::Status status;
-    generic.UnaryCall(context.get(), method, grpc::StubOptions(), &request, &response,
-                      [&](grpc::Status s) {
+    generic.UnaryCall(context.get(), method, grpc::StubOptions(), &request,
+                      &response, [&](grpc::Status s) {
                         status = std::move(s);
                         done.Notify();
                       });

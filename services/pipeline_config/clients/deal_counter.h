@@ -18,7 +18,8 @@ class DealCounter {
   virtual ~DealCounter() = default;
   // Number of deals in the pipeline. UNAVAILABLE when the deals service
   // cannot be asked (deletion is then refused rather than risked).
-  [[nodiscard]] virtual absl::StatusOr<int64_t> CountDealsInPipeline(int64_t pipeline_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<int64_t> CountDealsInPipeline(
+      int64_t pipeline_id) = 0;
   [[nodiscard]] virtual absl::StatusOr<int64_t> CountDealsInStage(
       int64_t pipeline_id, const std::string& stage_id) = 0;
 };
@@ -26,9 +27,12 @@ class DealCounter {
 // Treats every pipeline and stage as empty: no deals service is configured.
 class NoDealsCounter final : public DealCounter {
  public:
-  absl::StatusOr<int64_t> CountDealsInPipeline(int64_t /*pipeline_id*/) override { return 0; }
-  absl::StatusOr<int64_t> CountDealsInStage(int64_t /*pipeline_id*/,
-                                            const std::string& /*stage_id*/) override {
+  absl::StatusOr<int64_t> CountDealsInPipeline(
+      int64_t /*pipeline_id*/) override {
+    return 0;
+  }
+  absl::StatusOr<int64_t> CountDealsInStage(
+      int64_t /*pipeline_id*/, const std::string& /*stage_id*/) override {
     return 0;
   }
 };

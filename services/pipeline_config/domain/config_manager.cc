@@ -28,13 +28,15 @@ struct ConfigManager::Change {
 namespace {
 
 google::protobuf::Timestamp ToTimestamp(absl::Time time) {
-  return google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(time));
+  return google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
+      absl::ToUnixMicros(time));
 }
 
 absl::Status CheckEtag(const std::string& given, const std::string& current,
                        std::string_view what) {
   if (!given.empty() && given != current) {
-    return absl::AbortedError(absl::StrCat("etag: ", std::string(what), " was changed (current etag ",
+    return absl::AbortedError(absl::StrCat("etag: ", std::string(what),
+                                           " was changed (current etag ",
                                            current, ", given ", given, ")"));
   }
   return absl::OkStatus();
@@ -42,12 +44,13 @@ absl::Status CheckEtag(const std::string& given, const std::string& current,
 
 // Validates an update mask against the paths a resource allows. Returns the
 // set of paths. An empty mask is rejected: updates say what they change.
-absl::StatusOr<std::set<std::string>> ParseMask(const FieldMask& mask,
-                                                const std::set<std::string>& mutable_paths,
-                                                const std::set<std::string>& immutable_paths) {
+absl::StatusOr<std::set<std::string>> ParseMask(
+    const FieldMask& mask, const std::set<std::string>& mutable_paths,
+    const std::set<std::string>& immutable_paths) {
   if (mask.paths_size() == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "update_mask: required; updatable fields: ", absl::StrJoin(mutable_paths, ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("update_mask: required; updatable fields: ",
+                     absl::StrJoin(mutable_paths, ", ")));
   }
   std::set<std::string> paths;
   for (const std::string& path : mask.paths()) {
@@ -56,16 +59,17 @@ absl::StatusOr<std::set<std::string>> ParseMask(const FieldMask& mask,
           absl::StrCat("update_mask: ", path, " is immutable"));
     }
     if (mutable_paths.count(path) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("update_mask: unknown field \"", path,
-                                                     "\"; updatable fields: ",
-                                                     absl::StrJoin(mutable_paths, ", ")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "update_mask: unknown field \"", path,
+          "\"; updatable fields: ", absl::StrJoin(mutable_paths, ", ")));
     }
     paths.insert(path);
   }
   return paths;
 }
 
-bool SameIgnoringMeta(const google::protobuf::Message& a, const google::protobuf::Message& b) {
+bool SameIgnoringMeta(const google::protobuf::Message& a,
+                      const google::protobuf::Message& b) {
   return google::protobuf::util::MessageDifferencer::Equals(a, b);
 }
 
@@ -81,7 +85,8 @@ absl::Status ValidatePipelineFields(const v1::Pipeline& pipeline) {
 }
 
 // Removes every mention of a stage from a role. True if the role changed.
-bool ForgetStage(v1::Role* role, int64_t pipeline_id, const std::string& stage_id) {
+bool ForgetStage(v1::Role* role, int64_t pipeline_id,
+                 const std::string& stage_id) {
   bool changed = false;
   for (auto& permissions : *role->mutable_pipelines()) {
     if (permissions.pipeline_id() != pipeline_id) continue;
@@ -90,7 +95,8 @@ bool ForgetStage(v1::Role* role, int64_t pipeline_id, const std::string& stage_i
     for (auto& [from, rule] : *permissions.mutable_transitions()) {
       auto* targets = rule.mutable_to_stage_ids();
       const int before = targets->size();
-      targets->erase(std::remove(targets->begin(), targets->end(), stage_id), targets->end());
+      targets->erase(std::remove(targets->begin(), targets->end(), stage_id),
+                     targets->end());
       if (targets->size() != before) {
         changed = true;
         if (targets->empty() && rule.mode() == v1::TransitionRule::MODE_LIST) {
@@ -102,10 +108,13 @@ bool ForgetStage(v1::Role* role, int64_t pipeline_id, const std::string& stage_i
   return changed;
 }
 
-absl::Status ValidateLevels(const v1::ActionLevels& levels, const std::string& field) {
-  for (int value : {static_cast<int>(levels.read()), static_cast<int>(levels.add()),
-                    static_cast<int>(levels.write()), static_cast<int>(levels.delete_()),
-                    static_cast<int>(levels.export_()), static_cast<int>(levels.import())}) {
+absl::Status ValidateLevels(const v1::ActionLevels& levels,
+                            const std::string& field) {
+  for (int value :
+       {static_cast<int>(levels.read()), static_cast<int>(levels.add()),
+        static_cast<int>(levels.write()), static_cast<int>(levels.delete_()),
+        static_cast<int>(levels.export_()),
+        static_cast<int>(levels.import())}) {
     if (!v1::AccessLevel_IsValid(value)) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ": unknown access level ", value));
@@ -122,16 +131,20 @@ absl::Status ValidateRole(const ConfigData& data, const v1::Role& role) {
     const std::string field = absl::StrCat("role.pipelines[", i, "]");
     const PipelineEntry* entry = data.FindPipeline(permissions.pipeline_id());
     if (entry == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".pipeline_id: pipeline ", permissions.pipeline_id(), " does not exist"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".pipeline_id: pipeline ",
+                       permissions.pipeline_id(), " does not exist"));
     }
     if (!seen.insert(permissions.pipeline_id()).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".pipeline_id: pipeline ", permissions.pipeline_id(), " is listed twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".pipeline_id: pipeline ",
+                       permissions.pipeline_id(), " is listed twice"));
     }
-    CRM_RETURN_IF_ERROR(ValidateLevels(permissions.levels(), field + ".levels"));
+    CRM_RETURN_IF_ERROR(
+        ValidateLevels(permissions.levels(), field + ".levels"));
     if (!v1::AutomationAccess_IsValid(permissions.automation())) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ".automation: unknown value"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".automation: unknown value"));
     }
     auto has_stage = [&](const std::string& stage_id) {
       return data.FindStage(permissions.pipeline_id(), stage_id) != nullptr;
@@ -139,35 +152,41 @@ absl::Status ValidateRole(const ConfigData& data, const v1::Role& role) {
     for (const auto& [stage_id, levels] : permissions.stage_levels()) {
       if (!has_stage(stage_id)) {
         return absl::InvalidArgumentError(
-            absl::StrCat(field, ".stage_levels: stage \"", stage_id, "\" is not in pipeline ",
-                         permissions.pipeline_id()));
+            absl::StrCat(field, ".stage_levels: stage \"", stage_id,
+                         "\" is not in pipeline ", permissions.pipeline_id()));
       }
-      CRM_RETURN_IF_ERROR(
-          ValidateLevels(levels, absl::StrCat(field, ".stage_levels[", stage_id, "]")));
+      CRM_RETURN_IF_ERROR(ValidateLevels(
+          levels, absl::StrCat(field, ".stage_levels[", stage_id, "]")));
     }
     for (const auto& [stage_id, rule] : permissions.transitions()) {
-      const std::string rule_field = absl::StrCat(field, ".transitions[", stage_id, "]");
+      const std::string rule_field =
+          absl::StrCat(field, ".transitions[", stage_id, "]");
       if (!has_stage(stage_id)) {
-        return absl::InvalidArgumentError(absl::StrCat(rule_field, ": stage \"", stage_id,
-                                                       "\" is not in pipeline ",
-                                                       permissions.pipeline_id()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(rule_field, ": stage \"", stage_id,
+                         "\" is not in pipeline ", permissions.pipeline_id()));
       }
       if (!v1::TransitionRule::Mode_IsValid(rule.mode())) {
-        return absl::InvalidArgumentError(absl::StrCat(rule_field, ".mode: unknown value"));
-      }
-      if (rule.mode() == v1::TransitionRule::MODE_LIST && rule.to_stage_ids_size() == 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            rule_field, ".to_stage_ids: a LIST rule needs target stages (use BLOCKED for none)"));
-      }
-      if (rule.mode() != v1::TransitionRule::MODE_LIST && rule.to_stage_ids_size() > 0) {
         return absl::InvalidArgumentError(
-            absl::StrCat(rule_field, ".to_stage_ids: only a LIST rule has target stages"));
+            absl::StrCat(rule_field, ".mode: unknown value"));
+      }
+      if (rule.mode() == v1::TransitionRule::MODE_LIST &&
+          rule.to_stage_ids_size() == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(rule_field,
+                         ".to_stage_ids: a LIST rule needs target stages (use "
+                         "BLOCKED for none)"));
+      }
+      if (rule.mode() != v1::TransitionRule::MODE_LIST &&
+          rule.to_stage_ids_size() > 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            rule_field, ".to_stage_ids: only a LIST rule has target stages"));
       }
       for (const auto& target : rule.to_stage_ids()) {
         if (!has_stage(target)) {
-          return absl::InvalidArgumentError(absl::StrCat(rule_field, ".to_stage_ids: stage \"",
-                                                         target, "\" is not in pipeline ",
-                                                         permissions.pipeline_id()));
+          return absl::InvalidArgumentError(absl::StrCat(
+              rule_field, ".to_stage_ids: stage \"", target,
+              "\" is not in pipeline ", permissions.pipeline_id()));
         }
       }
     }
@@ -181,8 +200,9 @@ absl::Status NormalizeMembers(v1::Department* department) {
     return absl::InvalidArgumentError("department.head_user_id: must be >= 0");
   }
   if (department->member_user_ids_size() > kMaxDepartmentMembers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "department.member_user_ids: at most ", kMaxDepartmentMembers, " members"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("department.member_user_ids: at most ",
+                     kMaxDepartmentMembers, " members"));
   }
   std::set<int64_t> seen;
   google::protobuf::RepeatedField<int64_t> members;
@@ -199,7 +219,9 @@ absl::Status NormalizeMembers(v1::Department* department) {
 
 }  // namespace
 
-std::string EtagForVersion(int64_t version) { return absl::StrCat("\"", version, "\""); }
+std::string EtagForVersion(int64_t version) {
+  return absl::StrCat("\"", version, "\"");
+}
 
 ConfigManager::ConfigManager(ConfigStore& store, DealCounter& deal_counter,
                              VersionNotifier& notifier, NowFn now,
@@ -210,14 +232,13 @@ ConfigManager::ConfigManager(ConfigStore& store, DealCounter& deal_counter,
       now_(std::move(now)),
       snapshot_(std::move(snapshot)) {}
 
-absl::StatusOr<std::unique_ptr<ConfigManager>> ConfigManager::Create(ConfigStore& store,
-                                                                    DealCounter& deal_counter,
-                                                                    VersionNotifier& notifier,
-                                                                    NowFn now) {
+absl::StatusOr<std::unique_ptr<ConfigManager>> ConfigManager::Create(
+    ConfigStore& store, DealCounter& deal_counter, VersionNotifier& notifier,
+    NowFn now) {
   CRM_ASSIGN_OR_RETURN(ConfigData data, store.Load());
-  auto manager = std::unique_ptr<ConfigManager>(new ConfigManager(
-      store, deal_counter, notifier, std::move(now),
-      std::make_shared<const ConfigData>(std::move(data))));
+  auto manager = std::unique_ptr<ConfigManager>(
+      new ConfigManager(store, deal_counter, notifier, std::move(now),
+                        std::make_shared<const ConfigData>(std::move(data))));
   if (manager->Snapshot()->FindPipeline(0) == nullptr) {
     CRM_RETURN_IF_ERROR(manager->Mutate([](Change& change) {
       v1::Pipeline pipeline;
@@ -251,14 +272,16 @@ std::shared_ptr<const ConfigData> ConfigManager::Snapshot() const {
   return snapshot_;
 }
 
-absl::Status ConfigManager::Mutate(const std::function<absl::Status(Change&)>& fn) {
+absl::Status ConfigManager::Mutate(
+    const std::function<absl::Status(Change&)>& fn) {
   absl::MutexLock write_lock(&write_mu_);
   const std::shared_ptr<const ConfigData> current = Snapshot();
   auto next = std::make_shared<ConfigData>(*current);
   const int64_t version = current->counters.version() + 1;
   next->counters.set_version(version);
   ConfigStore::Batch batch = store_.NewBatch();
-  Change change{*next, batch, version, ToTimestamp(now_()), EtagForVersion(version)};
+  Change change{*next, batch, version, ToTimestamp(now_()),
+                EtagForVersion(version)};
   CRM_RETURN_IF_ERROR(fn(change));
   if (batch.changes() == 0) return absl::OkStatus();
   batch.PutCounters(next->counters);
@@ -272,19 +295,21 @@ absl::Status ConfigManager::Mutate(const std::function<absl::Status(Change&)>& f
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Pipeline> ConfigManager::GetPipeline(int64_t pipeline_id) const {
+absl::StatusOr<v1::Pipeline> ConfigManager::GetPipeline(
+    int64_t pipeline_id) const {
   const auto snapshot = Snapshot();
   const PipelineEntry* entry = snapshot->FindPipeline(pipeline_id);
   if (entry == nullptr) {
-    return absl::NotFoundError(absl::StrCat("pipeline ", pipeline_id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("pipeline ", pipeline_id, " not found"));
   }
   return WithStages(*entry);
 }
 
 // --- Pipelines ---------------------------------------------------------------
 
-absl::StatusOr<v1::Pipeline> ConfigManager::CreatePipeline(const v1::Pipeline& input,
-                                                           const std::string& request_id) {
+absl::StatusOr<v1::Pipeline> ConfigManager::CreatePipeline(
+    const v1::Pipeline& input, const std::string& request_id) {
   CRM_RETURN_IF_ERROR(ValidatePipelineFields(input));
   CRM_RETURN_IF_ERROR(ValidateRequestId(request_id));
   const std::string fingerprint =
@@ -337,23 +362,24 @@ absl::StatusOr<v1::Pipeline> ConfigManager::CreatePipeline(const v1::Pipeline& i
   }));
   auto pipeline = GetPipeline(created_id);
   if (!pipeline.ok() && absl::IsNotFound(pipeline.status())) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "request_id: the pipeline ", created_id, " created by this request was deleted"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("request_id: the pipeline ", created_id,
+                     " created by this request was deleted"));
   }
   return pipeline;
 }
 
-absl::StatusOr<v1::Pipeline> ConfigManager::UpdatePipeline(const v1::Pipeline& input,
-                                                           const FieldMask& mask,
-                                                           const std::string& etag) {
+absl::StatusOr<v1::Pipeline> ConfigManager::UpdatePipeline(
+    const v1::Pipeline& input, const FieldMask& mask, const std::string& etag) {
   CRM_ASSIGN_OR_RETURN(std::set<std::string> paths,
                        ParseMask(mask, {"name", "sort"},
-                                 {"id", "create_time", "update_time", "etag", "stages",
-                                  "is_default"}));
+                                 {"id", "create_time", "update_time", "etag",
+                                  "stages", "is_default"}));
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(input.id());
     if (it == change.data.pipelines.end()) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", input.id(), " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", input.id(), " not found"));
     }
     v1::Pipeline& pipeline = it->second.pipeline;
     CRM_RETURN_IF_ERROR(CheckEtag(etag, pipeline.etag(), "the pipeline"));
@@ -371,20 +397,26 @@ absl::StatusOr<v1::Pipeline> ConfigManager::UpdatePipeline(const v1::Pipeline& i
   return GetPipeline(input.id());
 }
 
-absl::Status ConfigManager::DeletePipeline(int64_t pipeline_id, const std::string& etag) {
+absl::Status ConfigManager::DeletePipeline(int64_t pipeline_id,
+                                           const std::string& etag) {
   if (pipeline_id == 0) {
-    return absl::FailedPreconditionError("pipeline 0 is the default pipeline and cannot be deleted");
+    return absl::FailedPreconditionError(
+        "pipeline 0 is the default pipeline and cannot be deleted");
   }
   return Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(pipeline_id);
     if (it == change.data.pipelines.end()) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", pipeline_id, " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", pipeline_id, " not found"));
     }
-    CRM_RETURN_IF_ERROR(CheckEtag(etag, it->second.pipeline.etag(), "the pipeline"));
-    CRM_ASSIGN_OR_RETURN(int64_t deals, deal_counter_.CountDealsInPipeline(pipeline_id));
+    CRM_RETURN_IF_ERROR(
+        CheckEtag(etag, it->second.pipeline.etag(), "the pipeline"));
+    CRM_ASSIGN_OR_RETURN(int64_t deals,
+                         deal_counter_.CountDealsInPipeline(pipeline_id));
     if (deals > 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "pipeline ", pipeline_id, " still holds ", deals, " deals; move or delete them first"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("pipeline ", pipeline_id, " still holds ", deals,
+                       " deals; move or delete them first"));
     }
     for (const auto& stage : it->second.stages) {
       change.batch.DeleteStage(pipeline_id, stage.stage_id());
@@ -413,19 +445,22 @@ absl::Status ConfigManager::DeletePipeline(int64_t pipeline_id, const std::strin
 
 absl::StatusOr<v1::Stage> ConfigManager::CreateStage(int64_t pipeline_id,
                                                      const v1::Stage& input) {
-  CRM_ASSIGN_OR_RETURN(std::string stage_id, NormalizeStageId(pipeline_id, input.stage_id()));
+  CRM_ASSIGN_OR_RETURN(std::string stage_id,
+                       NormalizeStageId(pipeline_id, input.stage_id()));
   v1::Stage stage = input;
   stage.set_stage_id(stage_id);
   stage.set_pipeline_id(pipeline_id);
   stage.clear_create_time();
   stage.clear_update_time();
   stage.clear_etag();
-  if (stage.color().empty()) stage.set_color(DefaultStageColor(stage.semantics()));
+  if (stage.color().empty())
+    stage.set_color(DefaultStageColor(stage.semantics()));
   CRM_RETURN_IF_ERROR(ValidateStageFields(stage));
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(pipeline_id);
     if (it == change.data.pipelines.end()) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", pipeline_id, " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", pipeline_id, " not found"));
     }
     auto& stages = it->second.stages;
     if (stages.size() >= static_cast<size_t>(kMaxStagesPerPipeline)) {
@@ -434,8 +469,8 @@ absl::StatusOr<v1::Stage> ConfigManager::CreateStage(int64_t pipeline_id,
     }
     for (const auto& existing : stages) {
       if (existing.stage_id() == stage_id) {
-        return absl::AlreadyExistsError(absl::StrCat("stage ", stage_id,
-                                                     " already exists in pipeline ", pipeline_id));
+        return absl::AlreadyExistsError(absl::StrCat(
+            "stage ", stage_id, " already exists in pipeline ", pipeline_id));
       }
     }
     *stage.mutable_create_time() = change.now;
@@ -453,24 +488,29 @@ absl::StatusOr<v1::Stage> ConfigManager::CreateStage(int64_t pipeline_id,
 absl::StatusOr<v1::Stage> ConfigManager::UpdateStage(const v1::Stage& input,
                                                      const FieldMask& mask,
                                                      const std::string& etag) {
-  CRM_ASSIGN_OR_RETURN(
-      std::set<std::string> paths,
-      ParseMask(mask, {"name", "sort", "color", "default_probability", "rotting_days"},
-                {"stage_id", "pipeline_id", "semantics", "create_time", "update_time", "etag"}));
+  CRM_ASSIGN_OR_RETURN(std::set<std::string> paths,
+                       ParseMask(mask,
+                                 {"name", "sort", "color",
+                                  "default_probability", "rotting_days"},
+                                 {"stage_id", "pipeline_id", "semantics",
+                                  "create_time", "update_time", "etag"}));
   CRM_ASSIGN_OR_RETURN(const std::string stage_id,
                        NormalizeStageId(input.pipeline_id(), input.stage_id()));
   v1::Stage result;
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(input.pipeline_id());
     if (it == change.data.pipelines.end()) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", input.pipeline_id(), " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", input.pipeline_id(), " not found"));
     }
     auto& stages = it->second.stages;
-    auto stage_it = std::find_if(stages.begin(), stages.end(),
-                                 [&](const v1::Stage& s) { return s.stage_id() == stage_id; });
+    auto stage_it = std::find_if(
+        stages.begin(), stages.end(),
+        [&](const v1::Stage& s) { return s.stage_id() == stage_id; });
     if (stage_it == stages.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("stage \"", stage_id, "\" not found in pipeline ", input.pipeline_id()));
+      return absl::NotFoundError(absl::StrCat("stage \"", stage_id,
+                                              "\" not found in pipeline ",
+                                              input.pipeline_id()));
     }
     CRM_RETURN_IF_ERROR(CheckEtag(etag, stage_it->etag(), "the stage"));
     v1::Stage updated = *stage_it;
@@ -480,7 +520,8 @@ absl::StatusOr<v1::Stage> ConfigManager::UpdateStage(const v1::Stage& input,
     if (paths.count("default_probability") > 0) {
       updated.set_default_probability(input.default_probability());
     }
-    if (paths.count("rotting_days") > 0) updated.set_rotting_days(input.rotting_days());
+    if (paths.count("rotting_days") > 0)
+      updated.set_rotting_days(input.rotting_days());
     CRM_RETURN_IF_ERROR(ValidateStageFields(updated));
     if (SameIgnoringMeta(updated, *stage_it)) {
       result = *stage_it;
@@ -498,28 +539,34 @@ absl::StatusOr<v1::Stage> ConfigManager::UpdateStage(const v1::Stage& input,
   return result;
 }
 
-absl::Status ConfigManager::DeleteStage(int64_t pipeline_id, const std::string& raw_stage_id,
+absl::Status ConfigManager::DeleteStage(int64_t pipeline_id,
+                                        const std::string& raw_stage_id,
                                         const std::string& etag) {
-  CRM_ASSIGN_OR_RETURN(const std::string stage_id, NormalizeStageId(pipeline_id, raw_stage_id));
+  CRM_ASSIGN_OR_RETURN(const std::string stage_id,
+                       NormalizeStageId(pipeline_id, raw_stage_id));
   return Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(pipeline_id);
     if (it == change.data.pipelines.end()) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", pipeline_id, " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", pipeline_id, " not found"));
     }
     auto& stages = it->second.stages;
-    auto stage_it = std::find_if(stages.begin(), stages.end(),
-                                 [&](const v1::Stage& s) { return s.stage_id() == stage_id; });
+    auto stage_it = std::find_if(
+        stages.begin(), stages.end(),
+        [&](const v1::Stage& s) { return s.stage_id() == stage_id; });
     if (stage_it == stages.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("stage \"", stage_id, "\" not found in pipeline ", pipeline_id));
+      return absl::NotFoundError(absl::StrCat(
+          "stage \"", stage_id, "\" not found in pipeline ", pipeline_id));
     }
     CRM_RETURN_IF_ERROR(CheckEtag(etag, stage_it->etag(), "the stage"));
     stages.erase(stage_it);
     CRM_RETURN_IF_ERROR(CheckStageOrder(stages));
-    CRM_ASSIGN_OR_RETURN(int64_t deals, deal_counter_.CountDealsInStage(pipeline_id, stage_id));
+    CRM_ASSIGN_OR_RETURN(
+        int64_t deals, deal_counter_.CountDealsInStage(pipeline_id, stage_id));
     if (deals > 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "stage ", stage_id, " still holds ", deals, " deals; move them to another stage first"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("stage ", stage_id, " still holds ", deals,
+                       " deals; move them to another stage first"));
     }
     change.batch.DeleteStage(pipeline_id, stage_id);
     for (auto& [role_id, role] : change.data.roles) {
@@ -539,15 +586,16 @@ absl::StatusOr<std::vector<v1::Stage>> ConfigManager::ReorderStages(
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(pipeline_id);
     if (it == change.data.pipelines.end()) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", pipeline_id, " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", pipeline_id, " not found"));
     }
     auto& stages = it->second.stages;
     std::vector<std::string> ids;
     for (size_t i = 0; i < raw_stage_ids.size(); ++i) {
       auto id = NormalizeStageId(pipeline_id, raw_stage_ids[i]);
       if (!id.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("stage_ids[", i, "]: ", std::string(id.status().message())));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stage_ids[", i, "]: ", std::string(id.status().message())));
       }
       ids.push_back(*std::move(id));
     }
@@ -557,18 +605,19 @@ absl::StatusOr<std::vector<v1::Stage>> ConfigManager::ReorderStages(
       return absl::InvalidArgumentError("stage_ids: a stage is listed twice");
     }
     if (stage_ids.size() != stages.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "stage_ids: must list all ", stages.size(), " stages of the pipeline, got ",
-          stage_ids.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage_ids: must list all ", stages.size(),
+                       " stages of the pipeline, got ", stage_ids.size()));
     }
     std::vector<v1::Stage> reordered;
     for (size_t i = 0; i < stage_ids.size(); ++i) {
-      auto stage_it = std::find_if(stages.begin(), stages.end(), [&](const v1::Stage& s) {
-        return s.stage_id() == stage_ids[i];
-      });
+      auto stage_it = std::find_if(
+          stages.begin(), stages.end(),
+          [&](const v1::Stage& s) { return s.stage_id() == stage_ids[i]; });
       if (stage_it == stages.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "stage_ids[", i, "]: stage \"", stage_ids[i], "\" is not in pipeline ", pipeline_id));
+        return absl::InvalidArgumentError(
+            absl::StrCat("stage_ids[", i, "]: stage \"", stage_ids[i],
+                         "\" is not in pipeline ", pipeline_id));
       }
       v1::Stage stage = *stage_it;
       stage.set_sort(static_cast<int32_t>((i + 1) * 10));
@@ -576,7 +625,8 @@ absl::StatusOr<std::vector<v1::Stage>> ConfigManager::ReorderStages(
     }
     CRM_RETURN_IF_ERROR(CheckStageOrder(reordered));
     for (auto& stage : reordered) {
-      const v1::Stage* old = change.data.FindStage(pipeline_id, stage.stage_id());
+      const v1::Stage* old =
+          change.data.FindStage(pipeline_id, stage.stage_id());
       if (old->sort() == stage.sort()) continue;
       *stage.mutable_update_time() = change.now;
       stage.set_etag(change.etag);
@@ -594,7 +644,8 @@ absl::StatusOr<std::vector<v1::Stage>> ConfigManager::ReorderStages(
 namespace {
 
 // Gives new options ids and checks that kept ids belong to `previous`.
-absl::Status AssignOptionIds(v1::FieldDefinition* field, const v1::FieldDefinition* previous,
+absl::Status AssignOptionIds(v1::FieldDefinition* field,
+                             const v1::FieldDefinition* previous,
                              crm::pipelines::storage::Counters* counters) {
   std::set<int64_t> known;
   if (previous != nullptr) {
@@ -604,9 +655,10 @@ absl::Status AssignOptionIds(v1::FieldDefinition* field, const v1::FieldDefiniti
     auto* option = field->mutable_options(i);
     if (option->id() != 0 && previous != nullptr) {
       if (known.erase(option->id()) == 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "field.options[", i, "].id: option ", option->id(), " is not an option of ",
-            field->code(), " (use 0 for a new option)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("field.options[", i, "].id: option ", option->id(),
+                         " is not an option of ", field->code(),
+                         " (use 0 for a new option)"));
       }
       continue;
     }
@@ -629,13 +681,15 @@ absl::StatusOr<v1::FieldDefinition> ConfigManager::CreateField(
   CRM_RETURN_IF_ERROR(ValidateFieldDefinition(field));
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     if (change.data.fields.count(field.code()) > 0) {
-      return absl::AlreadyExistsError(absl::StrCat("field ", field.code(), " already exists"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("field ", field.code(), " already exists"));
     }
     if (change.data.fields.size() >= static_cast<size_t>(kMaxFields)) {
       return absl::ResourceExhaustedError(
           absl::StrCat("fields: at most ", kMaxFields, " custom fields"));
     }
-    CRM_RETURN_IF_ERROR(AssignOptionIds(&field, nullptr, &change.data.counters));
+    CRM_RETURN_IF_ERROR(
+        AssignOptionIds(&field, nullptr, &change.data.counters));
     *field.mutable_create_time() = change.now;
     *field.mutable_update_time() = change.now;
     field.set_etag(change.etag);
@@ -646,18 +700,20 @@ absl::StatusOr<v1::FieldDefinition> ConfigManager::CreateField(
   return field;
 }
 
-absl::StatusOr<v1::FieldDefinition> ConfigManager::UpdateField(const v1::FieldDefinition& input,
-                                                               const FieldMask& mask,
-                                                               const std::string& etag) {
-  CRM_ASSIGN_OR_RETURN(std::set<std::string> paths,
-                       ParseMask(mask, {"label", "sort", "mandatory", "options"},
-                                 {"code", "type", "multiple", "create_time", "update_time",
-                                  "etag"}));
+absl::StatusOr<v1::FieldDefinition> ConfigManager::UpdateField(
+    const v1::FieldDefinition& input, const FieldMask& mask,
+    const std::string& etag) {
+  CRM_ASSIGN_OR_RETURN(
+      std::set<std::string> paths,
+      ParseMask(
+          mask, {"label", "sort", "mandatory", "options"},
+          {"code", "type", "multiple", "create_time", "update_time", "etag"}));
   v1::FieldDefinition result;
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.fields.find(input.code());
     if (it == change.data.fields.end()) {
-      return absl::NotFoundError(absl::StrCat("field ", input.code(), " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("field ", input.code(), " not found"));
     }
     CRM_RETURN_IF_ERROR(CheckEtag(etag, it->second.etag(), "the field"));
     v1::FieldDefinition updated = it->second;
@@ -666,7 +722,8 @@ absl::StatusOr<v1::FieldDefinition> ConfigManager::UpdateField(const v1::FieldDe
     if (paths.count("mandatory") > 0) updated.set_mandatory(input.mandatory());
     if (paths.count("options") > 0) {
       *updated.mutable_options() = input.options();
-      CRM_RETURN_IF_ERROR(AssignOptionIds(&updated, &it->second, &change.data.counters));
+      CRM_RETURN_IF_ERROR(
+          AssignOptionIds(&updated, &it->second, &change.data.counters));
     }
     CRM_RETURN_IF_ERROR(ValidateFieldDefinition(updated));
     if (SameIgnoringMeta(updated, it->second)) {
@@ -683,7 +740,8 @@ absl::StatusOr<v1::FieldDefinition> ConfigManager::UpdateField(const v1::FieldDe
   return result;
 }
 
-absl::Status ConfigManager::DeleteField(const std::string& code, const std::string& etag) {
+absl::Status ConfigManager::DeleteField(const std::string& code,
+                                        const std::string& etag) {
   return Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.fields.find(code);
     if (it == change.data.fields.end()) {
@@ -698,7 +756,8 @@ absl::Status ConfigManager::DeleteField(const std::string& code, const std::stri
 
 // --- Departments -------------------------------------------------------------
 
-absl::StatusOr<v1::Department> ConfigManager::CreateDepartment(const v1::Department& input) {
+absl::StatusOr<v1::Department> ConfigManager::CreateDepartment(
+    const v1::Department& input) {
   v1::Department department = input;
   department.clear_create_time();
   department.clear_update_time();
@@ -706,9 +765,11 @@ absl::StatusOr<v1::Department> ConfigManager::CreateDepartment(const v1::Departm
   CRM_RETURN_IF_ERROR(ValidateName("department.name", department.name()));
   CRM_RETURN_IF_ERROR(NormalizeMembers(&department));
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
-    if (department.parent_id() != 0 && change.data.departments.count(department.parent_id()) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "department.parent_id: department ", department.parent_id(), " does not exist"));
+    if (department.parent_id() != 0 &&
+        change.data.departments.count(department.parent_id()) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("department.parent_id: department ",
+                       department.parent_id(), " does not exist"));
     }
     auto& counters = change.data.counters;
     const int64_t id = std::max<int64_t>(1, counters.next_department_id());
@@ -724,30 +785,33 @@ absl::StatusOr<v1::Department> ConfigManager::CreateDepartment(const v1::Departm
   return department;
 }
 
-absl::StatusOr<v1::Department> ConfigManager::UpdateDepartment(const v1::Department& input,
-                                                               const FieldMask& mask,
-                                                               const std::string& etag) {
-  CRM_ASSIGN_OR_RETURN(std::set<std::string> paths,
-                       ParseMask(mask, {"name", "parent_id", "head_user_id", "member_user_ids"},
-                                 {"id", "create_time", "update_time", "etag"}));
+absl::StatusOr<v1::Department> ConfigManager::UpdateDepartment(
+    const v1::Department& input, const FieldMask& mask,
+    const std::string& etag) {
+  CRM_ASSIGN_OR_RETURN(
+      std::set<std::string> paths,
+      ParseMask(mask, {"name", "parent_id", "head_user_id", "member_user_ids"},
+                {"id", "create_time", "update_time", "etag"}));
   v1::Department result;
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.departments.find(input.id());
     if (it == change.data.departments.end()) {
-      return absl::NotFoundError(absl::StrCat("department ", input.id(), " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("department ", input.id(), " not found"));
     }
     CRM_RETURN_IF_ERROR(CheckEtag(etag, it->second.etag(), "the department"));
     v1::Department updated = it->second;
     if (paths.count("name") > 0) updated.set_name(input.name());
-    if (paths.count("head_user_id") > 0) updated.set_head_user_id(input.head_user_id());
+    if (paths.count("head_user_id") > 0)
+      updated.set_head_user_id(input.head_user_id());
     if (paths.count("member_user_ids") > 0) {
       *updated.mutable_member_user_ids() = input.member_user_ids();
     }
     if (paths.count("parent_id") > 0) {
       const int64_t parent = input.parent_id();
       if (parent != 0 && change.data.departments.count(parent) == 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("department.parent_id: department ", parent, " does not exist"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "department.parent_id: department ", parent, " does not exist"));
       }
       // The new parent must not be the department itself or one below it.
       for (int64_t current = parent; current != 0;
@@ -776,11 +840,13 @@ absl::StatusOr<v1::Department> ConfigManager::UpdateDepartment(const v1::Departm
   return result;
 }
 
-absl::Status ConfigManager::DeleteDepartment(int64_t department_id, const std::string& etag) {
+absl::Status ConfigManager::DeleteDepartment(int64_t department_id,
+                                             const std::string& etag) {
   return Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.departments.find(department_id);
     if (it == change.data.departments.end()) {
-      return absl::NotFoundError(absl::StrCat("department ", department_id, " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("department ", department_id, " not found"));
     }
     CRM_RETURN_IF_ERROR(CheckEtag(etag, it->second.etag(), "the department"));
     int children = 0;
@@ -788,13 +854,14 @@ absl::Status ConfigManager::DeleteDepartment(int64_t department_id, const std::s
       if (department.parent_id() == department_id) ++children;
     }
     if (children > 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "department ", department_id, " has ", children,
-          " subdepartments; delete or move them first"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("department ", department_id, " has ", children,
+                       " subdepartments; delete or move them first"));
     }
     change.data.departments.erase(it);
     change.batch.DeleteDepartment(department_id);
-    for (auto a = change.data.assignments.begin(); a != change.data.assignments.end();) {
+    for (auto a = change.data.assignments.begin();
+         a != change.data.assignments.end();) {
       if (a->second.subject_case() == v1::RoleAssignment::kDepartmentId &&
           a->second.department_id() == department_id) {
         change.batch.DeleteAssignment(a->first);
@@ -830,7 +897,8 @@ absl::StatusOr<v1::Role> ConfigManager::CreateRole(const v1::Role& input) {
   return role;
 }
 
-absl::StatusOr<v1::Role> ConfigManager::UpdateRole(const v1::Role& input, const FieldMask& mask,
+absl::StatusOr<v1::Role> ConfigManager::UpdateRole(const v1::Role& input,
+                                                   const FieldMask& mask,
                                                    const std::string& etag) {
   CRM_ASSIGN_OR_RETURN(std::set<std::string> paths,
                        ParseMask(mask, {"name", "pipelines", "config"},
@@ -839,12 +907,14 @@ absl::StatusOr<v1::Role> ConfigManager::UpdateRole(const v1::Role& input, const 
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.roles.find(input.id());
     if (it == change.data.roles.end()) {
-      return absl::NotFoundError(absl::StrCat("role ", input.id(), " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("role ", input.id(), " not found"));
     }
     CRM_RETURN_IF_ERROR(CheckEtag(etag, it->second.etag(), "the role"));
     v1::Role updated = it->second;
     if (paths.count("name") > 0) updated.set_name(input.name());
-    if (paths.count("pipelines") > 0) *updated.mutable_pipelines() = input.pipelines();
+    if (paths.count("pipelines") > 0)
+      *updated.mutable_pipelines() = input.pipelines();
     if (paths.count("config") > 0) updated.set_config(input.config());
     CRM_RETURN_IF_ERROR(ValidateRole(change.data, updated));
     if (SameIgnoringMeta(updated, it->second)) {
@@ -861,7 +931,8 @@ absl::StatusOr<v1::Role> ConfigManager::UpdateRole(const v1::Role& input, const 
   return result;
 }
 
-absl::Status ConfigManager::DeleteRole(int64_t role_id, const std::string& etag) {
+absl::Status ConfigManager::DeleteRole(int64_t role_id,
+                                       const std::string& etag) {
   return Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.roles.find(role_id);
     if (it == change.data.roles.end()) {
@@ -870,7 +941,8 @@ absl::Status ConfigManager::DeleteRole(int64_t role_id, const std::string& etag)
     CRM_RETURN_IF_ERROR(CheckEtag(etag, it->second.etag(), "the role"));
     change.data.roles.erase(it);
     change.batch.DeleteRole(role_id);
-    for (auto a = change.data.assignments.begin(); a != change.data.assignments.end();) {
+    for (auto a = change.data.assignments.begin();
+         a != change.data.assignments.end();) {
       if (a->second.role_id() == role_id) {
         change.batch.DeleteAssignment(a->first);
         a = change.data.assignments.erase(a);
@@ -891,7 +963,8 @@ absl::StatusOr<v1::RoleAssignment> ConfigManager::CreateRoleAssignment(
   switch (assignment.subject_case()) {
     case v1::RoleAssignment::kUserId:
       if (assignment.user_id() <= 0) {
-        return absl::InvalidArgumentError("assignment.user_id: user ids are positive");
+        return absl::InvalidArgumentError(
+            "assignment.user_id: user ids are positive");
       }
       if (assignment.include_subdepartments()) {
         return absl::InvalidArgumentError(
@@ -907,20 +980,22 @@ absl::StatusOr<v1::RoleAssignment> ConfigManager::CreateRoleAssignment(
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     if (change.data.roles.count(assignment.role_id()) == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("assignment.role_id: role ", assignment.role_id(), " does not exist"));
+          absl::StrCat("assignment.role_id: role ", assignment.role_id(),
+                       " does not exist"));
     }
     if (assignment.subject_case() == v1::RoleAssignment::kDepartmentId &&
         change.data.departments.count(assignment.department_id()) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("assignment.department_id: department ",
-                                                     assignment.department_id(),
-                                                     " does not exist"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("assignment.department_id: department ",
+                       assignment.department_id(), " does not exist"));
     }
     for (const auto& [id, existing] : change.data.assignments) {
       if (existing.role_id() == assignment.role_id() &&
           existing.subject_case() == assignment.subject_case() &&
           existing.user_id() == assignment.user_id() &&
           existing.department_id() == assignment.department_id() &&
-          existing.include_subdepartments() == assignment.include_subdepartments()) {
+          existing.include_subdepartments() ==
+              assignment.include_subdepartments()) {
         return absl::AlreadyExistsError(
             absl::StrCat("the same assignment exists already (id ", id, ")"));
       }
@@ -941,7 +1016,8 @@ absl::Status ConfigManager::DeleteRoleAssignment(int64_t assignment_id) {
   return Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.assignments.find(assignment_id);
     if (it == change.data.assignments.end()) {
-      return absl::NotFoundError(absl::StrCat("role assignment ", assignment_id, " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("role assignment ", assignment_id, " not found"));
     }
     change.data.assignments.erase(it);
     change.batch.DeleteAssignment(assignment_id);

@@ -45,43 +45,51 @@ class ConfigManager {
   int64_t version() const { return Snapshot()->counters.version(); }
 
   // Pipeline with its stages. NOT_FOUND.
-  [[nodiscard]] absl::StatusOr<v1::Pipeline> GetPipeline(int64_t pipeline_id) const;
+  [[nodiscard]] absl::StatusOr<v1::Pipeline> GetPipeline(
+      int64_t pipeline_id) const;
 
-  [[nodiscard]] absl::StatusOr<v1::Pipeline> CreatePipeline(const v1::Pipeline& pipeline,
-                                                            const std::string& request_id);
+  [[nodiscard]] absl::StatusOr<v1::Pipeline> CreatePipeline(
+      const v1::Pipeline& pipeline, const std::string& request_id);
   [[nodiscard]] absl::StatusOr<v1::Pipeline> UpdatePipeline(
       const v1::Pipeline& pipeline, const google::protobuf::FieldMask& mask,
       const std::string& etag);
-  [[nodiscard]] absl::Status DeletePipeline(int64_t pipeline_id, const std::string& etag);
+  [[nodiscard]] absl::Status DeletePipeline(int64_t pipeline_id,
+                                            const std::string& etag);
 
   [[nodiscard]] absl::StatusOr<v1::Stage> CreateStage(int64_t pipeline_id,
                                                       const v1::Stage& stage);
   // Stage ids in the calls below may be bare ("NEW") or prefixed ("C3:NEW").
-  [[nodiscard]] absl::StatusOr<v1::Stage> UpdateStage(const v1::Stage& stage,
-                                                      const google::protobuf::FieldMask& mask,
-                                                      const std::string& etag);
-  [[nodiscard]] absl::Status DeleteStage(int64_t pipeline_id, const std::string& stage_id,
+  [[nodiscard]] absl::StatusOr<v1::Stage> UpdateStage(
+      const v1::Stage& stage, const google::protobuf::FieldMask& mask,
+      const std::string& etag);
+  [[nodiscard]] absl::Status DeleteStage(int64_t pipeline_id,
+                                         const std::string& stage_id,
                                          const std::string& etag);
   [[nodiscard]] absl::StatusOr<std::vector<v1::Stage>> ReorderStages(
       int64_t pipeline_id, const std::vector<std::string>& stage_ids);
 
-  [[nodiscard]] absl::StatusOr<v1::FieldDefinition> CreateField(const v1::FieldDefinition& field);
+  [[nodiscard]] absl::StatusOr<v1::FieldDefinition> CreateField(
+      const v1::FieldDefinition& field);
   [[nodiscard]] absl::StatusOr<v1::FieldDefinition> UpdateField(
       const v1::FieldDefinition& field, const google::protobuf::FieldMask& mask,
       const std::string& etag);
-  [[nodiscard]] absl::Status DeleteField(const std::string& code, const std::string& etag);
+  [[nodiscard]] absl::Status DeleteField(const std::string& code,
+                                         const std::string& etag);
 
-  [[nodiscard]] absl::StatusOr<v1::Department> CreateDepartment(const v1::Department& department);
+  [[nodiscard]] absl::StatusOr<v1::Department> CreateDepartment(
+      const v1::Department& department);
   [[nodiscard]] absl::StatusOr<v1::Department> UpdateDepartment(
       const v1::Department& department, const google::protobuf::FieldMask& mask,
       const std::string& etag);
-  [[nodiscard]] absl::Status DeleteDepartment(int64_t department_id, const std::string& etag);
+  [[nodiscard]] absl::Status DeleteDepartment(int64_t department_id,
+                                              const std::string& etag);
 
   [[nodiscard]] absl::StatusOr<v1::Role> CreateRole(const v1::Role& role);
-  [[nodiscard]] absl::StatusOr<v1::Role> UpdateRole(const v1::Role& role,
-                                                    const google::protobuf::FieldMask& mask,
-                                                    const std::string& etag);
-  [[nodiscard]] absl::Status DeleteRole(int64_t role_id, const std::string& etag);
+  [[nodiscard]] absl::StatusOr<v1::Role> UpdateRole(
+      const v1::Role& role, const google::protobuf::FieldMask& mask,
+      const std::string& etag);
+  [[nodiscard]] absl::Status DeleteRole(int64_t role_id,
+                                        const std::string& etag);
 
   [[nodiscard]] absl::StatusOr<v1::RoleAssignment> CreateRoleAssignment(
       const v1::RoleAssignment& assignment);
@@ -90,13 +98,15 @@ class ConfigManager {
  private:
   struct Change;
 
-  ConfigManager(ConfigStore& store, DealCounter& deal_counter, VersionNotifier& notifier,
-                NowFn now, std::shared_ptr<const ConfigData> snapshot);
+  ConfigManager(ConfigStore& store, DealCounter& deal_counter,
+                VersionNotifier& notifier, NowFn now,
+                std::shared_ptr<const ConfigData> snapshot);
 
   // Runs `fn` on a copy of the configuration under the writer lock. If it
   // succeeds and staged changes, commits them with the next version and
   // publishes the copy; if it staged nothing, nothing is written.
-  [[nodiscard]] absl::Status Mutate(const std::function<absl::Status(Change&)>& fn);
+  [[nodiscard]] absl::Status Mutate(
+      const std::function<absl::Status(Change&)>& fn);
 
   ConfigStore& store_;
   DealCounter& deal_counter_;

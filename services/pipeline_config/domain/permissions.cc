@@ -33,9 +33,11 @@ v1::ActionLevels NoneLevels() {
 }
 
 bool GrantsAnything(const v1::ActionLevels& levels) {
-  for (v1::AccessLevel level : {levels.read(), levels.add(), levels.write(), levels.delete_(),
-                                levels.export_(), levels.import()}) {
-    if (static_cast<int>(level) > static_cast<int>(v1::ACCESS_LEVEL_NONE)) return true;
+  for (v1::AccessLevel level :
+       {levels.read(), levels.add(), levels.write(), levels.delete_(),
+        levels.export_(), levels.import()}) {
+    if (static_cast<int>(level) > static_cast<int>(v1::ACCESS_LEVEL_NONE))
+      return true;
   }
   return false;
 }
@@ -72,7 +74,8 @@ struct TransitionAccumulator {
     } else {
       rule.set_mode(v1::TransitionRule::MODE_LIST);
       for (const auto& stage : order) {
-        if (targets.count(stage.stage_id()) > 0) rule.add_to_stage_ids(stage.stage_id());
+        if (targets.count(stage.stage_id()) > 0)
+          rule.add_to_stage_ids(stage.stage_id());
       }
     }
     return rule;
@@ -86,7 +89,8 @@ std::set<int64_t> DirectDepartments(const ConfigData& data, int64_t user_id) {
   for (const auto& [id, department] : data.departments) {
     if (user_id <= 0) break;  // 0 is "nobody" (a department without a head).
     if (department.head_user_id() == user_id ||
-        std::find(department.member_user_ids().begin(), department.member_user_ids().end(),
+        std::find(department.member_user_ids().begin(),
+                  department.member_user_ids().end(),
                   user_id) != department.member_user_ids().end()) {
       result.insert(id);
     }
@@ -94,7 +98,8 @@ std::set<int64_t> DirectDepartments(const ConfigData& data, int64_t user_id) {
   return result;
 }
 
-std::set<int64_t> DepartmentClosure(const ConfigData& data, const std::set<int64_t>& roots) {
+std::set<int64_t> DepartmentClosure(const ConfigData& data,
+                                    const std::set<int64_t>& roots) {
   std::map<int64_t, std::vector<int64_t>> children;
   for (const auto& [id, department] : data.departments) {
     children[department.parent_id()].push_back(id);
@@ -106,7 +111,8 @@ std::set<int64_t> DepartmentClosure(const ConfigData& data, const std::set<int64
     stack.pop_back();
     if (!result.insert(id).second) continue;
     auto it = children.find(id);
-    if (it != children.end()) stack.insert(stack.end(), it->second.begin(), it->second.end());
+    if (it != children.end())
+      stack.insert(stack.end(), it->second.begin(), it->second.end());
   }
   return result;
 }
@@ -118,7 +124,8 @@ std::set<int64_t> RolesOfUser(const ConfigData& data, int64_t user_id) {
   for (int64_t id : direct) {
     int64_t current = id;
     // The tree has no cycles (checked on update); the bound guards anyway.
-    for (size_t depth = 0; current != 0 && depth <= data.departments.size(); ++depth) {
+    for (size_t depth = 0; current != 0 && depth <= data.departments.size();
+         ++depth) {
       ancestors.insert(current);
       auto it = data.departments.find(current);
       if (it == data.departments.end()) break;
@@ -132,8 +139,10 @@ std::set<int64_t> RolesOfUser(const ConfigData& data, int64_t user_id) {
         if (assignment.user_id() == user_id) roles.insert(assignment.role_id());
         break;
       case v1::RoleAssignment::kDepartmentId: {
-        const auto& scope = assignment.include_subdepartments() ? ancestors : direct;
-        if (scope.count(assignment.department_id()) > 0) roles.insert(assignment.role_id());
+        const auto& scope =
+            assignment.include_subdepartments() ? ancestors : direct;
+        if (scope.count(assignment.department_id()) > 0)
+          roles.insert(assignment.role_id());
         break;
       }
       default:
@@ -151,7 +160,8 @@ bool HasConfigPermission(const ConfigData& data, int64_t user_id) {
   return false;
 }
 
-v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data, int64_t user_id,
+v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data,
+                                                     int64_t user_id,
                                                      bool is_admin) {
   v1::EffectivePermissions result;
   result.set_user_id(user_id);
@@ -170,14 +180,17 @@ v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data, int
     std::set<int64_t> users = {user_id};
     for (int64_t id : departments) {
       const auto& department = data.departments.at(id);
-      if (department.head_user_id() > 0) users.insert(department.head_user_id());
-      users.insert(department.member_user_ids().begin(), department.member_user_ids().end());
+      if (department.head_user_id() > 0)
+        users.insert(department.head_user_id());
+      users.insert(department.member_user_ids().begin(),
+                   department.member_user_ids().end());
     }
     return users;
   };
   const std::set<int64_t> department_users = members_of(direct);
   const std::set<int64_t> subdepartment_users = members_of(closure);
-  result.mutable_department_user_ids()->Add(department_users.begin(), department_users.end());
+  result.mutable_department_user_ids()->Add(department_users.begin(),
+                                            department_users.end());
   result.mutable_subdepartment_user_ids()->Add(subdepartment_users.begin(),
                                                subdepartment_users.end());
 
@@ -193,7 +206,8 @@ v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data, int
     std::vector<const v1::PipelinePermissions*> grants;
     for (const auto* role : roles) {
       for (const auto& permissions : role->pipelines()) {
-        if (permissions.pipeline_id() == pipeline_id) grants.push_back(&permissions);
+        if (permissions.pipeline_id() == pipeline_id)
+          grants.push_back(&permissions);
       }
     }
     if (grants.empty()) continue;
@@ -208,12 +222,14 @@ v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data, int
       for (const auto* grant : grants) {
         auto override_it = grant->stage_levels().find(stage.stage_id());
         const v1::ActionLevels& role_levels =
-            override_it != grant->stage_levels().end() ? override_it->second : grant->levels();
+            override_it != grant->stage_levels().end() ? override_it->second
+                                                       : grant->levels();
         MergeLevels(role_levels, &levels);
         // Only a role that lets the user change deals in this stage has a say
         // in where they may go; otherwise a role granting nothing here would
         // widen another role's LIST or BLOCKED rule to ANY.
-        if (static_cast<int>(role_levels.write()) <= static_cast<int>(v1::ACCESS_LEVEL_NONE)) {
+        if (static_cast<int>(role_levels.write()) <=
+            static_cast<int>(v1::ACCESS_LEVEL_NONE)) {
           continue;
         }
         auto transition_it = grant->transitions().find(stage.stage_id());
@@ -224,7 +240,8 @@ v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data, int
         }
       }
       (*effective->mutable_stage_levels())[stage.stage_id()] = levels;
-      (*effective->mutable_transitions())[stage.stage_id()] = transitions.Result(entry.stages);
+      (*effective->mutable_transitions())[stage.stage_id()] =
+          transitions.Result(entry.stages);
     }
     for (const auto* grant : grants) {
       bool grants_here = GrantsAnything(grant->levels());
@@ -235,7 +252,8 @@ v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data, int
         any_grant = true;
         hide_sum = hide_sum && grant->hide_sum();
       }
-      if (static_cast<int>(grant->automation()) > static_cast<int>(automation)) {
+      if (static_cast<int>(grant->automation()) >
+          static_cast<int>(automation)) {
         automation = grant->automation();
       }
     }

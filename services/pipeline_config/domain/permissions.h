@@ -8,6 +8,7 @@
 #include <set>
 
 #include "crm/pipelines/v1/access.pb.h"
+
 #include "services/pipeline_config/storage/config_store.h"
 
 namespace crm::pipeline_config {
@@ -15,7 +16,8 @@ namespace crm::pipeline_config {
 // The departments `user_id` belongs to directly (as member or head).
 std::set<int64_t> DirectDepartments(const ConfigData& data, int64_t user_id);
 // `roots` and every department below them.
-std::set<int64_t> DepartmentClosure(const ConfigData& data, const std::set<int64_t>& roots);
+std::set<int64_t> DepartmentClosure(const ConfigData& data,
+                                    const std::set<int64_t>& roots);
 // The ids of the roles that apply to `user_id`.
 std::set<int64_t> RolesOfUser(const ConfigData& data, int64_t user_id);
 
@@ -26,7 +28,8 @@ bool HasConfigPermission(const ConfigData& data, int64_t user_id);
 // config (true) and config_version are filled. Transition rules of a stage
 // come only from roles that grant WRITE there; with none the stage is
 // BLOCKED.
-v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data, int64_t user_id,
+v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data,
+                                                     int64_t user_id,
                                                      bool is_admin);
 
 }  // namespace crm::pipeline_config

@@ -42,7 +42,8 @@ bool DecodeUtf8(std::string_view text, std::vector<uint32_t>* code_points) {
       if ((next & 0xc0) != 0x80) return false;
       code_point = (code_point << 6) | (next & 0x3f);
     }
-    if ((extra == 1 && code_point < 0x80) || (extra == 2 && code_point < 0x800) ||
+    if ((extra == 1 && code_point < 0x80) ||
+        (extra == 2 && code_point < 0x800) ||
         (extra == 3 && code_point < 0x10000) || code_point > 0x10ffff ||
         (code_point >= 0xd800 && code_point <= 0xdfff)) {
       return false;
@@ -59,13 +60,14 @@ bool IsControl(uint32_t c) { return c < 0x20 || (c >= 0x7f && c <= 0x9f); }
 // Unicode White_Space characters (besides the controls among them).
 bool IsWhitespace(uint32_t c) {
   return c == ' ' || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
-         c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000 ||
-         c == 0xfeff || c == '\t' || c == '\n' || c == '\r' || c == 0x0b || c == 0x0c ||
-         c == 0x85;
+         c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
+         c == 0x3000 || c == 0xfeff || c == '\t' || c == '\n' || c == '\r' ||
+         c == 0x0b || c == 0x0c || c == 0x85;
 }
 
 bool IsStageIdChar(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
 }
 
 }  // namespace
@@ -76,7 +78,8 @@ absl::Status ValidateName(std::string_view field, std::string_view value) {
   if (!DecodeUtf8(value, &code_points)) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": not valid UTF-8"));
   }
-  if (code_points.empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": required"));
+  if (code_points.empty())
+    return absl::InvalidArgumentError(absl::StrCat(name, ": required"));
   if (code_points.size() > static_cast<size_t>(kMaxNameChars)) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": longer than ", kMaxNameChars, " characters"));
@@ -114,12 +117,13 @@ absl::Status ValidateColor(std::string_view field, std::string_view color) {
 
 absl::Status ValidateRequestId(std::string_view request_id) {
   if (request_id.size() > static_cast<size_t>(kMaxRequestIdChars)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request_id: longer than ", kMaxRequestIdChars, " characters"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request_id: longer than ", kMaxRequestIdChars, " characters"));
   }
   for (char c : request_id) {
     if (c <= 0x20 || c >= 0x7f) {
-      return absl::InvalidArgumentError("request_id: only printable ASCII without spaces");
+      return absl::InvalidArgumentError(
+          "request_id: only printable ASCII without spaces");
     }
   }
   return absl::OkStatus();
@@ -129,7 +133,8 @@ std::string StagePrefix(int64_t pipeline_id) {
   return pipeline_id == 0 ? std::string() : absl::StrCat("C", pipeline_id, ":");
 }
 
-absl::StatusOr<std::string> NormalizeStageId(int64_t pipeline_id, std::string_view stage_id) {
+absl::StatusOr<std::string> NormalizeStageId(int64_t pipeline_id,
+                                             std::string_view stage_id) {
   const std::string prefix = StagePrefix(pipeline_id);
   std::string_view bare = stage_id;
   if (!prefix.empty() && absl::StartsWith(std::string(bare), prefix)) {
@@ -137,18 +142,21 @@ absl::StatusOr<std::string> NormalizeStageId(int64_t pipeline_id, std::string_vi
   }
   if (bare.empty()) return absl::InvalidArgumentError("stage_id: required");
   if (bare.size() > static_cast<size_t>(kMaxStageIdChars)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stage_id: longer than ", kMaxStageIdChars, " characters (without the prefix)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage_id: longer than ", kMaxStageIdChars,
+                     " characters (without the prefix)"));
   }
   for (char c : bare) {
     if (!IsStageIdChar(c)) {
       if (c == ':') {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "stage_id: \"", std::string(stage_id), "\" has a prefix that is not \"", prefix,
-            "\" of pipeline ", pipeline_id));
+        return absl::InvalidArgumentError(
+            absl::StrCat("stage_id: \"", std::string(stage_id),
+                         "\" has a prefix that is not \"", prefix,
+                         "\" of pipeline ", pipeline_id));
       }
-      return absl::InvalidArgumentError(absl::StrCat(
-          "stage_id: \"", std::string(stage_id), "\" may only hold A-Z, 0-9, _ and -"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage_id: \"", std::string(stage_id),
+                       "\" may only hold A-Z, 0-9, _ and -"));
     }
   }
   return absl::StrCat(prefix, std::string(bare));
@@ -162,34 +170,36 @@ absl::Status CheckStageOrder(const std::vector<v1::Stage>& stages) {
     switch (stage.semantics()) {
       case v1::STAGE_SEMANTICS_PROCESS:
         if (success > 0 || failure > 0) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "stage order: PROCESS stage ", stage.stage_id(),
-              " must come before the SUCCESS and FAILURE stages"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("stage order: PROCESS stage ", stage.stage_id(),
+                           " must come before the SUCCESS and FAILURE stages"));
         }
         ++process;
         break;
       case v1::STAGE_SEMANTICS_SUCCESS:
         if (process == 0) {
           return absl::FailedPreconditionError(
-              "stage order: the pipeline must start with at least one PROCESS stage");
+              "stage order: the pipeline must start with at least one PROCESS "
+              "stage");
         }
         if (failure > 0) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "stage order: SUCCESS stage ", stage.stage_id(),
-              " must come before every FAILURE stage"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("stage order: SUCCESS stage ", stage.stage_id(),
+                           " must come before every FAILURE stage"));
         }
         ++success;
         break;
       case v1::STAGE_SEMANTICS_FAILURE:
         if (process == 0) {
           return absl::FailedPreconditionError(
-              "stage order: the pipeline must start with at least one PROCESS stage");
+              "stage order: the pipeline must start with at least one PROCESS "
+              "stage");
         }
         ++failure;
         break;
       default:
-        return absl::FailedPreconditionError(
-            absl::StrCat("stage order: stage ", stage.stage_id(), " has no semantics"));
+        return absl::FailedPreconditionError(absl::StrCat(
+            "stage order: stage ", stage.stage_id(), " has no semantics"));
     }
   }
   if (process == 0) {
@@ -202,7 +212,8 @@ absl::Status CheckStageOrder(const std::vector<v1::Stage>& stages) {
   }
   if (failure == 0) {
     return absl::FailedPreconditionError(
-        "stage order: at least one FAILURE stage is required after the SUCCESS stage");
+        "stage order: at least one FAILURE stage is required after the SUCCESS "
+        "stage");
   }
   return absl::OkStatus();
 }
@@ -210,17 +221,22 @@ absl::Status CheckStageOrder(const std::vector<v1::Stage>& stages) {
 absl::Status ValidateStageFields(const v1::Stage& stage) {
   if (!v1::StageSemantics_IsValid(stage.semantics()) ||
       stage.semantics() == v1::STAGE_SEMANTICS_UNSPECIFIED) {
-    return absl::InvalidArgumentError("stage.semantics: must be PROCESS, SUCCESS or FAILURE");
+    return absl::InvalidArgumentError(
+        "stage.semantics: must be PROCESS, SUCCESS or FAILURE");
   }
-  if (absl::Status s = ValidateName("stage.name", stage.name()); !s.ok()) return s;
-  if (absl::Status s = ValidateSort("stage.sort", stage.sort()); !s.ok()) return s;
-  if (absl::Status s = ValidateColor("stage.color", stage.color()); !s.ok()) return s;
+  if (absl::Status s = ValidateName("stage.name", stage.name()); !s.ok())
+    return s;
+  if (absl::Status s = ValidateSort("stage.sort", stage.sort()); !s.ok())
+    return s;
+  if (absl::Status s = ValidateColor("stage.color", stage.color()); !s.ok())
+    return s;
   if (stage.default_probability() < 0 || stage.default_probability() > 100) {
-    return absl::InvalidArgumentError("stage.default_probability: must be between 0 and 100");
+    return absl::InvalidArgumentError(
+        "stage.default_probability: must be between 0 and 100");
   }
   if (stage.rotting_days() < 0 || stage.rotting_days() > kMaxRottingDays) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stage.rotting_days: must be between 0 and ", kMaxRottingDays));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stage.rotting_days: must be between 0 and ", kMaxRottingDays));
   }
   return absl::OkStatus();
 }
@@ -247,14 +263,18 @@ std::vector<v1::Stage> DefaultStages(int64_t pipeline_id) {
   };
   static constexpr Seed kSeeds[] = {
       {"NEW", "New", 10, v1::STAGE_SEMANTICS_PROCESS, "#39A8EF", 10},
-      {"PREPARATION", "Preparing documents", 20, v1::STAGE_SEMANTICS_PROCESS, "#2FC6F6", 20},
-      {"PREPAYMENT_INVOICE", "Prepayment invoice", 30, v1::STAGE_SEMANTICS_PROCESS, "#55D0E0",
-       40},
-      {"EXECUTING", "In progress", 40, v1::STAGE_SEMANTICS_PROCESS, "#47E4C2", 60},
-      {"FINAL_INVOICE", "Final invoice", 50, v1::STAGE_SEMANTICS_PROCESS, "#FFA900", 80},
+      {"PREPARATION", "Preparing documents", 20, v1::STAGE_SEMANTICS_PROCESS,
+       "#2FC6F6", 20},
+      {"PREPAYMENT_INVOICE", "Prepayment invoice", 30,
+       v1::STAGE_SEMANTICS_PROCESS, "#55D0E0", 40},
+      {"EXECUTING", "In progress", 40, v1::STAGE_SEMANTICS_PROCESS, "#47E4C2",
+       60},
+      {"FINAL_INVOICE", "Final invoice", 50, v1::STAGE_SEMANTICS_PROCESS,
+       "#FFA900", 80},
       {"WON", "Deal won", 60, v1::STAGE_SEMANTICS_SUCCESS, "#7BD500", 100},
       {"LOSE", "Deal lost", 70, v1::STAGE_SEMANTICS_FAILURE, "#FF5752", 0},
-      {"APOLOGY", "Analyze failure", 80, v1::STAGE_SEMANTICS_FAILURE, "#FF5752", 0},
+      {"APOLOGY", "Analyze failure", 80, v1::STAGE_SEMANTICS_FAILURE, "#FF5752",
+       0},
   };
   std::vector<v1::Stage> stages;
   const std::string prefix = StagePrefix(pipeline_id);
@@ -273,34 +293,41 @@ std::vector<v1::Stage> DefaultStages(int64_t pipeline_id) {
 }
 
 void SortStages(std::vector<v1::Stage>* stages) {
-  std::sort(stages->begin(), stages->end(), [](const v1::Stage& a, const v1::Stage& b) {
-    if (a.sort() != b.sort()) return a.sort() < b.sort();
-    return a.stage_id() < b.stage_id();
-  });
+  std::sort(stages->begin(), stages->end(),
+            [](const v1::Stage& a, const v1::Stage& b) {
+              if (a.sort() != b.sort()) return a.sort() < b.sort();
+              return a.stage_id() < b.stage_id();
+            });
 }
 
 absl::Status ValidateFieldCode(std::string_view code) {
   constexpr std::string_view kPrefix = "UF_CRM_";
   const size_t rest = code.size() - std::min(code.size(), kPrefix.size());
-  bool ok = code.substr(0, kPrefix.size()) == kPrefix && rest >= 1 && rest <= 43;
+  bool ok =
+      code.substr(0, kPrefix.size()) == kPrefix && rest >= 1 && rest <= 43;
   for (size_t i = kPrefix.size(); ok && i < code.size(); ++i) {
     const char c = code[i];
     ok = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
   }
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "field.code: must match UF_CRM_[A-Z0-9_]{1,43}, got \"", std::string(code), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("field.code: must match UF_CRM_[A-Z0-9_]{1,43}, got \"",
+                     std::string(code), "\""));
   }
   return absl::OkStatus();
 }
 
 absl::Status ValidateFieldDefinition(const v1::FieldDefinition& field) {
   if (absl::Status s = ValidateFieldCode(field.code()); !s.ok()) return s;
-  if (!v1::FieldType_IsValid(field.type()) || field.type() == v1::FIELD_TYPE_UNSPECIFIED) {
-    return absl::InvalidArgumentError("field.type: required (STRING, INTEGER, ...)");
+  if (!v1::FieldType_IsValid(field.type()) ||
+      field.type() == v1::FIELD_TYPE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        "field.type: required (STRING, INTEGER, ...)");
   }
-  if (absl::Status s = ValidateName("field.label", field.label()); !s.ok()) return s;
-  if (absl::Status s = ValidateSort("field.sort", field.sort()); !s.ok()) return s;
+  if (absl::Status s = ValidateName("field.label", field.label()); !s.ok())
+    return s;
+  if (absl::Status s = ValidateSort("field.sort", field.sort()); !s.ok())
+    return s;
   if (field.type() != v1::FIELD_TYPE_ENUMERATION) {
     if (field.options_size() > 0) {
       return absl::InvalidArgumentError(
@@ -309,7 +336,8 @@ absl::Status ValidateFieldDefinition(const v1::FieldDefinition& field) {
     return absl::OkStatus();
   }
   if (field.options_size() == 0) {
-    return absl::InvalidArgumentError("field.options: an enumeration needs at least one option");
+    return absl::InvalidArgumentError(
+        "field.options: an enumeration needs at least one option");
   }
   if (field.options_size() > kMaxEnumOptions) {
     return absl::InvalidArgumentError(
@@ -325,7 +353,8 @@ absl::Status ValidateFieldDefinition(const v1::FieldDefinition& field) {
       return absl::InvalidArgumentError(
           absl::StrCat(name, ": \"", option.value(), "\" appears twice"));
     }
-    if (absl::Status s = ValidateSort(absl::StrCat("field.options[", i, "].sort"), option.sort());
+    if (absl::Status s = ValidateSort(
+            absl::StrCat("field.options[", i, "].sort"), option.sort());
         !s.ok()) {
       return s;
     }
@@ -333,7 +362,8 @@ absl::Status ValidateFieldDefinition(const v1::FieldDefinition& field) {
   }
   if (defaults > 1 && !field.multiple()) {
     return absl::InvalidArgumentError(
-        "field.options: a single-value enumeration has at most one default option");
+        "field.options: a single-value enumeration has at most one default "
+        "option");
   }
   return absl::OkStatus();
 }

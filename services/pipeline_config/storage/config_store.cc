@@ -35,7 +35,8 @@ absl::Status ForEach(const common::RocksDb& db, const char* cf,
   auto it = db.NewIterator(db.Handle(cf));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     Message message;
-    if (!message.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+    if (!message.ParseFromArray(it->value().data(),
+                                static_cast<int>(it->value().size()))) {
       return absl::DataLossError(absl::StrCat("unreadable record in ", cf));
     }
     fn(std::move(message));
@@ -68,7 +69,8 @@ void ConfigData::RefreshWireViews() {
   }
 }
 
-const v1::Stage* ConfigData::FindStage(int64_t pipeline_id, const std::string& stage_id) const {
+const v1::Stage* ConfigData::FindStage(int64_t pipeline_id,
+                                       const std::string& stage_id) const {
   const PipelineEntry* entry = FindPipeline(pipeline_id);
   if (entry == nullptr) return nullptr;
   for (const auto& stage : entry->stages) {
@@ -81,15 +83,18 @@ struct ConfigStore::Batch::Impl {
   const common::RocksDb* db;
   rocksdb::WriteBatch batch;
 
-  void Put(const char* cf, const std::string& key, const google::protobuf::Message& value) {
-    static_cast<void>(batch.Put(db->Handle(cf), key, value.SerializeAsString()));
+  void Put(const char* cf, const std::string& key,
+           const google::protobuf::Message& value) {
+    static_cast<void>(
+        batch.Put(db->Handle(cf), key, value.SerializeAsString()));
   }
   void Delete(const char* cf, const std::string& key) {
     static_cast<void>(batch.Delete(db->Handle(cf), key));
   }
 };
 
-ConfigStore::Batch::Batch(const ConfigStore& store) : impl_(std::make_unique<Impl>()) {
+ConfigStore::Batch::Batch(const ConfigStore& store)
+    : impl_(std::make_unique<Impl>()) {
   impl_->db = store.db_.get();
 }
 ConfigStore::Batch::~Batch() = default;
@@ -109,7 +114,8 @@ void ConfigStore::Batch::PutStage(const v1::Stage& stage) {
   impl_->Put(kStages, StageKey(stage.pipeline_id(), stage.stage_id()), stage);
   ++changes_;
 }
-void ConfigStore::Batch::DeleteStage(int64_t pipeline_id, const std::string& stage_id) {
+void ConfigStore::Batch::DeleteStage(int64_t pipeline_id,
+                                     const std::string& stage_id) {
   impl_->Delete(kStages, StageKey(pipeline_id, stage_id));
   ++changes_;
 }
@@ -145,20 +151,22 @@ void ConfigStore::Batch::DeleteAssignment(int64_t assignment_id) {
   impl_->Delete(kAssignments, common::EncodeInt64(assignment_id));
   ++changes_;
 }
-void ConfigStore::Batch::PutRequest(const std::string& request_id,
-                                    const crm::pipelines::storage::RequestRecord& record) {
+void ConfigStore::Batch::PutRequest(
+    const std::string& request_id,
+    const crm::pipelines::storage::RequestRecord& record) {
   impl_->Put(kRequestIds, request_id, record);
   ++changes_;
 }
-void ConfigStore::Batch::PutCounters(const crm::pipelines::storage::Counters& counters) {
+void ConfigStore::Batch::PutCounters(
+    const crm::pipelines::storage::Counters& counters) {
   impl_->Put(kMeta, kCountersKey, counters);
 }
 
 absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(
     const std::string& path, const common::RocksOptions& options) {
   auto db = common::RocksDb::Open(path,
-                                  {kPipelines, kStages, kFields, kDepartments, kRoles,
-                                   kAssignments, kRequestIds, kMeta},
+                                  {kPipelines, kStages, kFields, kDepartments,
+                                   kRoles, kAssignments, kRequestIds, kMeta},
                                   options);
   if (!db.ok()) return db.status();
   return std::unique_ptr<ConfigStore>(new ConfigStore(std::move(db).value()));
@@ -172,10 +180,11 @@ absl::StatusOr<ConfigData> ConfigStore::Load() const {
     return absl::DataLossError("unreadable counters record");
   }
   std::set<int64_t> loaded;  // pipelines that have a record, not only stages
-  absl::Status status = ForEach<v1::Pipeline>(*db_, kPipelines, [&](v1::Pipeline&& p) {
-    loaded.insert(p.id());
-    data.pipelines[p.id()].pipeline = std::move(p);
-  });
+  absl::Status status =
+      ForEach<v1::Pipeline>(*db_, kPipelines, [&](v1::Pipeline&& p) {
+        loaded.insert(p.id());
+        data.pipelines[p.id()].pipeline = std::move(p);
+      });
   if (!status.ok()) return status;
   status = ForEach<v1::Stage>(*db_, kStages, [&](v1::Stage&& s) {
     data.pipelines[s.pipeline_id()].stages.push_back(std::move(s));
@@ -183,42 +192,51 @@ absl::StatusOr<ConfigData> ConfigStore::Load() const {
   if (!status.ok()) return status;
   for (auto& [id, entry] : data.pipelines) {
     if (loaded.count(id) == 0) {
-      return absl::DataLossError(absl::StrCat("stages of missing pipeline ", id));
+      return absl::DataLossError(
+          absl::StrCat("stages of missing pipeline ", id));
     }
     std::sort(entry.stages.begin(), entry.stages.end(), StageLess);
   }
   data.RefreshWireViews();
-  status = ForEach<v1::FieldDefinition>(*db_, kFields, [&](v1::FieldDefinition&& f) {
-    std::string code = f.code();
-    data.fields.emplace(std::move(code), std::move(f));
-  });
+  status =
+      ForEach<v1::FieldDefinition>(*db_, kFields, [&](v1::FieldDefinition&& f) {
+        std::string code = f.code();
+        data.fields.emplace(std::move(code), std::move(f));
+      });
   if (!status.ok()) return status;
   status = ForEach<v1::Department>(*db_, kDepartments, [&](v1::Department&& d) {
     data.departments.emplace(d.id(), std::move(d));
   });
   if (!status.ok()) return status;
-  status = ForEach<v1::Role>(*db_, kRoles,
-                             [&](v1::Role&& r) { data.roles.emplace(r.id(), std::move(r)); });
-  if (!status.ok()) return status;
-  status = ForEach<v1::RoleAssignment>(*db_, kAssignments, [&](v1::RoleAssignment&& a) {
-    data.assignments.emplace(a.id(), std::move(a));
+  status = ForEach<v1::Role>(*db_, kRoles, [&](v1::Role&& r) {
+    data.roles.emplace(r.id(), std::move(r));
   });
+  if (!status.ok()) return status;
+  status = ForEach<v1::RoleAssignment>(
+      *db_, kAssignments, [&](v1::RoleAssignment&& a) {
+        data.assignments.emplace(a.id(), std::move(a));
+      });
   if (!status.ok()) return status;
   return data;
 }
 
 ConfigStore::Batch ConfigStore::NewBatch() const { return Batch(*this); }
 
-absl::Status ConfigStore::Commit(Batch& batch) { return db_->Write(&batch.impl_->batch); }
+absl::Status ConfigStore::Commit(Batch& batch) {
+  return db_->Write(&batch.impl_->batch);
+}
 
-absl::StatusOr<std::optional<crm::pipelines::storage::RequestRecord>> ConfigStore::GetRequest(
-    const std::string& request_id) const {
+absl::StatusOr<std::optional<crm::pipelines::storage::RequestRecord>>
+ConfigStore::GetRequest(const std::string& request_id) const {
   auto value = db_->Get(db_->Handle(kRequestIds), request_id);
   if (!value.ok()) return value.status();
-  if (!value->has_value()) return std::optional<crm::pipelines::storage::RequestRecord>();
+  if (!value->has_value())
+    return std::optional<crm::pipelines::storage::RequestRecord>();
   crm::pipelines::storage::RequestRecord record;
-  if (!record.ParseFromString(**value)) return absl::DataLossError("unreadable request record");
-  return std::optional<crm::pipelines::storage::RequestRecord>(std::move(record));
+  if (!record.ParseFromString(**value))
+    return absl::DataLossError("unreadable request record");
+  return std::optional<crm::pipelines::storage::RequestRecord>(
+      std::move(record));
 }
 
 }  // namespace crm::pipeline_config

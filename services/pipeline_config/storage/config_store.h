@@ -7,14 +7,15 @@
 // version bump.
 //
 // Column families (one per record kind; keys from common/rocks/key_codec):
-//   pipelines         int64 id                    -> crm.pipelines.v1.Pipeline (no stages)
-//   stages            int64 pipeline id, stage id -> crm.pipelines.v1.Stage
-//   fields            code                        -> crm.pipelines.v1.FieldDefinition
-//   departments       int64 id                    -> crm.pipelines.v1.Department
-//   roles             int64 id                    -> crm.pipelines.v1.Role
-//   role_assignments  int64 id                    -> crm.pipelines.v1.RoleAssignment
-//   request_ids       request id                  -> crm.pipelines.storage.RequestRecord
-//   meta              "counters"                  -> crm.pipelines.storage.Counters
+//   pipelines         int64 id                    -> crm.pipelines.v1.Pipeline
+//   (no stages) stages            int64 pipeline id, stage id ->
+//   crm.pipelines.v1.Stage fields            code                        ->
+//   crm.pipelines.v1.FieldDefinition departments       int64 id ->
+//   crm.pipelines.v1.Department roles             int64 id ->
+//   crm.pipelines.v1.Role role_assignments  int64 id                    ->
+//   crm.pipelines.v1.RoleAssignment request_ids       request id ->
+//   crm.pipelines.storage.RequestRecord meta              "counters" ->
+//   crm.pipelines.storage.Counters
 //
 // Values are the API resource messages themselves. These resources are
 // plain configuration whose API shape is exactly what has to be kept; a
@@ -32,10 +33,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#include "common/rocks/rocks_db.h"
 #include "crm/pipelines/v1/access.pb.h"
 #include "crm/pipelines/v1/pipeline.pb.h"
 #include "crm/pipelines/v1/pipelines_service.pb.h"
+
+#include "common/rocks/rocks_db.h"
 #include "services/pipeline_config/storage/config_records.pb.h"
 
 namespace crm::pipeline_config {
@@ -43,7 +45,7 @@ namespace crm::pipeline_config {
 namespace v1 = ::crm::pipelines::v1;
 
 struct PipelineEntry {
-  v1::Pipeline pipeline;  // stages field left empty
+  v1::Pipeline pipeline;          // stages field left empty
   std::vector<v1::Stage> stages;  // ordered by (sort, stage_id)
   // The two hottest replies, serialized once per config version so reads
   // send bytes instead of copying and serializing protos on every call:
@@ -65,7 +67,8 @@ struct ConfigData {
   // Re-serializes every pipeline's wire_* replies. Call after changing
   // pipelines or stages, before the data is published.
   void RefreshWireViews();
-  const v1::Stage* FindStage(int64_t pipeline_id, const std::string& stage_id) const;
+  const v1::Stage* FindStage(int64_t pipeline_id,
+                             const std::string& stage_id) const;
 };
 
 class ConfigStore {
@@ -112,11 +115,13 @@ class ConfigStore {
   // Writes the batch atomically (and durably per RocksOptions).
   [[nodiscard]] absl::Status Commit(Batch& batch);
 
-  [[nodiscard]] absl::StatusOr<std::optional<crm::pipelines::storage::RequestRecord>>
+  [[nodiscard]] absl::StatusOr<
+      std::optional<crm::pipelines::storage::RequestRecord>>
   GetRequest(const std::string& request_id) const;
 
  private:
-  explicit ConfigStore(std::unique_ptr<common::RocksDb> db) : db_(std::move(db)) {}
+  explicit ConfigStore(std::unique_ptr<common::RocksDb> db)
+      : db_(std::move(db)) {}
   std::unique_ptr<common::RocksDb> db_;
 };
 
