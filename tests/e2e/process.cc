@@ -212,19 +212,14 @@ Process::~Process() {
 }
 
 void Process::KillAndReap() {
-  if (options_.new_process_group) kill(-pid_, SIGKILL);
   kill(pid_, SIGKILL);
-  int status = 0;
-  pid_t result = 0;
-  do {
-    result = waitpid(pid_, &status, 0);
-  } while (result < 0 && errno == EINTR);
-  exit_ = result == pid_ ? FromWaitStatus(status) : ExitInfo{};
+  ReapExited();
 }
 
 void Process::ReapExited() {
-  // The child is a zombie: its pid, and so its process group id, cannot be
-  // reused yet, so the group still holds only what the child started.
+  // The child is a zombie or about to be: its pid, and so its process group
+  // id, cannot be reused yet, so the group still holds only what the child
+  // started.
   if (options_.new_process_group) kill(-pid_, SIGKILL);
   int status = 0;
   pid_t result = 0;

@@ -9,6 +9,7 @@
 #include "grpcpp/security/credentials.h"
 
 #include "common/log/log.h"
+#include "services/pipeline_config/domain/permissions.h"
 
 namespace crm::pipeline_config {
 
@@ -58,14 +59,7 @@ google::protobuf::FieldMask Mask(std::initializer_list<const char*> paths) {
 }
 
 v1::ActionLevels AllActions(v1::AccessLevel level) {
-  v1::ActionLevels levels;
-  levels.set_read(level);
-  levels.set_add(level);
-  levels.set_write(level);
-  levels.set_delete_(level);
-  levels.set_export_(level);
-  levels.set_import(level);
-  return levels;
+  return UniformLevels(level);
 }
 
 // --- Fixture -----------------------------------------------------------------

@@ -19,6 +19,7 @@
 
 #include "common/status/status_matchers.h"
 #include "common/testing/temp_dir.h"
+#include "services/pipeline_config/domain/permissions.h"
 #include "services/pipeline_config/domain/validation.h"
 
 namespace crm::pipeline_config {
@@ -109,14 +110,7 @@ std::vector<std::string> IdsOf(const Stages& stages) {
 }
 
 v1::ActionLevels AllActions(v1::AccessLevel level) {
-  v1::ActionLevels levels;
-  levels.set_read(level);
-  levels.set_add(level);
-  levels.set_write(level);
-  levels.set_delete_(level);
-  levels.set_export_(level);
-  levels.set_import(level);
-  return levels;
+  return UniformLevels(level);
 }
 
 v1::PipelinePermissions Entry(int64_t pipeline_id, v1::AccessLevel level) {

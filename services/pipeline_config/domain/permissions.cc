@@ -21,17 +21,6 @@ void MergeLevels(const v1::ActionLevels& from, v1::ActionLevels* into) {
   into->set_import(Max(into->import(), from.import()));
 }
 
-v1::ActionLevels NoneLevels() {
-  v1::ActionLevels levels;
-  levels.set_read(v1::ACCESS_LEVEL_NONE);
-  levels.set_add(v1::ACCESS_LEVEL_NONE);
-  levels.set_write(v1::ACCESS_LEVEL_NONE);
-  levels.set_delete_(v1::ACCESS_LEVEL_NONE);
-  levels.set_export_(v1::ACCESS_LEVEL_NONE);
-  levels.set_import(v1::ACCESS_LEVEL_NONE);
-  return levels;
-}
-
 bool GrantsAnything(const v1::ActionLevels& levels) {
   for (v1::AccessLevel level :
        {levels.read(), levels.add(), levels.write(), levels.delete_(),
@@ -83,6 +72,17 @@ struct TransitionAccumulator {
 };
 
 }  // namespace
+
+v1::ActionLevels UniformLevels(v1::AccessLevel level) {
+  v1::ActionLevels levels;
+  levels.set_read(level);
+  levels.set_add(level);
+  levels.set_write(level);
+  levels.set_delete_(level);
+  levels.set_export_(level);
+  levels.set_import(level);
+  return levels;
+}
 
 std::set<int64_t> DirectDepartments(const ConfigData& data, int64_t user_id) {
   std::set<int64_t> result;
@@ -217,7 +217,7 @@ v1::EffectivePermissions ComputeEffectivePermissions(const ConfigData& data,
     bool any_grant = false;
     v1::AutomationAccess automation = v1::AUTOMATION_ACCESS_NONE;
     for (const auto& stage : entry.stages) {
-      v1::ActionLevels levels = NoneLevels();
+      v1::ActionLevels levels = UniformLevels(v1::ACCESS_LEVEL_NONE);
       TransitionAccumulator transitions;
       for (const auto* grant : grants) {
         auto override_it = grant->stage_levels().find(stage.stage_id());

@@ -13,6 +13,9 @@
 
 namespace crm::pipeline_config {
 
+// Every action at `level`.
+v1::ActionLevels UniformLevels(v1::AccessLevel level);
+
 // The departments `user_id` belongs to directly (as member or head).
 std::set<int64_t> DirectDepartments(const ConfigData& data, int64_t user_id);
 // `roots` and every department below them.
