@@ -9,6 +9,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 
 #include "common/auth/auth.h"
 #include "common/config/env.h"
@@ -19,6 +21,7 @@
 #include "services/pipeline_config/api/access_service_impl.h"
 #include "services/pipeline_config/api/fields_service_impl.h"
 #include "services/pipeline_config/api/pipelines_service_impl.h"
+#include "services/pipeline_config/clients/grpc_deal_counter.h"
 #include "services/pipeline_config/demo_data.h"
 
 using crm::common::EnvBool;
@@ -54,6 +57,10 @@ ABSL_FLAG(bool, insecure_dev_auth, EnvBool("CRM_INSECURE_DEV_AUTH", false),
 ABSL_FLAG(
     std::string, admin_users, EnvString("CRM_ADMIN_USERS", "1"),
     "Comma-separated user ids that are administrators (env CRM_ADMIN_USERS)");
+ABSL_FLAG(std::string, deals_addr, EnvString("CRM_DEALS_ADDR", ""),
+          "host:port of the deals service, asked how many deals a pipeline or "
+          "stage holds before deleting it (env CRM_DEALS_ADDR); empty = no "
+          "deals service: everything counts as empty");
 ABSL_FLAG(bool, seed_demo, EnvBool("CRM_SEED_DEMO", false),
           "Seed demo data into a fresh store (env CRM_SEED_DEMO)");
 ABSL_FLAG(
@@ -114,10 +121,20 @@ int main(int argc, char** argv) {
   auto store = crm::pipeline_config::ConfigStore::Open(data_dir, rocks_options);
   if (!store.ok()) return Fail(store.status(), "cannot open store");
 
-  crm::pipeline_config::NoDealsCounter deal_counter;
+  // Without a deals service every pipeline and stage counts as empty.
+  std::unique_ptr<crm::pipeline_config::DealCounter> deal_counter;
+  const std::string deals_addr = absl::GetFlag(FLAGS_deals_addr);
+  if (deals_addr.empty()) {
+    deal_counter = std::make_unique<crm::pipeline_config::NoDealsCounter>();
+  } else {
+    deal_counter = std::make_unique<crm::pipeline_config::GrpcDealCounter>(
+        crm::deals::v1::DealsService::NewStub(grpc::CreateChannel(
+            deals_addr, grpc::InsecureChannelCredentials())),
+        secret);
+  }
   crm::pipeline_config::VersionNotifier notifier;
   auto manager = crm::pipeline_config::ConfigManager::Create(
-      **store, deal_counter, notifier);
+      **store, *deal_counter, notifier);
   if (!manager.ok()) return Fail(manager.status(), "cannot load configuration");
   if (absl::GetFlag(FLAGS_seed_demo)) {
     auto seeded = crm::pipeline_config::SeedDemoData(**manager);

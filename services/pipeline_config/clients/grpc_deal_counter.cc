@@ -1,0 +1,55 @@
+#include "services/pipeline_config/clients/grpc_deal_counter.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+#include "common/auth/auth.h"
+#include "common/grpc/deadline.h"
+#include "common/status/grpc_status.h"
+
+namespace crm::pipeline_config {
+
+GrpcDealCounter::GrpcDealCounter(
+    std::unique_ptr<crm::deals::v1::DealsService::StubInterface> stub,
+    std::string jwt_secret, absl::Duration timeout)
+    : stub_(std::move(stub)),
+      jwt_secret_(std::move(jwt_secret)),
+      timeout_(timeout) {}
+
+absl::StatusOr<int64_t> GrpcDealCounter::CountDealsInPipeline(
+    int64_t pipeline_id) {
+  crm::deals::v1::CountDealsRequest request;
+  request.set_pipeline_id(pipeline_id);
+  return Count(request);
+}
+
+absl::StatusOr<int64_t> GrpcDealCounter::CountDealsInStage(
+    int64_t pipeline_id, const std::string& stage_id) {
+  crm::deals::v1::CountDealsRequest request;
+  request.set_pipeline_id(pipeline_id);
+  request.set_stage_id(stage_id);
+  return Count(request);
+}
+
+absl::StatusOr<int64_t> GrpcDealCounter::Count(
+    const crm::deals::v1::CountDealsRequest& request) {
+  grpc::ClientContext context;
+  common::SetDeadlineFromNow(&context, timeout_);
+  // A short-lived token per call: deletes are rare.
+  context.AddMetadata(
+      "authorization",
+      "Bearer " + common::MakeServiceToken(jwt_secret_, "pipeline-config",
+                                           absl::Minutes(5), absl::Now()));
+  crm::deals::v1::CountDealsResponse response;
+  const grpc::Status status = stub_->CountDeals(&context, request, &response);
+  if (!status.ok()) {
+    const absl::Status error = common::FromGrpcStatus(status, "deals");
+    return absl::UnavailableError(absl::StrCat(
+        "cannot count the deals before deleting (", error.ToString(), ")"));
+  }
+  return response.count();
+}
+
+}  // namespace crm::pipeline_config

@@ -1,0 +1,38 @@
+// DealCounter over gRPC: asks the deals service (crm.deals.v1.DealsService/
+// CountDeals) as the "pipeline-config" service identity, with a deadline.
+// Any failure to get an answer is UNAVAILABLE, so a delete is refused rather
+// than risked.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+
+#include "crm/deals/v1/deals_service.grpc.pb.h"
+
+#include "services/pipeline_config/clients/deal_counter.h"
+
+namespace crm::pipeline_config {
+
+class GrpcDealCounter final : public DealCounter {
+ public:
+  // `jwt_secret` signs the service token sent with each call.
+  GrpcDealCounter(
+      std::unique_ptr<crm::deals::v1::DealsService::StubInterface> stub,
+      std::string jwt_secret, absl::Duration timeout = absl::Seconds(2));
+
+  absl::StatusOr<int64_t> CountDealsInPipeline(int64_t pipeline_id) override;
+  absl::StatusOr<int64_t> CountDealsInStage(
+      int64_t pipeline_id, const std::string& stage_id) override;
+
+ private:
+  absl::StatusOr<int64_t> Count(
+      const crm::deals::v1::CountDealsRequest& request);
+
+  std::unique_ptr<crm::deals::v1::DealsService::StubInterface> stub_;
+  std::string jwt_secret_;
+  absl::Duration timeout_;
+};
+
+}  // namespace crm::pipeline_config
