@@ -1,0 +1,70 @@
+// The field rules of a deal (SPEC.md section 2), as pure functions over the
+// pipeline-config snapshot: defaults on create, validation of every field
+// the caller may set, custom field values checked against their
+// definitions, and what a stage change does to a deal. Errors are
+// INVALID_ARGUMENT naming the field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+#include "crm/deals/v1/deal.pb.h"
+
+#include "services/deals/clients/config_view.h"
+
+namespace crm::deals {
+
+inline constexpr int kMaxTitleChars = 255;
+inline constexpr int kMaxCommentsChars = 20000;
+inline constexpr int kMaxSourceChars = 255;
+inline constexpr int kMaxListItems = 100;  // contacts, observers, field values
+inline constexpr int kMaxFieldTextChars = 10000;
+
+struct NewDealContext {
+  int64_t deal_id = 0;
+  int64_t creator_id = 0;
+  absl::Time now;
+  // Days (begin date, close date) are calendar days in this zone.
+  absl::TimeZone zone = absl::UTCTimeZone();
+};
+
+// The deal as it will be stored: output-only fields cleared and derived ones
+// set, defaults applied (pipeline 0, its first stage, title "Deal #<id>",
+// probability of the stage, assignee = creator, begin today, close in 7
+// days, opened), every field validated. A deal created straight into a
+// SUCCESS or FAILURE stage is closed with today's close date.
+[[nodiscard]] absl::StatusOr<crm::deals::v1::Deal> PrepareNewDeal(
+    const crm::deals::v1::Deal& input, const ConfigView& config,
+    const NewDealContext& context);
+
+// Validates the fields a caller may set (not stage or pipeline) and
+// normalises amounts. Used after an update mask was applied.
+[[nodiscard]] absl::Status ValidateDealFields(crm::deals::v1::Deal* deal,
+                                              const ConfigView& config);
+
+// Checks custom values against their definitions: known code, type, single
+// or multiple, enumeration options; with `require_mandatory`, mandatory
+// fields must have a value.
+[[nodiscard]] absl::Status ValidateCustomFields(
+    const crm::deals::v1::Deal& deal, const ConfigView& config,
+    bool require_mandatory);
+
+// "YYYY-MM-DD" of a real calendar day.
+[[nodiscard]] absl::Status ValidateDate(std::string_view field,
+                                        std::string_view date);
+// The calendar day of `time` in `zone`, plus `days`.
+std::string DayOf(absl::Time time, absl::TimeZone zone, int days = 0);
+
+// Puts the deal into `to` (a stage of deal->pipeline_id() after a pipeline
+// change, or of the same pipeline): stage id and semantics, closed, and the
+// close date set to today when the deal closes (kept when it reopens).
+// Moved by/at are set by the caller.
+void ApplyStage(crm::deals::v1::Deal* deal, const StageView& to, absl::Time now,
+                absl::TimeZone zone);
+
+}  // namespace crm::deals

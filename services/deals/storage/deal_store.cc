@@ -1,0 +1,451 @@
+#include "services/deals/storage/deal_store.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+#include "rocksdb/write_batch.h"
+
+#include "common/money/decimal.h"
+#include "common/rocks/key_codec.h"
+#include "common/status/status_macros.h"
+
+namespace crm::deals {
+namespace {
+
+namespace storage = ::crm::deals::storage;
+
+constexpr char kDeals[] = "deals";
+constexpr char kByStage[] = "deals_by_stage";
+constexpr char kByAssignee[] = "deals_by_assignee";
+constexpr char kByCloseDate[] = "deals_by_close_date";
+constexpr char kColumnTotals[] = "column_totals";
+constexpr char kHistory[] = "stage_history";
+constexpr char kOutbox[] = "outbox";
+constexpr char kRequestIds[] = "request_ids";
+constexpr char kMeta[] = "meta";
+constexpr char kSequencesKey[] = "sequences";
+
+std::string StageKey(int64_t pipeline_id, const std::string& stage_id) {
+  std::string key;
+  common::AppendInt64(&key, pipeline_id);
+  common::AppendString(&key, stage_id);
+  return key;
+}
+
+// The secondary index entries of a deal, as (column family, key).
+std::set<std::pair<const char*, std::string>> IndexKeys(const v1::Deal& deal) {
+  std::set<std::pair<const char*, std::string>> keys;
+  std::string by_stage = StageKey(deal.pipeline_id(), deal.stage_id());
+  common::AppendInt64(&by_stage, deal.id());
+  keys.emplace(kByStage, std::move(by_stage));
+  std::string by_assignee;
+  common::AppendInt64(&by_assignee, deal.assignee_id());
+  common::AppendInt64(&by_assignee, deal.id());
+  keys.emplace(kByAssignee, std::move(by_assignee));
+  std::string by_close;
+  common::AppendString(&by_close, deal.close_date());
+  common::AppendInt64(&by_close, deal.id());
+  keys.emplace(kByCloseDate, std::move(by_close));
+  return keys;
+}
+
+absl::StatusOr<int64_t> AmountMicros(const v1::Deal& deal) {
+  if (deal.amount().empty()) return 0;
+  CRM_ASSIGN_OR_RETURN(common::Decimal amount,
+                       common::Decimal::Parse(deal.amount(), "deal.amount"));
+  return amount.micro_units();
+}
+
+std::string EtagOf(int64_t revision) {
+  return absl::StrCat("\"", revision, "\"");
+}
+
+template <typename Message>
+absl::Status ParseValue(const rocksdb::Slice& value, Message* message,
+                        const char* what) {
+  if (!message->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError(absl::StrCat("unreadable ", what, " record"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+DealStore::DealStore(std::unique_ptr<common::RocksDb> db, int shard,
+                     storage::Sequences sequences)
+    : db_(std::move(db)), shard_(shard), sequences_(std::move(sequences)) {}
+
+absl::StatusOr<std::unique_ptr<DealStore>> DealStore::Open(
+    const std::string& path, const common::RocksOptions& options, int shard) {
+  if (shard < 0 || shard > kMaxShard) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard: must be 0..", kMaxShard));
+  }
+  CRM_ASSIGN_OR_RETURN(
+      std::unique_ptr<common::RocksDb> db,
+      common::RocksDb::Open(
+          path,
+          {kDeals, kByStage, kByAssignee, kByCloseDate, kColumnTotals, kHistory,
+           kOutbox, kRequestIds, kMeta},
+          options));
+  storage::Sequences sequences;
+  CRM_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                       db->Get(db->Handle(kMeta), kSequencesKey));
+  if (stored.has_value() && !sequences.ParseFromString(*stored)) {
+    return absl::DataLossError("unreadable sequences record");
+  }
+  sequences.set_next_deal_seq(std::max<int64_t>(1, sequences.next_deal_seq()));
+  sequences.set_next_event_seq(
+      std::max<int64_t>(1, sequences.next_event_seq()));
+  sequences.set_next_history_seq(
+      std::max<int64_t>(1, sequences.next_history_seq()));
+  return std::unique_ptr<DealStore>(
+      new DealStore(std::move(db), shard, std::move(sequences)));
+}
+
+int64_t DealStore::AllocateDealId() {
+  absl::MutexLock lock(&mu_);
+  const int64_t seq = sequences_.next_deal_seq();
+  sequences_.set_next_deal_seq(seq + 1);
+  return (seq << kShardBits) | shard_;
+}
+
+absl::StatusOr<std::optional<storage::DealRecord>> DealStore::Get(
+    int64_t deal_id) const {
+  CRM_ASSIGN_OR_RETURN(
+      std::optional<std::string> value,
+      db_->Get(db_->Handle(kDeals), common::EncodeInt64(deal_id)));
+  if (!value.has_value()) return std::optional<storage::DealRecord>();
+  storage::DealRecord record;
+  if (!record.ParseFromString(*value))
+    return absl::DataLossError("unreadable deal record");
+  return std::optional<storage::DealRecord>(std::move(record));
+}
+
+absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
+  if (!write.before.has_value() && !write.after.has_value()) {
+    return absl::InternalError("a deal write needs a before or an after state");
+  }
+  const int64_t deal_id =
+      write.after.has_value() ? write.after->id() : write.before->deal().id();
+  if (write.before.has_value() && write.after.has_value() &&
+      write.before->deal().id() != write.after->id()) {
+    return absl::InternalError("a deal write cannot change the deal id");
+  }
+  // Parse amounts before taking the lock: bad input never reaches the batch.
+  int64_t before_micros = 0;
+  int64_t after_micros = 0;
+  if (write.before.has_value()) {
+    CRM_ASSIGN_OR_RETURN(before_micros, AmountMicros(write.before->deal()));
+  }
+  if (write.after.has_value()) {
+    CRM_ASSIGN_OR_RETURN(after_micros, AmountMicros(*write.after));
+  }
+
+  absl::MutexLock lock(&mu_);
+  // Optimistic check: the stored revision must still be the one read.
+  CRM_ASSIGN_OR_RETURN(std::optional<storage::DealRecord> stored, Get(deal_id));
+  if (write.before.has_value()) {
+    if (!stored.has_value() || stored->revision() != write.before->revision()) {
+      return absl::AbortedError(
+          absl::StrCat("deal ", deal_id, " was changed concurrently"));
+    }
+  } else if (stored.has_value()) {
+    return absl::AbortedError(
+        absl::StrCat("deal ", deal_id, " exists already"));
+  }
+
+  rocksdb::WriteBatch batch;
+  auto put = [&](const char* cf, const std::string& key,
+                 const std::string& value) {
+    static_cast<void>(batch.Put(db_->Handle(cf), key, value));
+  };
+  auto del = [&](const char* cf, const std::string& key) {
+    static_cast<void>(batch.Delete(db_->Handle(cf), key));
+  };
+
+  CommitResult result;
+  storage::Sequences sequences = sequences_;
+
+  // Record and indexes.
+  std::set<std::pair<const char*, std::string>> old_keys;
+  std::set<std::pair<const char*, std::string>> new_keys;
+  if (write.before.has_value()) old_keys = IndexKeys(write.before->deal());
+  if (write.after.has_value()) {
+    storage::DealRecord record;
+    record.set_revision(write.before.has_value() ? write.before->revision() + 1
+                                                 : 1);
+    *record.mutable_deal() = *write.after;
+    record.mutable_deal()->set_etag(EtagOf(record.revision()));
+    put(kDeals, common::EncodeInt64(deal_id), record.SerializeAsString());
+    new_keys = IndexKeys(record.deal());
+    result.revision = record.revision();
+    result.deal = record.deal();
+  } else {
+    del(kDeals, common::EncodeInt64(deal_id));
+  }
+  for (const auto& key : old_keys) {
+    if (new_keys.count(key) == 0) del(key.first, key.second);
+  }
+  for (const auto& key : new_keys) {
+    if (old_keys.count(key) == 0) put(key.first, key.second, "");
+  }
+
+  // Column counters: take the deal out of its old column, into its new one.
+  std::map<std::string, storage::ColumnTotals> columns;
+  auto column = [&](int64_t pipeline_id, const std::string& stage_id)
+      -> absl::StatusOr<storage::ColumnTotals*> {
+    const std::string key = StageKey(pipeline_id, stage_id);
+    auto it = columns.find(key);
+    if (it == columns.end()) {
+      storage::ColumnTotals totals;
+      CRM_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                           db_->Get(db_->Handle(kColumnTotals), key));
+      if (value.has_value() && !totals.ParseFromString(*value)) {
+        return absl::DataLossError("unreadable column totals record");
+      }
+      it = columns.emplace(key, std::move(totals)).first;
+    }
+    return &it->second;
+  };
+  if (write.before.has_value()) {
+    const v1::Deal& deal = write.before->deal();
+    CRM_ASSIGN_OR_RETURN(storage::ColumnTotals * totals,
+                         column(deal.pipeline_id(), deal.stage_id()));
+    totals->set_count(totals->count() - 1);
+    (*totals->mutable_sums_micros())[deal.currency()] -= before_micros;
+  }
+  if (write.after.has_value()) {
+    const v1::Deal& deal = *write.after;
+    CRM_ASSIGN_OR_RETURN(storage::ColumnTotals * totals,
+                         column(deal.pipeline_id(), deal.stage_id()));
+    totals->set_count(totals->count() + 1);
+    (*totals->mutable_sums_micros())[deal.currency()] += after_micros;
+  }
+  for (auto& [key, totals] : columns) {
+    // Currencies that no deal of the column uses any more are dropped.
+    for (auto it = totals.mutable_sums_micros()->begin();
+         it != totals.mutable_sums_micros()->end();) {
+      it = it->second == 0 ? totals.mutable_sums_micros()->erase(it)
+                           : std::next(it);
+    }
+    if (totals.count() == 0 && totals.sums_micros().empty()) {
+      del(kColumnTotals, key);
+    } else {
+      put(kColumnTotals, key, totals.SerializeAsString());
+    }
+  }
+
+  // History.
+  for (const auto& entry : write.history) {
+    std::string key;
+    common::AppendInt64(&key, deal_id);
+    common::AppendUint64(&key,
+                         static_cast<uint64_t>(sequences.next_history_seq()));
+    sequences.set_next_history_seq(sequences.next_history_seq() + 1);
+    put(kHistory, key, entry.SerializeAsString());
+  }
+
+  // Event (outbox).
+  if (write.event.has_value()) {
+    v1::DealEvent& event = *write.event;
+    const int64_t sequence = sequences.next_event_seq();
+    sequences.set_next_event_seq(sequence + 1);
+    event.set_sequence(sequence);
+    event.set_shard(shard_);
+    event.set_event_id(absl::StrCat(shard_, "-", sequence));
+    event.set_deal_id(deal_id);
+    if (result.deal.has_value()) {
+      *event.mutable_deal() = *result.deal;
+    } else {
+      *event.mutable_deal() = write.before->deal();
+    }
+    put(kOutbox, common::EncodeUint64(static_cast<uint64_t>(sequence)),
+        event.SerializeAsString());
+    result.event_sequence = sequence;
+  }
+
+  // Request id of an idempotent create.
+  if (!write.request_id.empty()) {
+    storage::RequestRecord request;
+    request.set_fingerprint(write.request_fingerprint);
+    request.set_deal_id(deal_id);
+    put(kRequestIds, write.request_id, request.SerializeAsString());
+  }
+
+  // Allocated ids are covered too: next_deal_seq only grows.
+  sequences.set_next_deal_seq(
+      std::max(sequences.next_deal_seq(), sequences_.next_deal_seq()));
+  put(kMeta, kSequencesKey, sequences.SerializeAsString());
+  CRM_RETURN_IF_ERROR(db_->Write(&batch));
+  sequences_ = std::move(sequences);
+  return result;
+}
+
+absl::StatusOr<std::optional<storage::RequestRecord>> DealStore::FindRequest(
+    const std::string& request_id) const {
+  CRM_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                       db_->Get(db_->Handle(kRequestIds), request_id));
+  if (!value.has_value()) return std::optional<storage::RequestRecord>();
+  storage::RequestRecord record;
+  if (!record.ParseFromString(*value))
+    return absl::DataLossError("unreadable request record");
+  return std::optional<storage::RequestRecord>(std::move(record));
+}
+
+absl::StatusOr<std::vector<v1::DealEvent>> DealStore::ReadOutbox(
+    int64_t from, int limit) const {
+  std::vector<v1::DealEvent> events;
+  auto it = db_->NewIterator(db_->Handle(kOutbox));
+  for (it->Seek(common::EncodeUint64(
+           static_cast<uint64_t>(std::max<int64_t>(from, 0))));
+       it->Valid() && static_cast<int>(events.size()) < limit; it->Next()) {
+    v1::DealEvent event;
+    CRM_RETURN_IF_ERROR(ParseValue(it->value(), &event, "outbox"));
+    events.push_back(std::move(event));
+  }
+  CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "scan outbox"));
+  return events;
+}
+
+int64_t DealStore::next_event_sequence() const {
+  absl::MutexLock lock(&mu_);
+  return sequences_.next_event_seq();
+}
+
+absl::StatusOr<int64_t> DealStore::PruneOutbox(absl::Time cutoff) {
+  const int64_t cutoff_micros = absl::ToUnixMicros(cutoff);
+  rocksdb::WriteBatch batch;
+  int64_t pruned = 0;
+  auto it = db_->NewIterator(db_->Handle(kOutbox));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    v1::DealEvent event;
+    CRM_RETURN_IF_ERROR(ParseValue(it->value(), &event, "outbox"));
+    // Events are in commit order, so times only grow (up to clock steps):
+    // stop at the first event young enough to keep.
+    if (google::protobuf::util::TimeUtil::TimestampToMicroseconds(
+            event.occur_time()) >= cutoff_micros) {
+      break;
+    }
+    static_cast<void>(batch.Delete(db_->Handle(kOutbox), it->key()));
+    ++pruned;
+  }
+  CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "scan outbox"));
+  if (pruned > 0) CRM_RETURN_IF_ERROR(db_->Write(&batch));
+  return pruned;
+}
+
+absl::StatusOr<int64_t> DealStore::GetCursor(
+    const std::string& subscriber) const {
+  CRM_ASSIGN_OR_RETURN(
+      std::optional<std::string> value,
+      db_->Get(db_->Handle(kMeta), absl::StrCat("cursor/", subscriber)));
+  if (!value.has_value()) return 0;
+  common::KeyReader reader(*value);
+  uint64_t sequence = 0;
+  if (!reader.ReadUint64(&sequence) || !reader.done()) {
+    return absl::DataLossError(
+        absl::StrCat("unreadable cursor of ", subscriber));
+  }
+  return static_cast<int64_t>(sequence);
+}
+
+absl::Status DealStore::SetCursor(const std::string& subscriber,
+                                  int64_t sequence) {
+  rocksdb::WriteBatch batch;
+  static_cast<void>(
+      batch.Put(db_->Handle(kMeta), absl::StrCat("cursor/", subscriber),
+                common::EncodeUint64(static_cast<uint64_t>(sequence))));
+  return db_->Write(&batch);
+}
+
+absl::StatusOr<std::vector<std::pair<uint64_t, v1::StageHistoryEntry>>>
+DealStore::ReadHistory(int64_t deal_id, uint64_t after_seq, int limit) const {
+  std::vector<std::pair<uint64_t, v1::StageHistoryEntry>> entries;
+  std::string prefix = common::EncodeInt64(deal_id);
+  std::string start = prefix;
+  common::AppendUint64(&start, after_seq + 1);
+  const std::string end = common::PrefixSuccessor(prefix);
+  rocksdb::ReadOptions options;
+  rocksdb::Slice upper(end);
+  options.iterate_upper_bound = &upper;
+  auto it = db_->NewIterator(db_->Handle(kHistory), options);
+  for (it->Seek(start); it->Valid() && static_cast<int>(entries.size()) < limit;
+       it->Next()) {
+    common::KeyReader reader(
+        std::string_view(it->key().data(), it->key().size()));
+    int64_t id = 0;
+    uint64_t seq = 0;
+    if (!reader.ReadInt64(&id) || !reader.ReadUint64(&seq)) {
+      return absl::DataLossError("malformed history key");
+    }
+    v1::StageHistoryEntry entry;
+    CRM_RETURN_IF_ERROR(ParseValue(it->value(), &entry, "history"));
+    entries.emplace_back(seq, std::move(entry));
+  }
+  CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "scan history"));
+  return entries;
+}
+
+absl::StatusOr<std::map<std::string, storage::ColumnTotals>>
+DealStore::ColumnTotalsOf(int64_t pipeline_id) const {
+  std::map<std::string, storage::ColumnTotals> totals;
+  const std::string prefix = common::EncodeInt64(pipeline_id);
+  const std::string end = common::PrefixSuccessor(prefix);
+  rocksdb::ReadOptions options;
+  rocksdb::Slice upper(end);
+  options.iterate_upper_bound = &upper;
+  auto it = db_->NewIterator(db_->Handle(kColumnTotals), options);
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    common::KeyReader reader(
+        std::string_view(it->key().data(), it->key().size()));
+    int64_t id = 0;
+    std::string stage_id;
+    if (!reader.ReadInt64(&id) || !reader.ReadString(&stage_id)) {
+      return absl::DataLossError("malformed column totals key");
+    }
+    CRM_RETURN_IF_ERROR(
+        ParseValue(it->value(), &totals[stage_id], "column totals"));
+  }
+  CRM_RETURN_IF_ERROR(
+      common::FromRocksStatus(it->status(), "scan column totals"));
+  return totals;
+}
+
+absl::StatusOr<std::vector<int64_t>> DealStore::IdsInStage(
+    int64_t pipeline_id, const std::string& stage_id, int64_t after_id,
+    int limit) const {
+  std::vector<int64_t> ids;
+  const std::string prefix = StageKey(pipeline_id, stage_id);
+  std::string start = prefix;
+  if (after_id > 0) {
+    common::AppendInt64(&start, after_id);
+    start = common::PrefixSuccessor(start);
+  }
+  const std::string end = common::PrefixSuccessor(prefix);
+  rocksdb::ReadOptions options;
+  rocksdb::Slice upper(end);
+  options.iterate_upper_bound = &upper;
+  auto it = db_->NewIterator(db_->Handle(kByStage), options);
+  for (it->Seek(start); it->Valid() && static_cast<int>(ids.size()) < limit;
+       it->Next()) {
+    common::KeyReader reader(
+        std::string_view(it->key().data(), it->key().size()));
+    int64_t pipeline = 0;
+    std::string stage;
+    int64_t id = 0;
+    if (!reader.ReadInt64(&pipeline) || !reader.ReadString(&stage) ||
+        !reader.ReadInt64(&id)) {
+      return absl::DataLossError("malformed stage index key");
+    }
+    ids.push_back(id);
+  }
+  CRM_RETURN_IF_ERROR(
+      common::FromRocksStatus(it->status(), "scan stage index"));
+  return ids;
+}
+
+}  // namespace crm::deals

@@ -1,0 +1,156 @@
+// Durable storage of the deals service, with the transactional outbox.
+//
+// One change of a deal is one atomic RocksDB WriteBatch holding the deal
+// record, the index entries that changed, the kanban column counters, the
+// stage history entries and the deal event (outbox). The event exists if and
+// only if the change committed. Commits are serialised by one lock, which
+// also makes outbox sequence order equal commit order and keeps the
+// read-modify-write of column counters race-free; a commit without fsync
+// takes microseconds.
+//
+// Column families (keys from common/rocks/key_codec; stage ids and dates are
+// validated before they get here, so they hold no 0 byte):
+//   deals                int64 id                          -> DealRecord
+//   deals_by_stage       int64 pipeline, stage, int64 id   -> ""
+//   deals_by_assignee    int64 assignee, int64 id          -> ""
+//   deals_by_close_date  close date, int64 id              -> ""
+//   column_totals        int64 pipeline, stage             -> ColumnTotals
+//   stage_history        int64 deal id, uint64 seq         -> StageHistoryEntry
+//   outbox               uint64 sequence                   -> DealEvent
+//   request_ids          request id                        -> RequestRecord
+//   meta                 "sequences"                       -> Sequences
+//                        "cursor/<subscriber>"             -> uint64 sequence
+//
+// The stored deal is the API message inside DealRecord: every field of the
+// API is a stored field, and the record adds what the API does not show
+// (revision). Fields evolve under the proto compatibility rules.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+#include "crm/deals/v1/deal.pb.h"
+#include "crm/deals/v1/deal_events.pb.h"
+
+#include "common/rocks/rocks_db.h"
+#include "services/deals/storage/deal_record.pb.h"
+
+namespace crm::deals {
+
+namespace v1 = ::crm::deals::v1;
+
+// The low 10 bits of a deal id are the shard that owns it.
+inline constexpr int kShardBits = 10;
+inline constexpr int64_t kMaxShard = (int64_t{1} << kShardBits) - 1;
+inline int ShardOfDeal(int64_t deal_id) {
+  return static_cast<int>(deal_id & kMaxShard);
+}
+
+// One change to commit.
+struct DealWrite {
+  // The stored state before the change; nullopt for a create.
+  std::optional<crm::deals::storage::DealRecord> before;
+  // The deal after the change; nullopt for a delete. Its id must be set
+  // (AllocateDealId for a create); its etag is set by Commit.
+  std::optional<v1::Deal> after;
+  // Appended to the deal's history.
+  std::vector<v1::StageHistoryEntry> history;
+  // The event of the change, without event_id, sequence and shard (Commit
+  // sets them) and without the deal (Commit copies `after`, or `before` for
+  // a delete).
+  std::optional<v1::DealEvent> event;
+  // For an idempotent create: remembered with the deal id.
+  std::string request_id;
+  std::string request_fingerprint;
+};
+
+struct CommitResult {
+  // The stored revision of the deal (0 after a delete).
+  int64_t revision = 0;
+  // The event's sequence, 0 when there was none.
+  int64_t event_sequence = 0;
+  // The deal as stored (with its etag), when not deleted.
+  std::optional<v1::Deal> deal;
+};
+
+class DealStore {
+ public:
+  // Opens or creates the store of `shard` (0..1023) under `path`.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<DealStore>> Open(
+      const std::string& path, const common::RocksOptions& options, int shard);
+
+  int shard() const { return shard_; }
+
+  // A new deal id, unique forever on this shard ((seq << 10) | shard). Ids
+  // allocated but never committed leave gaps, which is fine.
+  [[nodiscard]] int64_t AllocateDealId();
+
+  // The stored deal, or nullopt.
+  [[nodiscard]] absl::StatusOr<std::optional<crm::deals::storage::DealRecord>>
+  Get(int64_t deal_id) const;
+
+  // Commits the change atomically. ABORTED when `before` no longer matches
+  // the stored revision (a concurrent write won) or a create finds the id
+  // taken; INVALID_ARGUMENT for an amount that is not an exact decimal.
+  [[nodiscard]] absl::StatusOr<CommitResult> Commit(DealWrite write);
+
+  // The deal a request id created, if any.
+  [[nodiscard]] absl::StatusOr<
+      std::optional<crm::deals::storage::RequestRecord>>
+  FindRequest(const std::string& request_id) const;
+
+  // Up to `limit` events with sequence >= `from`, in order.
+  [[nodiscard]] absl::StatusOr<std::vector<v1::DealEvent>> ReadOutbox(
+      int64_t from, int limit) const;
+  // The sequence the next event will get.
+  int64_t next_event_sequence() const;
+  // Deletes events that occurred before `cutoff`; returns how many.
+  [[nodiscard]] absl::StatusOr<int64_t> PruneOutbox(absl::Time cutoff);
+
+  // The delivery cursor of a subscriber: the highest sequence it applied
+  // (0 = none). Kept in `meta` under "cursor/<name>".
+  [[nodiscard]] absl::StatusOr<int64_t> GetCursor(
+      const std::string& subscriber) const;
+  [[nodiscard]] absl::Status SetCursor(const std::string& subscriber,
+                                       int64_t sequence);
+
+  // History of a deal in order, entries after `after_seq` (0 = from the
+  // start), up to `limit`; each with its sequence.
+  [[nodiscard]] absl::StatusOr<
+      std::vector<std::pair<uint64_t, v1::StageHistoryEntry>>>
+  ReadHistory(int64_t deal_id, uint64_t after_seq, int limit) const;
+
+  // Kanban counters of every column of a pipeline, keyed by stage id.
+  [[nodiscard]] absl::StatusOr<
+      std::map<std::string, crm::deals::storage::ColumnTotals>>
+  ColumnTotalsOf(int64_t pipeline_id) const;
+
+  // Deal ids in a stage, in id order, after `after_id` (0 = from the start).
+  [[nodiscard]] absl::StatusOr<std::vector<int64_t>> IdsInStage(
+      int64_t pipeline_id, const std::string& stage_id, int64_t after_id,
+      int limit) const;
+
+  common::RocksDb& db() { return *db_; }
+
+ private:
+  DealStore(std::unique_ptr<common::RocksDb> db, int shard,
+            crm::deals::storage::Sequences sequences);
+
+  std::unique_ptr<common::RocksDb> db_;
+  const int shard_;
+
+  mutable absl::Mutex mu_;
+  crm::deals::storage::Sequences sequences_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace crm::deals

@@ -1,0 +1,284 @@
+#include "services/deals/storage/deal_store.h"
+
+#include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
+
+#include "common/status/status_matchers.h"
+#include "common/testing/temp_dir.h"
+
+namespace crm::deals {
+namespace {
+
+namespace storage = ::crm::deals::storage;
+using ::crm::testing::StatusIs;
+using ::google::protobuf::util::TimeUtil;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class DealStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen(int shard = 3) {
+    store_.reset();
+    auto store = DealStore::Open(dir_.path(), {}, shard);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(store).value();
+  }
+
+  v1::Deal NewDeal(const std::string& stage, const std::string& amount,
+                   const std::string& currency = "EUR") {
+    v1::Deal deal;
+    deal.set_id(store_->AllocateDealId());
+    deal.set_title("Deal");
+    deal.set_pipeline_id(0);
+    deal.set_stage_id(stage);
+    deal.set_amount(amount);
+    deal.set_currency(currency);
+    deal.set_assignee_id(7);
+    deal.set_close_date("2026-12-04");
+    return deal;
+  }
+
+  static v1::DealEvent Event(v1::DealEventType type, int64_t seconds = 1000) {
+    v1::DealEvent event;
+    event.set_type(type);
+    *event.mutable_occur_time() = TimeUtil::SecondsToTimestamp(seconds);
+    return event;
+  }
+
+  CommitResult Create(const v1::Deal& deal, int64_t seconds = 1000) {
+    DealWrite write;
+    write.after = deal;
+    write.event = Event(v1::DEAL_EVENT_TYPE_CREATED, seconds);
+    v1::StageHistoryEntry created;
+    created.set_kind(v1::StageHistoryEntry::KIND_CREATED);
+    created.set_to_stage_id(deal.stage_id());
+    write.history.push_back(created);
+    auto result = store_->Commit(std::move(write));
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : CommitResult{};
+  }
+
+  storage::DealRecord Stored(int64_t id) {
+    auto record = store_->Get(id);
+    EXPECT_TRUE(record.ok() && record->has_value());
+    return record.ok() && record->has_value() ? **record
+                                              : storage::DealRecord();
+  }
+
+  crm::testing::TempDir dir_;
+  std::unique_ptr<DealStore> store_;
+};
+
+TEST_F(DealStoreTest, IdsCarryTheShardAndNeverRepeatAcrossRestarts) {
+  const int64_t first = store_->AllocateDealId();
+  EXPECT_EQ(ShardOfDeal(first), 3);
+  const v1::Deal deal = NewDeal("NEW", "10");
+  Create(deal);
+  Reopen();
+  const int64_t after_restart = store_->AllocateDealId();
+  EXPECT_EQ(ShardOfDeal(after_restart), 3);
+  EXPECT_GT(after_restart, deal.id());
+  EXPECT_GT(after_restart, first);
+}
+
+TEST_F(DealStoreTest,
+       CreateWritesRecordIndexesCountersHistoryAndEventAtomically) {
+  const v1::Deal deal = NewDeal("NEW", "100.50");
+  const CommitResult result = Create(deal);
+  EXPECT_EQ(result.revision, 1);
+  EXPECT_EQ(result.event_sequence, 1);
+  ASSERT_TRUE(result.deal.has_value());
+  EXPECT_EQ(result.deal->etag(), "\"1\"");
+
+  Reopen();
+  EXPECT_EQ(Stored(deal.id()).deal().amount(), "100.50");
+  ASSERT_OK_AND_ASSIGN(auto ids, store_->IdsInStage(0, "NEW", 0, 10));
+  EXPECT_THAT(ids, ElementsAre(deal.id()));
+  ASSERT_OK_AND_ASSIGN(auto totals, store_->ColumnTotalsOf(0));
+  ASSERT_EQ(totals.count("NEW"), 1u);
+  EXPECT_EQ(totals["NEW"].count(), 1);
+  EXPECT_EQ(totals["NEW"].sums_micros().at("EUR"), 100'500'000);
+  ASSERT_OK_AND_ASSIGN(auto history, store_->ReadHistory(deal.id(), 0, 10));
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].second.kind(), v1::StageHistoryEntry::KIND_CREATED);
+  ASSERT_OK_AND_ASSIGN(auto events, store_->ReadOutbox(1, 10));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].event_id(), "3-1");
+  EXPECT_EQ(events[0].deal_id(), deal.id());
+  EXPECT_EQ(events[0].deal().etag(), "\"1\"");
+  EXPECT_EQ(store_->next_event_sequence(), 2);
+}
+
+TEST_F(DealStoreTest, MoveUpdatesIndexesAndCountersOfBothColumns) {
+  const v1::Deal deal = NewDeal("NEW", "10", "USD");
+  Create(deal);
+  Create(NewDeal("NEW", "5", "USD"));
+  DealWrite move;
+  move.before = Stored(deal.id());
+  move.after = move.before->deal();
+  move.after->set_stage_id("WON");
+  move.event = Event(v1::DEAL_EVENT_TYPE_STAGE_CHANGED);
+  ASSERT_OK_AND_ASSIGN(CommitResult result, store_->Commit(std::move(move)));
+  EXPECT_EQ(result.revision, 2);
+  EXPECT_EQ(result.event_sequence, 3);
+
+  ASSERT_OK_AND_ASSIGN(auto in_new, store_->IdsInStage(0, "NEW", 0, 10));
+  ASSERT_OK_AND_ASSIGN(auto in_won, store_->IdsInStage(0, "WON", 0, 10));
+  EXPECT_EQ(in_new.size(), 1u);
+  EXPECT_THAT(in_won, ElementsAre(deal.id()));
+  ASSERT_OK_AND_ASSIGN(auto totals, store_->ColumnTotalsOf(0));
+  EXPECT_EQ(totals["NEW"].count(), 1);
+  EXPECT_EQ(totals["NEW"].sums_micros().at("USD"), 5'000'000);
+  EXPECT_EQ(totals["WON"].count(), 1);
+  EXPECT_EQ(totals["WON"].sums_micros().at("USD"), 10'000'000);
+}
+
+TEST_F(DealStoreTest, StaleBeforeIsAbortedAndWritesNothing) {
+  const v1::Deal deal = NewDeal("NEW", "10");
+  Create(deal);
+  const storage::DealRecord read = Stored(deal.id());
+  DealWrite first;
+  first.before = read;
+  first.after = read.deal();
+  first.after->set_title("First");
+  first.event = Event(v1::DEAL_EVENT_TYPE_UPDATED);
+  ASSERT_OK(store_->Commit(std::move(first)).status());
+
+  DealWrite second;
+  second.before = read;  // stale: revision 1, stored is 2
+  second.after = read.deal();
+  second.after->set_stage_id("WON");
+  second.event = Event(v1::DEAL_EVENT_TYPE_STAGE_CHANGED);
+  EXPECT_THAT(store_->Commit(std::move(second)),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(Stored(deal.id()).deal().title(), "First");
+  EXPECT_EQ(Stored(deal.id()).deal().stage_id(), "NEW");
+  ASSERT_OK_AND_ASSIGN(auto events, store_->ReadOutbox(1, 10));
+  EXPECT_EQ(events.size(),
+            2u);  // created + updated, nothing from the aborted move
+  ASSERT_OK_AND_ASSIGN(auto in_won, store_->IdsInStage(0, "WON", 0, 10));
+  EXPECT_THAT(in_won, IsEmpty());
+}
+
+TEST_F(DealStoreTest, CreatingAnExistingIdIsAborted) {
+  const v1::Deal deal = NewDeal("NEW", "10");
+  Create(deal);
+  DealWrite again;
+  again.after = deal;
+  EXPECT_THAT(store_->Commit(std::move(again)),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("exists")));
+}
+
+TEST_F(DealStoreTest, BadAmountIsInvalidArgumentBeforeAnythingIsWritten) {
+  v1::Deal deal = NewDeal("NEW", "12,5");
+  DealWrite write;
+  write.after = deal;
+  write.event = Event(v1::DEAL_EVENT_TYPE_CREATED);
+  EXPECT_THAT(
+      store_->Commit(std::move(write)),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deal.amount")));
+  ASSERT_OK_AND_ASSIGN(auto found, store_->Get(deal.id()));
+  EXPECT_FALSE(found.has_value());
+  EXPECT_EQ(store_->next_event_sequence(), 1);
+}
+
+TEST_F(DealStoreTest, DeleteRemovesRecordIndexesAndCountersButKeepsTheEvent) {
+  const v1::Deal deal = NewDeal("NEW", "10");
+  Create(deal);
+  DealWrite erase;
+  erase.before = Stored(deal.id());
+  erase.event = Event(v1::DEAL_EVENT_TYPE_DELETED);
+  ASSERT_OK_AND_ASSIGN(CommitResult result, store_->Commit(std::move(erase)));
+  EXPECT_FALSE(result.deal.has_value());
+  ASSERT_OK_AND_ASSIGN(auto found, store_->Get(deal.id()));
+  EXPECT_FALSE(found.has_value());
+  ASSERT_OK_AND_ASSIGN(auto ids, store_->IdsInStage(0, "NEW", 0, 10));
+  EXPECT_THAT(ids, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(auto totals, store_->ColumnTotalsOf(0));
+  EXPECT_THAT(totals, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(auto events, store_->ReadOutbox(2, 10));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type(), v1::DEAL_EVENT_TYPE_DELETED);
+  EXPECT_EQ(events[0].deal().id(), deal.id());  // the deal before the delete
+}
+
+TEST_F(DealStoreTest, RequestIdsAreRemembered) {
+  const v1::Deal deal = NewDeal("NEW", "1");
+  DealWrite write;
+  write.after = deal;
+  write.request_id = "req-1";
+  write.request_fingerprint = "fp";
+  ASSERT_OK(store_->Commit(std::move(write)).status());
+  ASSERT_OK_AND_ASSIGN(auto found, store_->FindRequest("req-1"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->deal_id(), deal.id());
+  EXPECT_EQ(found->fingerprint(), "fp");
+  ASSERT_OK_AND_ASSIGN(auto missing, store_->FindRequest("req-2"));
+  EXPECT_FALSE(missing.has_value());
+}
+
+TEST_F(DealStoreTest, PruneDropsOldEventsButSequencesContinue) {
+  Create(NewDeal("NEW", "1"), /*seconds=*/100);
+  Create(NewDeal("NEW", "2"), /*seconds=*/200);
+  Create(NewDeal("NEW", "3"), /*seconds=*/300);
+  ASSERT_OK_AND_ASSIGN(int64_t pruned,
+                       store_->PruneOutbox(absl::FromUnixSeconds(250)));
+  EXPECT_EQ(pruned, 2);
+  ASSERT_OK_AND_ASSIGN(auto events, store_->ReadOutbox(0, 10));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].sequence(), 3);
+  ASSERT_OK_AND_ASSIGN(auto rest,
+                       store_->PruneOutbox(absl::FromUnixSeconds(1000)));
+  EXPECT_EQ(rest, 1);
+  Reopen();
+  EXPECT_EQ(store_->next_event_sequence(), 4);  // never reused after expiry
+}
+
+TEST_F(DealStoreTest, StagePagingAndHistoryPaging) {
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) {
+    v1::Deal deal = NewDeal("NEW", "1");
+    ids.push_back(deal.id());
+    Create(deal);
+  }
+  ASSERT_OK_AND_ASSIGN(auto page1, store_->IdsInStage(0, "NEW", 0, 2));
+  ASSERT_OK_AND_ASSIGN(auto page2,
+                       store_->IdsInStage(0, "NEW", page1.back(), 2));
+  ASSERT_OK_AND_ASSIGN(auto page3,
+                       store_->IdsInStage(0, "NEW", page2.back(), 2));
+  EXPECT_THAT(page1, ElementsAre(ids[0], ids[1]));
+  EXPECT_THAT(page2, ElementsAre(ids[2], ids[3]));
+  EXPECT_THAT(page3, ElementsAre(ids[4]));
+  // A stage id that is a prefix of another does not leak into it.
+  ASSERT_OK_AND_ASSIGN(auto prefix, store_->IdsInStage(0, "NE", 0, 10));
+  EXPECT_THAT(prefix, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(auto history, store_->ReadHistory(ids[2], 0, 10));
+  ASSERT_EQ(history.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(auto after,
+                       store_->ReadHistory(ids[2], history[0].first, 10));
+  EXPECT_THAT(after, IsEmpty());
+}
+
+TEST_F(DealStoreTest, SubscriberCursorsAreDurableAndIndependent) {
+  ASSERT_OK_AND_ASSIGN(int64_t fresh, store_->GetCursor("automation"));
+  EXPECT_EQ(fresh, 0);
+  ASSERT_OK(store_->SetCursor("automation", 41));
+  ASSERT_OK(store_->SetCursor("reporting", 7));
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(int64_t automation, store_->GetCursor("automation"));
+  ASSERT_OK_AND_ASSIGN(int64_t reporting, store_->GetCursor("reporting"));
+  EXPECT_EQ(automation, 41);
+  EXPECT_EQ(reporting, 7);
+}
+
+TEST_F(DealStoreTest, ShardOutOfRangeIsRefused) {
+  crm::testing::TempDir other;
+  EXPECT_THAT(DealStore::Open(other.path(), {}, 1024),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shard")));
+}
+
+}  // namespace
+}  // namespace crm::deals
