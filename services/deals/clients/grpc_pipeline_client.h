@@ -119,6 +119,8 @@ class GrpcPipelineClient final : public PipelineClient {
 
   GrpcPipelineClient(const GrpcPipelineClient&) = delete;
   GrpcPipelineClient& operator=(const GrpcPipelineClient&) = delete;
+  GrpcPipelineClient(GrpcPipelineClient&&) = delete;
+  GrpcPipelineClient& operator=(GrpcPipelineClient&&) = delete;
 
   // Loads the first snapshot and starts the watch thread. UNAVAILABLE when
   // pipeline-config is not reachable within start_timeout; any other error

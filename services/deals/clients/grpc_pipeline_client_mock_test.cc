@@ -119,7 +119,7 @@ class GrpcPipelineClientMockTest : public ::testing::Test {
     return options;
   }
 
-  void MakeClient(GrpcPipelineClientOptions options = Options()) {
+  void MakeClient(const GrpcPipelineClientOptions& options = Options()) {
     auto pipelines =
         std::make_unique<StrictMock<pipelines_v1::MockPipelinesServiceStub>>();
     auto fields =

@@ -64,6 +64,8 @@ class PipelineConfigServer {
   explicit PipelineConfigServer(std::string data_dir)
       : data_dir_(std::move(data_dir)) {}
   ~PipelineConfigServer() { Stop(); }
+  PipelineConfigServer(const PipelineConfigServer&) = delete;
+  PipelineConfigServer& operator=(const PipelineConfigServer&) = delete;
 
   // Opens the store and serves on `port` (0 = any free port).
   absl::Status Start(int port) {
