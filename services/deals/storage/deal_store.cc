@@ -415,6 +415,16 @@ DealStore::ColumnTotalsOf(int64_t pipeline_id) const {
   return totals;
 }
 
+absl::StatusOr<int64_t> DealStore::CountDeals(
+    int64_t pipeline_id, const std::string& stage_id) const {
+  CRM_ASSIGN_OR_RETURN(auto totals, ColumnTotalsOf(pipeline_id));
+  int64_t count = 0;
+  for (const auto& [stage, column] : totals) {
+    if (stage_id.empty() || stage == stage_id) count += column.count();
+  }
+  return count;
+}
+
 absl::StatusOr<std::vector<int64_t>> DealStore::IdsInStage(
     int64_t pipeline_id, const std::string& stage_id, int64_t after_id,
     int limit) const {

@@ -135,6 +135,11 @@ class DealStore {
       std::map<std::string, crm::deals::storage::ColumnTotals>>
   ColumnTotalsOf(int64_t pipeline_id) const;
 
+  // How many deals a pipeline holds, or one of its stages when `stage_id` is
+  // not empty; read from the column counters, never by scanning deals.
+  [[nodiscard]] absl::StatusOr<int64_t> CountDeals(
+      int64_t pipeline_id, const std::string& stage_id) const;
+
   // Deal ids in a stage, in id order, after `after_id` (0 = from the start).
   [[nodiscard]] absl::StatusOr<std::vector<int64_t>> IdsInStage(
       int64_t pipeline_id, const std::string& stage_id, int64_t after_id,

@@ -274,6 +274,29 @@ TEST_F(DealStoreTest, SubscriberCursorsAreDurableAndIndependent) {
   EXPECT_EQ(reporting, 7);
 }
 
+TEST_F(DealStoreTest, CountsDealsPerPipelineAndStageFromCounters) {
+  Create(NewDeal("NEW", "1"));
+  Create(NewDeal("NEW", "2"));
+  const v1::Deal won = NewDeal("WON", "3");
+  Create(won);
+  v1::Deal other = NewDeal("C3:NEW", "4");
+  other.set_pipeline_id(3);
+  Create(other);
+  ASSERT_OK_AND_ASSIGN(int64_t pipeline0, store_->CountDeals(0, ""));
+  ASSERT_OK_AND_ASSIGN(int64_t in_new, store_->CountDeals(0, "NEW"));
+  ASSERT_OK_AND_ASSIGN(int64_t pipeline3, store_->CountDeals(3, ""));
+  ASSERT_OK_AND_ASSIGN(int64_t empty, store_->CountDeals(0, "LOSE"));
+  EXPECT_EQ(pipeline0, 3);
+  EXPECT_EQ(in_new, 2);
+  EXPECT_EQ(pipeline3, 1);
+  EXPECT_EQ(empty, 0);
+  DealWrite erase;
+  erase.before = Stored(won.id());
+  ASSERT_OK(store_->Commit(std::move(erase)).status());
+  ASSERT_OK_AND_ASSIGN(int64_t after_delete, store_->CountDeals(0, ""));
+  EXPECT_EQ(after_delete, 2);
+}
+
 TEST_F(DealStoreTest, ShardOutOfRangeIsRefused) {
   crm::testing::TempDir other;
   EXPECT_THAT(DealStore::Open(other.path(), {}, 1024),
