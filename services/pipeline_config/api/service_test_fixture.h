@@ -108,6 +108,23 @@ class PipelineConfigServiceTest : public ::testing::Test {
   static std::unique_ptr<grpc::ClientContext> MakeContextWithHeader(
       const std::string& authorization);
 
+  // Expects every call, made with no token, a garbage token, an expired
+  // token and a wrongly signed one, to be UNAUTHENTICATED. `rpcs` holds
+  // (name, call-with-token) pairs.
+  template <typename Rpcs>
+  void ExpectBadTokensRefused(const Rpcs& rpcs) {
+    for (const auto& [name, rpc] : rpcs) {
+      SCOPED_TRACE(name);
+      for (const std::string& token :
+           {std::string(), std::string("garbage"), ExpiredToken(kAdminUserId),
+            WrongSignatureToken(kAdminUserId)}) {
+        const absl::Status status = rpc(token);
+        EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated)
+            << "token \"" << token << "\": " << status;
+      }
+    }
+  }
+
   // --- Stubs and calls -----------------------------------------------------
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   PipelinesStub& pipelines() { return *pipelines_stub_; }
