@@ -58,8 +58,8 @@ absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Start(
 
   ProcessOptions process_options;
   process_options.binary = options.binary;
-  process_options.args = {"--port=0", "--http_port=0",
-                          "--port_file=" + port_file};
+  process_options.args = {absl::StrCat("--port=", options.grpc_port),
+                          "--http_port=0", "--port_file=" + port_file};
   process_options.args.insert(process_options.args.end(), options.args.begin(),
                               options.args.end());
   process_options.env = options.env;

@@ -41,11 +41,15 @@ struct ServiceOptions {
   std::string output_file;
   // Start-up deadline: port file plus SERVING.
   absl::Duration start_timeout = absl::Seconds(30);
+  // The gRPC port to ask for; 0 lets the kernel pick a free one. A fixed
+  // port lets a test restart a process where its clients already point.
+  int grpc_port = 0;
 };
 
 class ServiceProcess {
  public:
-  // Starts the binary with --port=0 --http_port=0 --port_file=<work_dir>/...
+  // Starts the binary with --port=<options.grpc_port, default 0>
+  // --http_port=0 --port_file=<work_dir>/...
   // plus options.args and waits until it serves. On failure the child is
   // killed; the error carries the reason (exit code when it exited).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<ServiceProcess>> Start(
