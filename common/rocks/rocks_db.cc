@@ -5,8 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "rocksdb/cache.h"
+#include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/write_buffer_manager.h"
 
 namespace crm::common {
 
@@ -41,9 +43,18 @@ absl::StatusOr<std::unique_ptr<RocksDb>> RocksDb::Open(
   db_options.IncreaseParallelism(2);
   db_options.max_open_files = 512;
 
+  // Memory stays bounded whatever the data size: every memtable counts
+  // against one budget, and index and filter blocks live in the block cache
+  // (the hot ones pinned) instead of growing with the number of files.
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options.memtable_bytes);
   rocksdb::BlockBasedTableOptions table_options;
   table_options.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  table_options.cache_index_and_filter_blocks = true;
+  table_options.pin_l0_filter_and_index_blocks_in_cache = true;
+  table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   rocksdb::ColumnFamilyOptions cf_options(db_options);
+  cf_options.write_buffer_size = options.memtable_bytes / 4;
   cf_options.table_factory.reset(
       rocksdb::NewBlockBasedTableFactory(table_options));
 

@@ -29,6 +29,9 @@ struct RocksOptions {
   bool sync_writes = false;
   // Shared block cache for all column families.
   size_t block_cache_bytes = 64u << 20;
+  // Budget of all memtables together (a full memtable is flushed early when
+  // the budget is reached); each one is at most a quarter of it.
+  size_t memtable_bytes = 64u << 20;
 };
 
 // Maps a RocksDB status: NotFound -> NOT_FOUND, Corruption -> DATA_LOSS,

@@ -94,4 +94,19 @@ FakePipelineClient::GetPermissions(int64_t user_id) {
   return permissions;
 }
 
+std::shared_ptr<const pipelines_v1::EffectivePermissions>
+FakePipelineClient::CachedPermissions(int64_t user_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!cache_hits_ || !error_.ok()) return nullptr;
+  }
+  auto permissions = GetPermissions(user_id);
+  return permissions.ok() ? *permissions : nullptr;
+}
+
+void FakePipelineClient::SetCacheHits(bool hits) {
+  absl::MutexLock lock(&mu_);
+  cache_hits_ = hits;
+}
+
 }  // namespace crm::deals

@@ -53,6 +53,11 @@ class FakePipelineClient final : public PipelineClient {
   absl::StatusOr<
       std::shared_ptr<const crm::pipelines::v1::EffectivePermissions>>
   GetPermissions(int64_t user_id) override;
+  // Null unless SetCacheHits(true): by default every call takes the path of
+  // a cache miss.
+  std::shared_ptr<const crm::pipelines::v1::EffectivePermissions>
+  CachedPermissions(int64_t user_id) override;
+  void SetCacheHits(bool hits);
 
  private:
   mutable absl::Mutex mu_;
@@ -61,6 +66,7 @@ class FakePipelineClient final : public PipelineClient {
       permissions_ ABSL_GUARDED_BY(mu_);
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   int64_t permission_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cache_hits_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace crm::deals

@@ -324,6 +324,20 @@ void GrpcPipelineClient::ClearPermissionCache() {
   lru_.clear();
 }
 
+std::shared_ptr<const pipelines_v1::EffectivePermissions>
+GrpcPipelineClient::CachedPermissions(int64_t user_id) {
+  const int64_t version = SnapshotVersion();
+  absl::MutexLock lock(&cache_mu_);
+  auto it = cache_.find(user_id);
+  if (it == cache_.end() ||
+      it->second.permissions->config_version() != version) {
+    return nullptr;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second.lru_position);
+  ++permission_cache_hits_;
+  return it->second.permissions;
+}
+
 absl::StatusOr<std::shared_ptr<const pipelines_v1::EffectivePermissions>>
 GrpcPipelineClient::GetPermissions(int64_t user_id) {
   if (user_id <= 0) {

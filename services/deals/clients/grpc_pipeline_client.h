@@ -142,6 +142,8 @@ class GrpcPipelineClient final : public PipelineClient {
   absl::StatusOr<
       std::shared_ptr<const crm::pipelines::v1::EffectivePermissions>>
   GetPermissions(int64_t user_id) override;
+  std::shared_ptr<const crm::pipelines::v1::EffectivePermissions>
+  CachedPermissions(int64_t user_id) override;
 
   // True while a watch stream is open and has delivered its first message.
   bool watching() const { return watching_.load(); }

@@ -34,14 +34,7 @@
 #include "common/status/status_matchers.h"
 #include "common/testing/temp_dir.h"
 #include "services/deals/clients/pipeline_channel.h"
-#include "services/pipeline_config/api/access_service_impl.h"
-#include "services/pipeline_config/api/call_context.h"
-#include "services/pipeline_config/api/fields_service_impl.h"
-#include "services/pipeline_config/api/pipelines_service_impl.h"
-#include "services/pipeline_config/clients/deal_counter.h"
-#include "services/pipeline_config/domain/config_manager.h"
-#include "services/pipeline_config/domain/version_notifier.h"
-#include "services/pipeline_config/storage/config_store.h"
+#include "services/pipeline_config/testing/in_process_server.h"
 
 namespace crm::deals {
 namespace {
@@ -59,81 +52,10 @@ constexpr int64_t kAdminUserId = 1;
 constexpr absl::Duration kFreshness = absl::Seconds(1);
 
 // pipeline-config in this process, as its main.cc wires it.
-class PipelineConfigServer {
+class PipelineConfigServer : public pipeline_config::InProcessPipelineConfig {
  public:
   explicit PipelineConfigServer(std::string data_dir)
-      : data_dir_(std::move(data_dir)) {}
-  ~PipelineConfigServer() { Stop(); }
-  PipelineConfigServer(const PipelineConfigServer&) = delete;
-  PipelineConfigServer& operator=(const PipelineConfigServer&) = delete;
-
-  // Opens the store and serves on `port` (0 = any free port).
-  absl::Status Start(int port) {
-    absl::StatusOr<std::unique_ptr<pipeline_config::ConfigStore>> store =
-        pipeline_config::ConfigStore::Open(data_dir_, common::RocksOptions{});
-    if (!store.ok()) return store.status();
-    store_ = std::move(store).value();
-    notifier_ = std::make_unique<pipeline_config::VersionNotifier>();
-    absl::StatusOr<std::unique_ptr<pipeline_config::ConfigManager>> manager =
-        pipeline_config::ConfigManager::Create(*store_, deal_counter_,
-                                               *notifier_);
-    if (!manager.ok()) return manager.status();
-    manager_ = std::move(manager).value();
-    deps_ = std::make_unique<pipeline_config::ServiceDeps>(
-        pipeline_config::ServiceDeps{*manager_,
-                                     *notifier_,
-                                     authenticator_,
-                                     page_tokens_,
-                                     {kAdminUserId}});
-    pipelines_ =
-        std::make_unique<pipeline_config::PipelinesServiceImpl>(*deps_);
-    fields_ = std::make_unique<pipeline_config::FieldsServiceImpl>(*deps_);
-    access_ = std::make_unique<pipeline_config::AccessServiceImpl>(*deps_);
-    common::ServerOptions options;
-    options.service_name = "pipeline-config-test";
-    options.host = "127.0.0.1";
-    options.grpc_port = port;
-    options.http_port = -1;
-    options.shutdown_grace = absl::Seconds(2);
-    runner_ = std::make_unique<common::ServerRunner>(options, metrics_);
-    runner_->AddService(pipelines_.get());
-    runner_->AddService(fields_.get());
-    runner_->AddService(access_.get());
-    return runner_->Start();
-  }
-
-  // As main.cc on SIGTERM: watch streams end with UNAVAILABLE, then the
-  // server stops; the store is closed.
-  void Stop() {
-    if (notifier_ != nullptr) notifier_->Close();
-    if (runner_ != nullptr) runner_->Shutdown();
-    runner_.reset();
-    access_.reset();
-    fields_.reset();
-    pipelines_.reset();
-    deps_.reset();
-    manager_.reset();
-    notifier_.reset();
-    store_.reset();
-  }
-
-  int port() const { return runner_ == nullptr ? 0 : runner_->grpc_port(); }
-  int64_t version() const { return manager_->version(); }
-
- private:
-  const std::string data_dir_;
-  pipeline_config::NoDealsCounter deal_counter_;
-  common::Authenticator authenticator_{kSecret, /*insecure_dev_auth=*/false};
-  common::PageTokenCodec page_tokens_{kSecret};
-  common::MetricsRegistry metrics_;
-  std::unique_ptr<pipeline_config::ConfigStore> store_;
-  std::unique_ptr<pipeline_config::VersionNotifier> notifier_;
-  std::unique_ptr<pipeline_config::ConfigManager> manager_;
-  std::unique_ptr<pipeline_config::ServiceDeps> deps_;
-  std::unique_ptr<pipeline_config::PipelinesServiceImpl> pipelines_;
-  std::unique_ptr<pipeline_config::FieldsServiceImpl> fields_;
-  std::unique_ptr<pipeline_config::AccessServiceImpl> access_;
-  std::unique_ptr<common::ServerRunner> runner_;
+      : InProcessPipelineConfig(std::move(data_dir), kSecret, {kAdminUserId}) {}
 };
 
 // Polls until `done` holds; false after `timeout`.

@@ -42,6 +42,14 @@ class PipelineClient {
   [[nodiscard]] virtual absl::StatusOr<
       std::shared_ptr<const crm::pipelines::v1::EffectivePermissions>>
   GetPermissions(int64_t user_id) = 0;
+
+  // The permissions GetPermissions would return without a network call, or
+  // null when they are not cached for the current config version. Never
+  // blocks, so a handler can decide to answer inline or hand the call to a
+  // worker thread. Thread-safe.
+  [[nodiscard]] virtual std::shared_ptr<
+      const crm::pipelines::v1::EffectivePermissions>
+  CachedPermissions(int64_t user_id) = 0;
 };
 
 }  // namespace crm::deals

@@ -158,6 +158,15 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
         absl::StrCat("deal ", deal_id, " exists already"));
   }
 
+  if (!write.request_id.empty()) {
+    CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> used,
+                         FindRequest(write.request_id));
+    if (used.has_value()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("request_id: used already by deal ", used->deal_id()));
+    }
+  }
+
   rocksdb::WriteBatch batch;
   auto put = [&](const char* cf, const std::string& key,
                  const std::string& value) {
@@ -316,7 +325,8 @@ int64_t DealStore::next_event_sequence() const {
   return sequences_.next_event_seq();
 }
 
-absl::StatusOr<int64_t> DealStore::PruneOutbox(absl::Time cutoff) {
+absl::StatusOr<int64_t> DealStore::PruneOutbox(absl::Time cutoff,
+                                               int64_t max_sequence) {
   const int64_t cutoff_micros = absl::ToUnixMicros(cutoff);
   rocksdb::WriteBatch batch;
   int64_t pruned = 0;
@@ -327,7 +337,8 @@ absl::StatusOr<int64_t> DealStore::PruneOutbox(absl::Time cutoff) {
     // Events are in commit order, so times only grow (up to clock steps):
     // stop at the first event young enough to keep.
     if (google::protobuf::util::TimeUtil::TimestampToMicroseconds(
-            event.occur_time()) >= cutoff_micros) {
+            event.occur_time()) >= cutoff_micros ||
+        event.sequence() > max_sequence) {
       break;
     }
     static_cast<void>(batch.Delete(db_->Handle(kOutbox), it->key()));
@@ -456,6 +467,212 @@ absl::StatusOr<std::vector<int64_t>> DealStore::IdsInStage(
   CRM_RETURN_IF_ERROR(
       common::FromRocksStatus(it->status(), "scan stage index"));
   return ids;
+}
+
+namespace {
+
+// Ids from the keys of one column family range, whose keys end with the
+// deal id (EncodeInt64, 8 bytes).
+class RangeIdStream final : public IdStream {
+ public:
+  RangeIdStream(const common::RocksDb& db, rocksdb::ColumnFamilyHandle* cf,
+                std::string lower, std::string upper, bool descending)
+      : lower_(std::move(lower)),
+        upper_(std::move(upper)),
+        lower_slice_(lower_),
+        upper_slice_(upper_),
+        descending_(descending) {
+    rocksdb::ReadOptions options;
+    options.iterate_lower_bound = &lower_slice_;
+    options.iterate_upper_bound = &upper_slice_;
+    it_ = db.NewIterator(cf, options);
+  }
+
+  bool Next(int64_t* id) override {
+    if (!started_) {
+      started_ = true;
+      if (descending_) {
+        it_->SeekToLast();
+      } else {
+        it_->SeekToFirst();
+      }
+    } else if (it_->Valid()) {
+      if (descending_) {
+        it_->Prev();
+      } else {
+        it_->Next();
+      }
+    }
+    if (!it_->Valid()) {
+      status_ = common::FromRocksStatus(it_->status(), "scan index");
+      return false;
+    }
+    const rocksdb::Slice key = it_->key();
+    if (key.size() < 8) {
+      status_ = absl::DataLossError("malformed index key");
+      return false;
+    }
+    common::KeyReader reader(
+        std::string_view(key.data() + key.size() - 8, 8));
+    if (!reader.ReadInt64(id)) {
+      status_ = absl::DataLossError("malformed index key");
+      return false;
+    }
+    return true;
+  }
+
+  absl::Status status() const override { return status_; }
+
+ private:
+  const std::string lower_;
+  const std::string upper_;
+  rocksdb::Slice lower_slice_;
+  rocksdb::Slice upper_slice_;
+  const bool descending_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+  bool started_ = false;
+  absl::Status status_;
+};
+
+// The range of keys `prefix` + id for ids after the cursor.
+std::unique_ptr<IdStream> PrefixStream(const common::RocksDb& db,
+                                       rocksdb::ColumnFamilyHandle* cf,
+                                       const std::string& prefix,
+                                       int64_t after_id, bool descending) {
+  std::string lower = prefix;
+  std::string upper = common::PrefixSuccessor(prefix);
+  if (after_id > 0) {
+    std::string cursor = prefix;
+    common::AppendInt64(&cursor, after_id);
+    if (descending) {
+      upper = cursor;
+    } else {
+      lower = common::PrefixSuccessor(cursor);
+    }
+  }
+  return std::make_unique<RangeIdStream>(db, cf, std::move(lower),
+                                         std::move(upper), descending);
+}
+
+class MergedIdStream final : public IdStream {
+ public:
+  MergedIdStream(std::vector<std::unique_ptr<IdStream>> streams,
+                 bool descending)
+      : streams_(std::move(streams)), descending_(descending) {
+    heads_.resize(streams_.size());
+    for (size_t i = 0; i < streams_.size(); ++i) Advance(i);
+  }
+
+  bool Next(int64_t* id) override {
+    while (true) {
+      if (!status_.ok()) return false;
+      int best = -1;
+      for (size_t i = 0; i < heads_.size(); ++i) {
+        if (!heads_[i].has_value()) continue;
+        if (best < 0 || (descending_ ? *heads_[i] > *heads_[best]
+                                     : *heads_[i] < *heads_[best])) {
+          best = static_cast<int>(i);
+        }
+      }
+      if (best < 0) return false;
+      const int64_t value = *heads_[best];
+      Advance(static_cast<size_t>(best));
+      if (has_last_ && value == last_) continue;  // a repeat
+      has_last_ = true;
+      last_ = value;
+      *id = value;
+      return true;
+    }
+  }
+
+  absl::Status status() const override { return status_; }
+
+ private:
+  void Advance(size_t i) {
+    int64_t id = 0;
+    if (streams_[i]->Next(&id)) {
+      heads_[i] = id;
+    } else {
+      heads_[i].reset();
+      if (!streams_[i]->status().ok()) status_ = streams_[i]->status();
+    }
+  }
+
+  std::vector<std::unique_ptr<IdStream>> streams_;
+  std::vector<std::optional<int64_t>> heads_;
+  const bool descending_;
+  bool has_last_ = false;
+  int64_t last_ = 0;
+  absl::Status status_;
+};
+
+}  // namespace
+
+std::unique_ptr<IdStream> MergeIdStreams(
+    std::vector<std::unique_ptr<IdStream>> streams, bool descending) {
+  return std::make_unique<MergedIdStream>(std::move(streams), descending);
+}
+
+std::unique_ptr<IdStream> DealStore::StreamStage(int64_t pipeline_id,
+                                                 const std::string& stage_id,
+                                                 int64_t after_id,
+                                                 bool descending) const {
+  return PrefixStream(*db_, db_->Handle(kByStage),
+                      StageKey(pipeline_id, stage_id), after_id, descending);
+}
+
+std::unique_ptr<IdStream> DealStore::StreamAssignee(int64_t assignee_id,
+                                                    int64_t after_id,
+                                                    bool descending) const {
+  return PrefixStream(*db_, db_->Handle(kByAssignee),
+                      common::EncodeInt64(assignee_id), after_id, descending);
+}
+
+std::unique_ptr<IdStream> DealStore::StreamAll(int64_t after_id,
+                                               bool descending) const {
+  std::string lower;
+  std::string upper(9, '\xff');  // above every 8-byte id key
+  if (after_id > 0) {
+    if (descending) {
+      upper = common::EncodeInt64(after_id);
+    } else {
+      lower = common::PrefixSuccessor(common::EncodeInt64(after_id));
+    }
+  }
+  return std::make_unique<RangeIdStream>(*db_, db_->Handle(kDeals),
+                                         std::move(lower), std::move(upper),
+                                         descending);
+}
+
+std::unique_ptr<IdStream> DealStore::StreamCloseDates(
+    const std::string& from, const std::string& to) const {
+  std::string lower;
+  if (!from.empty()) common::AppendString(&lower, from);
+  std::string upper(1, '\xff');  // above every encoded date
+  if (!to.empty()) {
+    upper.clear();
+    common::AppendString(&upper, to);
+    upper = common::PrefixSuccessor(upper);
+  }
+  return std::make_unique<RangeIdStream>(*db_, db_->Handle(kByCloseDate),
+                                         std::move(lower), std::move(upper),
+                                         /*descending=*/false);
+}
+
+absl::StatusOr<int64_t> DealStore::FirstRetainedSequence() const {
+  const int64_t next = next_event_sequence();
+  auto it = db_->NewIterator(db_->Handle(kOutbox));
+  it->SeekToFirst();
+  if (!it->Valid()) {
+    CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "scan outbox"));
+    return next;
+  }
+  common::KeyReader reader(
+      std::string_view(it->key().data(), it->key().size()));
+  uint64_t sequence = 0;
+  if (!reader.ReadUint64(&sequence))
+    return absl::DataLossError("malformed outbox key");
+  return static_cast<int64_t>(sequence);
 }
 
 }  // namespace crm::deals

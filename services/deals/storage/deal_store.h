@@ -56,6 +56,23 @@ inline int ShardOfDeal(int64_t deal_id) {
   return static_cast<int>(deal_id & kMaxShard);
 }
 
+// A walk over deal ids taken from one index range, for list scans: in id
+// order (ascending or descending) unless said otherwise. One per request; not
+// thread-safe. Reads a consistent view only per key, which is what lists
+// need (a deal is re-read and re-checked after its id comes out).
+class IdStream {
+ public:
+  virtual ~IdStream() = default;
+  // The next id; false at the end or on error (then status() says which).
+  virtual bool Next(int64_t* id) = 0;
+  virtual absl::Status status() const = 0;
+};
+
+// Merges id streams that are each in the same order into one, in that
+// order, dropping repeated ids.
+std::unique_ptr<IdStream> MergeIdStreams(
+    std::vector<std::unique_ptr<IdStream>> streams, bool descending);
+
 // One change to commit.
 struct DealWrite {
   // The stored state before the change; nullopt for a create.
@@ -101,7 +118,9 @@ class DealStore {
 
   // Commits the change atomically. ABORTED when `before` no longer matches
   // the stored revision (a concurrent write won) or a create finds the id
-  // taken; INVALID_ARGUMENT for an amount that is not an exact decimal.
+  // taken; ALREADY_EXISTS when `request_id` was used by an earlier commit
+  // (a concurrent retry won: read it with FindRequest); INVALID_ARGUMENT
+  // for an amount that is not an exact decimal.
   [[nodiscard]] absl::StatusOr<CommitResult> Commit(DealWrite write);
 
   // The deal a request id created, if any.
@@ -114,8 +133,11 @@ class DealStore {
       int64_t from, int limit) const;
   // The sequence the next event will get.
   int64_t next_event_sequence() const;
-  // Deletes events that occurred before `cutoff`; returns how many.
-  [[nodiscard]] absl::StatusOr<int64_t> PruneOutbox(absl::Time cutoff);
+  // Deletes events that occurred before `cutoff` and whose sequence is at
+  // most `max_sequence` (so that events a subscriber has not received yet
+  // can be kept); returns how many.
+  [[nodiscard]] absl::StatusOr<int64_t> PruneOutbox(
+      absl::Time cutoff, int64_t max_sequence = INT64_MAX);
 
   // The delivery cursor of a subscriber: the highest sequence it applied
   // (0 = none). Kept in `meta` under "cursor/<name>".
@@ -144,6 +166,27 @@ class DealStore {
   [[nodiscard]] absl::StatusOr<std::vector<int64_t>> IdsInStage(
       int64_t pipeline_id, const std::string& stage_id, int64_t after_id,
       int limit) const;
+
+  // Streams over the indexes. `after_id` is an exclusive cursor in the
+  // stream's direction (0 = from the start): ascending yields ids > after_id,
+  // descending ids < after_id.
+  std::unique_ptr<IdStream> StreamStage(int64_t pipeline_id,
+                                        const std::string& stage_id,
+                                        int64_t after_id,
+                                        bool descending) const;
+  std::unique_ptr<IdStream> StreamAssignee(int64_t assignee_id,
+                                           int64_t after_id,
+                                           bool descending) const;
+  // Every deal of the shard.
+  std::unique_ptr<IdStream> StreamAll(int64_t after_id, bool descending) const;
+  // Deals whose close date is in [from, to] (inclusive "YYYY-MM-DD"; empty =
+  // open end), ordered by (close date, id), NOT by id.
+  std::unique_ptr<IdStream> StreamCloseDates(const std::string& from,
+                                             const std::string& to) const;
+
+  // The oldest retained event's sequence; next_event_sequence() when the
+  // outbox is empty.
+  [[nodiscard]] absl::StatusOr<int64_t> FirstRetainedSequence() const;
 
   common::RocksDb& db() { return *db_; }
 

@@ -1,0 +1,764 @@
+#include "services/deals/api/deal_operations.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "google/protobuf/util/time_util.h"
+#include "openssl/evp.h"
+
+#include "common/money/currency.h"
+#include "common/money/decimal.h"
+#include "common/money/product_rows.h"
+#include "common/status/status_macros.h"
+#include "common/text/text.h"
+#include "services/deals/domain/deal_rules.h"
+
+namespace crm::deals {
+namespace {
+
+namespace pv1 = ::crm::pipelines::v1;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::util::TimeUtil;
+
+constexpr int kMaxRaceRetries = 5;
+constexpr int kMaxProductRows = 500;
+constexpr int kMaxProductNameChars = 255;
+
+google::protobuf::Timestamp ToTimestamp(absl::Time time) {
+  return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(time));
+}
+
+absl::Time FromTimestamp(const google::protobuf::Timestamp& time) {
+  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(time));
+}
+
+// Fields UpdateDeal may change, by API name.
+const std::vector<std::string>& UpdatableFields() {
+  static const auto* fields = new std::vector<std::string>{
+      "title",        "amount",       "currency",    "manual_amount",
+      "tax_amount",   "probability",  "assignee_id", "company_id",
+      "contact_ids",  "source",       "begin_date",  "close_date",
+      "opened",       "comments",     "observer_ids", "lead_id",
+      "custom_fields"};
+  return *fields;
+}
+
+// Fields that only record who changed what and when: a change limited to
+// them is no change.
+bool IsBookkeeping(const std::string& name) {
+  return name == "updated_by" || name == "update_time" || name == "etag" ||
+         name == "moved_by" || name == "move_time" || name == "created_by" ||
+         name == "create_time";
+}
+
+// The API names of the fields that differ, bookkeeping excluded.
+std::vector<std::string> ChangedFields(const v1::Deal& before,
+                                       const v1::Deal& after) {
+  std::vector<std::string> changed;
+  const auto* descriptor = v1::Deal::descriptor();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const FieldDescriptor* field = descriptor->field(i);
+    if (IsBookkeeping(field->name())) continue;
+    google::protobuf::util::MessageDifferencer differencer;
+    if (!differencer.CompareWithFields(before, after, {field}, {field})) {
+      changed.push_back(field->name());
+    }
+  }
+  return changed;
+}
+
+// Copies one field (by reflection) from `from` to `to`; presence follows
+// `from` for fields that have it, repeated fields are replaced.
+void CopyField(const FieldDescriptor* field, const v1::Deal& from,
+               v1::Deal* to) {
+  const auto* reflection = v1::Deal::GetReflection();
+  reflection->ClearField(to, field);
+  if (field->is_repeated()) {
+    for (int i = 0; i < reflection->FieldSize(from, field); ++i) {
+      switch (field->cpp_type()) {
+        case FieldDescriptor::CPPTYPE_INT64:
+          reflection->AddInt64(to, field,
+                               reflection->GetRepeatedInt64(from, field, i));
+          break;
+        case FieldDescriptor::CPPTYPE_MESSAGE:
+          reflection->AddMessage(to, field)->CopyFrom(
+              reflection->GetRepeatedMessage(from, field, i));
+          break;
+        default:
+          break;  // No other repeated type is updatable.
+      }
+    }
+    return;
+  }
+  if (field->has_presence() && !reflection->HasField(from, field)) return;
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING:
+      reflection->SetString(to, field, reflection->GetString(from, field));
+      break;
+    case FieldDescriptor::CPPTYPE_INT64:
+      reflection->SetInt64(to, field, reflection->GetInt64(from, field));
+      break;
+    case FieldDescriptor::CPPTYPE_INT32:
+      reflection->SetInt32(to, field, reflection->GetInt32(from, field));
+      break;
+    case FieldDescriptor::CPPTYPE_BOOL:
+      reflection->SetBool(to, field, reflection->GetBool(from, field));
+      break;
+    default:
+      break;  // No other singular type is updatable.
+  }
+}
+
+absl::Status ApplyMask(const v1::Deal& input,
+                       const google::protobuf::FieldMask& mask,
+                       v1::Deal* deal) {
+  if (mask.paths_size() == 0) {
+    return absl::InvalidArgumentError(
+        "update_mask: name at least one field to update");
+  }
+  const auto& updatable = UpdatableFields();
+  for (int i = 0; i < mask.paths_size(); ++i) {
+    const std::string& path = mask.paths(i);
+    const std::string where = absl::StrCat("update_mask.paths[", i, "]");
+    if (absl::StartsWith(path, "custom_fields.")) {
+      const std::string code = path.substr(strlen("custom_fields."));
+      auto it = input.custom_fields().find(code);
+      if (it == input.custom_fields().end()) {
+        deal->mutable_custom_fields()->erase(code);
+      } else {
+        (*deal->mutable_custom_fields())[code] = it->second;
+      }
+      continue;
+    }
+    if (path == "stage_id" || path == "pipeline_id" || path == "product_rows") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": ", path,
+          " changes only through MoveDealStage, MoveDealToPipeline or "
+          "SetProductRows"));
+    }
+    if (std::find(updatable.begin(), updatable.end(), path) ==
+        updatable.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": \"", path, "\" cannot be updated"));
+    }
+    CopyField(v1::Deal::descriptor()->FindFieldByName(path), input, deal);
+  }
+  if (!deal->has_opened()) deal->set_opened(true);  // unset means the default
+  return absl::OkStatus();
+}
+
+bool MaskNames(const google::protobuf::FieldMask& mask,
+               const std::string& name) {
+  for (const std::string& path : mask.paths()) {
+    if (path == name) return true;
+  }
+  return false;
+}
+
+common::ProductRowInput::DiscountType ToDiscountType(
+    v1::ProductRow::DiscountType type) {
+  switch (type) {
+    case v1::ProductRow::DISCOUNT_TYPE_PERCENT:
+      return common::ProductRowInput::DiscountType::kPercent;
+    case v1::ProductRow::DISCOUNT_TYPE_ABSOLUTE:
+      return common::ProductRowInput::DiscountType::kAbsolute;
+    default:
+      return common::ProductRowInput::DiscountType::kNone;
+  }
+}
+
+absl::StatusOr<common::Decimal> ParseOr(const std::string& text,
+                                        const std::string& field,
+                                        const char* fallback) {
+  return common::Decimal::Parse(text.empty() ? fallback : text, field);
+}
+
+// Validates the rows, fills their output-only totals (in the deal currency)
+// and, unless the amount is manual, sets the deal amount and tax from them.
+absl::Status PriceRows(v1::Deal* deal) {
+  if (deal->product_rows_size() > kMaxProductRows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rows: at most ", kMaxProductRows, " product rows"));
+  }
+  if (deal->product_rows_size() > 0 && deal->currency().empty()) {
+    return absl::FailedPreconditionError(
+        "currency: the deal needs a currency before it gets product rows");
+  }
+  int minor = 2;
+  if (!deal->currency().empty()) {
+    CRM_ASSIGN_OR_RETURN(minor,
+                         common::MinorUnits(deal->currency(), "deal.currency"));
+  }
+  std::vector<common::ProductRowTotals> totals;
+  for (int i = 0; i < deal->product_rows_size(); ++i) {
+    v1::ProductRow* row = deal->mutable_product_rows(i);
+    const std::string where = absl::StrCat("rows[", i, "]");
+    row->set_index(i);
+    if (row->product_id() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".product_id: must be >= 0"));
+    }
+    if (row->product_id() == 0 && row->product_name().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".product_name: required without a product_id"));
+    }
+    CRM_RETURN_IF_ERROR(common::ValidateText(
+        absl::StrCat(where, ".product_name"), row->product_name(),
+        {kMaxProductNameChars, true, false}));
+    CRM_RETURN_IF_ERROR(common::ValidateText(absl::StrCat(where, ".unit"),
+                                             row->unit(), {32, true, false}));
+    common::ProductRowInput in;
+    CRM_ASSIGN_OR_RETURN(in.price,
+                         ParseOr(row->price(), absl::StrCat(where, ".price"),
+                                 "0"));
+    CRM_ASSIGN_OR_RETURN(
+        in.quantity,
+        ParseOr(row->quantity(), absl::StrCat(where, ".quantity"), "1"));
+    in.discount_type = ToDiscountType(row->discount_type());
+    CRM_ASSIGN_OR_RETURN(
+        in.discount,
+        ParseOr(row->discount(), absl::StrCat(where, ".discount"), "0"));
+    CRM_ASSIGN_OR_RETURN(
+        in.tax_rate,
+        ParseOr(row->tax_rate(), absl::StrCat(where, ".tax_rate"), "0"));
+    in.tax_included = row->tax_included();
+    CRM_ASSIGN_OR_RETURN(common::ProductRowTotals t,
+                         common::ComputeRow(in, minor, where));
+    row->set_price(in.price.ToString(minor));
+    row->set_quantity(in.quantity.ToString());
+    row->set_discount(in.discount.ToString());
+    row->set_tax_rate(in.tax_rate.ToString());
+    row->set_net_total(t.net.ToString(minor));
+    row->set_tax_total(t.tax.ToString(minor));
+    row->set_total(t.total.ToString(minor));
+    totals.push_back(t);
+  }
+  if (!deal->manual_amount() && deal->product_rows_size() > 0) {
+    CRM_ASSIGN_OR_RETURN(common::ProductRowTotals sum,
+                         common::SumRows(totals, "rows"));
+    deal->set_amount(sum.total.ToString(minor));
+    deal->set_tax_amount(sum.tax.ToString(minor));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEtag(const v1::Deal& stored, const std::string& etag) {
+  if (etag.empty() || etag == stored.etag()) return absl::OkStatus();
+  return absl::AbortedError(
+      absl::StrCat("etag: deal ", stored.id(), " has changed (current etag ",
+                   stored.etag(), ")"));
+}
+
+}  // namespace
+
+absl::Status ValidateDealId(int64_t deal_id, const char* field) {
+  if (deal_id > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": must be a positive deal id"));
+}
+
+absl::Status ValidateRequestId(const std::string& request_id) {
+  if (request_id.size() > 128) {
+    return absl::InvalidArgumentError(
+        "request_id: at most 128 characters");
+  }
+  for (char c : request_id) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "request_id: printable ASCII characters only");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string CreateFingerprint(const OperationContext& ctx,
+                              const v1::Deal& input) {
+  std::string payload;
+  {
+    google::protobuf::io::StringOutputStream stream(&payload);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    input.SerializeToCodedStream(&coded);
+  }
+  const std::string data =
+      absl::StrCat(ctx.actor_id, "|", ctx.actor_service, "|",
+                   static_cast<int>(ctx.channel), "|", payload);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+DealOperations::DealOperations(DealStore& store, DealOperationsOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+absl::Time DealOperations::Now() const {
+  return options_.clock ? options_.clock() : absl::Now();
+}
+
+absl::StatusOr<storage::DealRecord> DealOperations::LoadReadable(
+    const OperationContext& ctx, int64_t deal_id) {
+  CRM_RETURN_IF_ERROR(ValidateDealId(deal_id));
+  CRM_ASSIGN_OR_RETURN(std::optional<storage::DealRecord> record,
+                       store_.Get(deal_id));
+  if (!record.has_value()) {
+    return absl::NotFoundError(absl::StrCat("deal ", deal_id, " not found"));
+  }
+  CRM_RETURN_IF_ERROR(CheckRead(ctx.caller, record->deal()));
+  return *std::move(record);
+}
+
+v1::DealEvent DealOperations::NewEvent(const OperationContext& ctx,
+                                       v1::DealEventType type,
+                                       absl::Time now) const {
+  v1::DealEvent event;
+  event.set_type(type);
+  event.set_actor_id(ctx.actor_id);
+  event.set_actor_service(ctx.actor_service);
+  event.set_channel(ctx.channel);
+  *event.mutable_occur_time() = ToTimestamp(now);
+  event.set_request_id(ctx.request_id);
+  return event;
+}
+
+v1::StageHistoryEntry DealOperations::NewHistory(
+    const OperationContext& ctx, v1::StageHistoryEntry::Kind kind,
+    const v1::Deal& from, const v1::Deal& to, absl::Time now) const {
+  v1::StageHistoryEntry entry;
+  entry.set_deal_id(to.id());
+  entry.set_kind(kind);
+  if (kind != v1::StageHistoryEntry::KIND_CREATED) {
+    entry.set_from_pipeline_id(from.pipeline_id());
+    entry.set_from_stage_id(from.stage_id());
+  }
+  entry.set_to_pipeline_id(to.pipeline_id());
+  entry.set_to_stage_id(to.stage_id());
+  entry.set_to_semantics(to.stage_semantics());
+  entry.set_actor_id(ctx.actor_id);
+  *entry.mutable_time() = ToTimestamp(now);
+  entry.set_channel(ctx.channel);
+  return entry;
+}
+
+void DealOperations::Stamp(const OperationContext& ctx, v1::Deal* deal,
+                           absl::Time now) const {
+  deal->set_updated_by(ctx.actor_id);
+  *deal->mutable_update_time() = ToTimestamp(now);
+}
+
+absl::StatusOr<CommitResult> DealOperations::Mutate(
+    const OperationContext& ctx, int64_t deal_id, const std::string& etag,
+    const std::function<absl::StatusOr<std::optional<DealWrite>>(
+        const storage::DealRecord&)>& change) {
+  for (int attempt = 0;; ++attempt) {
+    CRM_ASSIGN_OR_RETURN(storage::DealRecord record,
+                         LoadReadable(ctx, deal_id));
+    CRM_RETURN_IF_ERROR(CheckEtag(record.deal(), etag));
+    CRM_ASSIGN_OR_RETURN(std::optional<DealWrite> write, change(record));
+    if (!write.has_value()) {
+      CommitResult unchanged;
+      unchanged.revision = record.revision();
+      unchanged.deal = record.deal();
+      return unchanged;
+    }
+    write->before = record;
+    if (write->event.has_value()) write->event->set_request_id(ctx.request_id);
+    absl::StatusOr<CommitResult> result = store_.Commit(*std::move(write));
+    if (result.ok()) {
+      if (result->event_sequence > 0 && options_.on_event) options_.on_event();
+      return result;
+    }
+    // A concurrent write won. With an etag the caller wanted that exact
+    // version; without one, redo the change on the fresh state.
+    if (!absl::IsAborted(result.status()) || !etag.empty() ||
+        attempt + 1 >= kMaxRaceRetries) {
+      return result.status();
+    }
+  }
+}
+
+absl::StatusOr<v1::Deal> DealOperations::Create(const OperationContext& ctx,
+                                                const v1::Deal& input) {
+  CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
+  const std::string fingerprint =
+      ctx.request_id.empty() ? "" : CreateFingerprint(ctx, input);
+  for (int attempt = 0;; ++attempt) {
+    if (!ctx.request_id.empty()) {
+      CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> earlier,
+                           store_.FindRequest(ctx.request_id));
+      if (earlier.has_value()) {
+        if (earlier->fingerprint() != fingerprint) {
+          return absl::AlreadyExistsError(
+              "request_id: used already for a different request");
+        }
+        CRM_ASSIGN_OR_RETURN(std::optional<storage::DealRecord> record,
+                             store_.Get(earlier->deal_id()));
+        if (!record.has_value()) {
+          return absl::NotFoundError(
+              absl::StrCat("deal ", earlier->deal_id(),
+                           " created by this request_id was deleted"));
+        }
+        CRM_RETURN_IF_ERROR(CheckRead(ctx.caller, record->deal()));
+        return record->deal();
+      }
+    }
+    const absl::Time now = Now();
+    NewDealContext context;
+    context.deal_id = store_.AllocateDealId();
+    context.creator_id = ctx.actor_id;
+    context.now = now;
+    context.zone = options_.zone;
+    CRM_ASSIGN_OR_RETURN(v1::Deal deal,
+                         PrepareNewDeal(input, *ctx.config, context));
+    CRM_RETURN_IF_ERROR(CheckAdd(ctx.caller, deal));
+    DealWrite write;
+    write.history.push_back(NewHistory(
+        ctx, v1::StageHistoryEntry::KIND_CREATED, deal, deal, now));
+    v1::DealEvent event = NewEvent(ctx, v1::DEAL_EVENT_TYPE_CREATED, now);
+    event.set_to_pipeline_id(deal.pipeline_id());
+    event.set_to_stage_id(deal.stage_id());
+    event.set_to_semantics(deal.stage_semantics());
+    event.set_to_assignee_id(deal.assignee_id());
+    write.event = std::move(event);
+    write.after = std::move(deal);
+    write.request_id = ctx.request_id;
+    write.request_fingerprint = fingerprint;
+    absl::StatusOr<CommitResult> result = store_.Commit(std::move(write));
+    if (result.ok()) {
+      if (options_.on_event) options_.on_event();
+      return *std::move(result->deal);
+    }
+    // A concurrent retry with the same request id committed first: answer
+    // with what it created.
+    if (absl::IsAlreadyExists(result.status()) && attempt == 0) continue;
+    return result.status();
+  }
+}
+
+absl::StatusOr<v1::Deal> DealOperations::Get(const OperationContext& ctx,
+                                             int64_t deal_id) {
+  CRM_ASSIGN_OR_RETURN(storage::DealRecord record, LoadReadable(ctx, deal_id));
+  return std::move(*record.mutable_deal());
+}
+
+absl::StatusOr<v1::Deal> DealOperations::Update(
+    const OperationContext& ctx, const v1::Deal& input,
+    const google::protobuf::FieldMask& mask, const std::string& etag) {
+  CRM_RETURN_IF_ERROR(ValidateDealId(input.id(), "deal.id"));
+  CRM_ASSIGN_OR_RETURN(
+      CommitResult result,
+      Mutate(ctx, input.id(), etag,
+             [&](const storage::DealRecord& record)
+                 -> absl::StatusOr<std::optional<DealWrite>> {
+               const v1::Deal& before = record.deal();
+               CRM_RETURN_IF_ERROR(
+                   CheckAction(ctx.caller, Action::kWrite, before));
+               v1::Deal after = before;
+               CRM_RETURN_IF_ERROR(ApplyMask(input, mask, &after));
+               const bool rows_price = !after.manual_amount() &&
+                                       after.product_rows_size() > 0;
+               if (rows_price && (MaskNames(mask, "amount") ||
+                                  MaskNames(mask, "tax_amount"))) {
+                 return absl::InvalidArgumentError(
+                     "deal.amount: follows the product rows unless "
+                     "manual_amount is true");
+               }
+               CRM_RETURN_IF_ERROR(ValidateDealFields(&after, *ctx.config));
+               // Switching back to computed amounts, or changing the
+               // currency, re-prices the rows.
+               if (rows_price) CRM_RETURN_IF_ERROR(PriceRows(&after));
+               std::vector<std::string> changed = ChangedFields(before, after);
+               if (changed.empty()) return std::optional<DealWrite>();
+               const absl::Time now = Now();
+               Stamp(ctx, &after, now);
+               const bool reassigned =
+                   before.assignee_id() != after.assignee_id();
+               v1::DealEvent event = NewEvent(
+                   ctx,
+                   reassigned ? v1::DEAL_EVENT_TYPE_ASSIGNEE_CHANGED
+                              : v1::DEAL_EVENT_TYPE_UPDATED,
+                   now);
+               for (auto& name : changed) event.add_changed_fields(name);
+               event.set_from_assignee_id(before.assignee_id());
+               event.set_to_assignee_id(after.assignee_id());
+               DealWrite write;
+               write.after = std::move(after);
+               write.event = std::move(event);
+               return std::optional<DealWrite>(std::move(write));
+             }));
+  return *std::move(result.deal);
+}
+
+absl::Status DealOperations::Delete(const OperationContext& ctx,
+                                    int64_t deal_id, const std::string& etag) {
+  return Mutate(ctx, deal_id, etag,
+                [&](const storage::DealRecord& record)
+                    -> absl::StatusOr<std::optional<DealWrite>> {
+                  CRM_RETURN_IF_ERROR(
+                      CheckAction(ctx.caller, Action::kDelete, record.deal()));
+                  DealWrite write;
+                  v1::DealEvent event =
+                      NewEvent(ctx, v1::DEAL_EVENT_TYPE_DELETED, Now());
+                  event.set_from_pipeline_id(record.deal().pipeline_id());
+                  event.set_from_stage_id(record.deal().stage_id());
+                  event.set_from_semantics(record.deal().stage_semantics());
+                  write.event = std::move(event);
+                  return std::optional<DealWrite>(std::move(write));
+                })
+      .status();
+}
+
+namespace {
+
+// A stage of the pipeline by its full id, or by the bare id ("WON" for
+// "C3:WON") outside pipeline 0, as pipeline-config accepts both.
+const StageView* ResolveStage(const ConfigView& config, int64_t pipeline_id,
+                              const std::string& stage_id) {
+  const StageView* stage = config.FindStage(pipeline_id, stage_id);
+  if (stage == nullptr && pipeline_id != 0 &&
+      stage_id.find(':') == std::string::npos) {
+    stage = config.FindStage(pipeline_id,
+                             absl::StrCat("C", pipeline_id, ":", stage_id));
+  }
+  return stage;
+}
+
+v1::StageHistoryEntry::Kind MoveKind(const v1::Deal& before,
+                                     const v1::Deal& after) {
+  if (after.closed() && !before.closed())
+    return v1::StageHistoryEntry::KIND_CLOSED;
+  if (!after.closed() && before.closed())
+    return v1::StageHistoryEntry::KIND_REOPENED;
+  return v1::StageHistoryEntry::KIND_MOVED;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
+                                                   int64_t deal_id,
+                                                   const std::string& stage_id,
+                                                   const std::string& etag) {
+  if (stage_id.empty())
+    return absl::InvalidArgumentError("stage_id: required");
+  CRM_ASSIGN_OR_RETURN(
+      CommitResult result,
+      Mutate(
+          ctx, deal_id, etag,
+          [&](const storage::DealRecord& record)
+              -> absl::StatusOr<std::optional<DealWrite>> {
+            const v1::Deal& before = record.deal();
+            const StageView* stage =
+                ResolveStage(*ctx.config, before.pipeline_id(), stage_id);
+            if (stage == nullptr) {
+              // Read access is established: naming the pipeline leaks
+              // nothing.
+              CRM_RETURN_IF_ERROR(
+                  CheckAction(ctx.caller, Action::kWrite, before));
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "stage_id: \"", stage_id, "\" is not a stage of pipeline ",
+                  before.pipeline_id()));
+            }
+            CRM_RETURN_IF_ERROR(
+                CheckTransition(ctx.caller, before, stage->stage_id));
+            if (stage->stage_id == before.stage_id())
+              return std::optional<DealWrite>();
+            const absl::Time now = Now();
+            v1::Deal after = before;
+            ApplyStage(&after, *stage, now, options_.zone);
+            after.set_moved_by(ctx.actor_id);
+            *after.mutable_move_time() = ToTimestamp(now);
+            Stamp(ctx, &after, now);
+            DealWrite write;
+            write.history.push_back(
+                NewHistory(ctx, MoveKind(before, after), before, after, now));
+            v1::DealEvent event =
+                NewEvent(ctx, v1::DEAL_EVENT_TYPE_STAGE_CHANGED, now);
+            event.set_from_pipeline_id(before.pipeline_id());
+            event.set_from_stage_id(before.stage_id());
+            event.set_from_semantics(before.stage_semantics());
+            event.set_to_pipeline_id(after.pipeline_id());
+            event.set_to_stage_id(after.stage_id());
+            event.set_to_semantics(after.stage_semantics());
+            for (auto& name : ChangedFields(before, after))
+              event.add_changed_fields(name);
+            write.event = std::move(event);
+            write.after = std::move(after);
+            return std::optional<DealWrite>(std::move(write));
+          }));
+  return *std::move(result.deal);
+}
+
+absl::StatusOr<v1::Deal> DealOperations::MoveToPipeline(
+    const OperationContext& ctx, int64_t deal_id, int64_t pipeline_id,
+    const std::string& stage_id, const std::string& etag) {
+  const PipelineView* pipeline = ctx.config->FindPipeline(pipeline_id);
+  if (pipeline == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pipeline_id: pipeline ", pipeline_id, " does not exist"));
+  }
+  CRM_ASSIGN_OR_RETURN(
+      CommitResult result,
+      Mutate(
+          ctx, deal_id, etag,
+          [&](const storage::DealRecord& record)
+              -> absl::StatusOr<std::optional<DealWrite>> {
+            const v1::Deal& before = record.deal();
+            CRM_RETURN_IF_ERROR(
+                CheckAction(ctx.caller, Action::kWrite, before));
+            const StageView* stage = nullptr;
+            if (!stage_id.empty()) {
+              stage = ResolveStage(*ctx.config, pipeline_id, stage_id);
+              if (stage == nullptr) {
+                return absl::InvalidArgumentError(
+                    absl::StrCat("stage_id: \"", stage_id,
+                                 "\" is not a stage of pipeline ", pipeline_id));
+              }
+            } else {
+              stage = ctx.config->FirstStageWithSemantics(
+                  pipeline_id, before.stage_semantics());
+              if (stage == nullptr) stage = ctx.config->FirstStage(pipeline_id);
+              if (stage == nullptr) {
+                return absl::FailedPreconditionError(absl::StrCat(
+                    "pipeline_id: pipeline ", pipeline_id, " has no stages"));
+              }
+            }
+            if (pipeline_id == before.pipeline_id()) {
+              if (stage->stage_id == before.stage_id())
+                return std::optional<DealWrite>();
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "pipeline_id: deal ", deal_id, " is in pipeline ",
+                  pipeline_id, " already; use MoveDealStage"));
+            }
+            const absl::Time now = Now();
+            v1::Deal after = before;
+            after.set_pipeline_id(pipeline_id);
+            ApplyStage(&after, *stage, now, options_.zone);
+            // The deal arrives in the other pipeline as if added there.
+            CRM_RETURN_IF_ERROR(CheckAdd(ctx.caller, after));
+            after.set_moved_by(ctx.actor_id);
+            *after.mutable_move_time() = ToTimestamp(now);
+            Stamp(ctx, &after, now);
+            DealWrite write;
+            write.history.push_back(
+                NewHistory(ctx, v1::StageHistoryEntry::KIND_PIPELINE_CHANGED,
+                           before, after, now));
+            v1::DealEvent event =
+                NewEvent(ctx, v1::DEAL_EVENT_TYPE_PIPELINE_CHANGED, now);
+            event.set_from_pipeline_id(before.pipeline_id());
+            event.set_from_stage_id(before.stage_id());
+            event.set_from_semantics(before.stage_semantics());
+            event.set_to_pipeline_id(after.pipeline_id());
+            event.set_to_stage_id(after.stage_id());
+            event.set_to_semantics(after.stage_semantics());
+            for (auto& name : ChangedFields(before, after))
+              event.add_changed_fields(name);
+            write.event = std::move(event);
+            write.after = std::move(after);
+            return std::optional<DealWrite>(std::move(write));
+          }));
+  return *std::move(result.deal);
+}
+
+absl::StatusOr<v1::Deal> DealOperations::SetProductRows(
+    const OperationContext& ctx, int64_t deal_id,
+    const google::protobuf::RepeatedPtrField<v1::ProductRow>& rows,
+    const std::string& etag) {
+  CRM_ASSIGN_OR_RETURN(
+      CommitResult result,
+      Mutate(ctx, deal_id, etag,
+             [&](const storage::DealRecord& record)
+                 -> absl::StatusOr<std::optional<DealWrite>> {
+               const v1::Deal& before = record.deal();
+               CRM_RETURN_IF_ERROR(
+                   CheckAction(ctx.caller, Action::kWrite, before));
+               v1::Deal after = before;
+               *after.mutable_product_rows() = rows;
+               for (auto& row : *after.mutable_product_rows()) {
+                 row.clear_net_total();
+                 row.clear_tax_total();
+                 row.clear_total();
+               }
+               CRM_RETURN_IF_ERROR(PriceRows(&after));
+               if (after.product_rows_size() == 0 && !after.manual_amount() &&
+                   before.product_rows_size() > 0) {
+                 // The rows are gone: the amount they made goes too.
+                 after.set_amount("0");
+                 after.clear_tax_amount();
+                 CRM_RETURN_IF_ERROR(ValidateDealFields(&after, *ctx.config));
+               }
+               std::vector<std::string> changed = ChangedFields(before, after);
+               if (changed.empty()) return std::optional<DealWrite>();
+               const absl::Time now = Now();
+               Stamp(ctx, &after, now);
+               v1::DealEvent event =
+                   NewEvent(ctx, v1::DEAL_EVENT_TYPE_UPDATED, now);
+               for (auto& name : changed) event.add_changed_fields(name);
+               DealWrite write;
+               write.after = std::move(after);
+               write.event = std::move(event);
+               return std::optional<DealWrite>(std::move(write));
+             }));
+  return *std::move(result.deal);
+}
+
+absl::StatusOr<std::vector<std::pair<uint64_t, v1::StageHistoryEntry>>>
+DealOperations::History(const OperationContext& ctx, int64_t deal_id,
+                        uint64_t after_seq, int limit) {
+  CRM_RETURN_IF_ERROR(LoadReadable(ctx, deal_id).status());
+  return store_.ReadHistory(deal_id, after_seq, limit);
+}
+
+absl::StatusOr<v1::GetTimeInStageResponse> DealOperations::TimeInStage(
+    const OperationContext& ctx, int64_t deal_id) {
+  CRM_RETURN_IF_ERROR(LoadReadable(ctx, deal_id).status());
+  const absl::Time now = Now();
+  v1::GetTimeInStageResponse response;
+  *response.mutable_as_of() = ToTimestamp(now);
+  // (pipeline, stage) -> index in response.stages, in first-entry order.
+  std::map<std::pair<int64_t, std::string>, int> index;
+  int current = -1;
+  absl::Time entered;
+  uint64_t after = 0;
+  while (true) {
+    CRM_ASSIGN_OR_RETURN(auto entries,
+                         store_.ReadHistory(deal_id, after, 1000));
+    if (entries.empty()) break;
+    for (const auto& [seq, entry] : entries) {
+      after = seq;
+      const absl::Time at = FromTimestamp(entry.time());
+      if (current >= 0) {
+        v1::StageTime* left = response.mutable_stages(current);
+        left->set_cumulative_seconds(left->cumulative_seconds() +
+                                     absl::ToInt64Seconds(at - entered));
+        *left->mutable_last_exited() = entry.time();
+        left->set_current(false);
+      }
+      auto key = std::make_pair(entry.to_pipeline_id(), entry.to_stage_id());
+      auto it = index.find(key);
+      if (it == index.end()) {
+        v1::StageTime* stage = response.add_stages();
+        stage->set_pipeline_id(key.first);
+        stage->set_stage_id(key.second);
+        *stage->mutable_first_entered() = entry.time();
+        it = index.emplace(key, response.stages_size() - 1).first;
+      }
+      current = it->second;
+      v1::StageTime* stage = response.mutable_stages(current);
+      stage->set_entries(stage->entries() + 1);
+      stage->clear_last_exited();
+      stage->set_current(true);
+      entered = at;
+    }
+  }
+  if (current >= 0) {
+    v1::StageTime* stage = response.mutable_stages(current);
+    stage->set_cumulative_seconds(stage->cumulative_seconds() +
+                                  absl::ToInt64Seconds(now - entered));
+  }
+  return response;
+}
+
+}  // namespace crm::deals

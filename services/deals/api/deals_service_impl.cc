@@ -1,0 +1,530 @@
+#include "services/deals/api/deals_service_impl.h"
+
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+#include "common/rocks/key_codec.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
+
+namespace crm::deals {
+namespace {
+
+constexpr int kReplayBatch = 200;
+
+absl::Status RequirePrivileged(const OperationContext& ctx, const char* what) {
+  if (IsPrivileged(ctx.caller)) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      what, " is for service identities and administrators only"));
+}
+
+// Streams retained events in order, one write at a time, reading the outbox
+// in batches as it goes.
+class ReplayReactor final : public grpc::ServerWriteReactor<v1::DealEvent> {
+ public:
+  ReplayReactor(DealStore& store, int64_t from, int64_t to)
+      : store_(store), next_(from), to_(to) {
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (position_ == buffer_.size()) {
+      absl::StatusOr<std::vector<v1::DealEvent>> batch =
+          store_.ReadOutbox(next_, kReplayBatch);
+      if (!batch.ok()) {
+        Finish(common::ToGrpcStatus(batch.status()));
+        return;
+      }
+      buffer_ = *std::move(batch);
+      position_ = 0;
+      if (buffer_.empty()) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      next_ = buffer_.back().sequence() + 1;
+    }
+    const v1::DealEvent& event = buffer_[position_++];
+    if (to_ > 0 && event.sequence() > to_) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    StartWrite(&event);
+  }
+
+  DealStore& store_;
+  int64_t next_;
+  const int64_t to_;
+  std::vector<v1::DealEvent> buffer_;
+  size_t position_ = 0;
+};
+
+}  // namespace
+
+DealsServiceImpl::DealsServiceImpl(DealsServiceDeps deps)
+    : deps_(std::move(deps)),
+      operations_(deps_.store, deps_.operations),
+      lister_(deps_.store, deps_.page_tokens) {}
+
+bool DealsServiceImpl::Privileged(const common::Principal& principal) const {
+  return principal.is_admin || principal.IsService() ||
+         deps_.admin_user_ids.count(principal.user_id) > 0;
+}
+
+absl::StatusOr<OperationContext> DealsServiceImpl::MakeContext(
+    const common::Principal& principal, v1::Channel channel,
+    std::string request_id) {
+  OperationContext ctx;
+  ctx.config = deps_.pipelines.GetConfig();
+  if (ctx.config->version() == 0) {
+    return absl::UnavailableError(
+        "the pipeline configuration is not loaded yet; retry");
+  }
+  if (channel == v1::CHANNEL_UNSPECIFIED) channel = v1::CHANNEL_API;
+  if (!v1::Channel_IsValid(channel)) {
+    return absl::InvalidArgumentError("channel: unknown value");
+  }
+  if ((channel == v1::CHANNEL_AUTOMATION || channel == v1::CHANNEL_TRIGGER ||
+       channel == v1::CHANNEL_BATCH) &&
+      !principal.IsService()) {
+    return absl::InvalidArgumentError(
+        "channel: AUTOMATION, TRIGGER and BATCH are set by services only");
+  }
+  ctx.channel = channel;
+  ctx.request_id = std::move(request_id);
+  ctx.actor_id = principal.user_id;
+  ctx.actor_service = principal.service;
+  if (Privileged(principal)) {
+    ctx.caller.user_id = principal.user_id;
+    ctx.caller.privileged = true;
+    return ctx;
+  }
+  std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> proto =
+      deps_.pipelines.CachedPermissions(principal.user_id);
+  if (proto == nullptr) {
+    CRM_ASSIGN_OR_RETURN(proto,
+                         deps_.pipelines.GetPermissions(principal.user_id));
+  }
+  ctx.caller = MakeCaller(principal, permissions_cache_.Get(proto));
+  return ctx;
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::Run(
+    grpc::CallbackServerContext* context, Cost cost, v1::Channel channel,
+    std::string request_id, Body body) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<common::Principal> principal =
+      deps_.authenticator.Authenticate(*context);
+  if (!principal.ok()) {
+    reactor->Finish(common::ToGrpcStatus(principal.status()));
+    return reactor;
+  }
+  bool inline_ok = false;
+  if (cost != Cost::kScan) {
+    const bool permissions_at_hand =
+        Privileged(*principal) ||
+        deps_.pipelines.CachedPermissions(principal->user_id) != nullptr;
+    inline_ok = permissions_at_hand &&
+                (cost == Cost::kRead || !deps_.store.db().sync_writes());
+  }
+  auto work = [this, reactor, channel, principal = *std::move(principal),
+               request_id = std::move(request_id),
+               body = std::move(body)]() mutable {
+    absl::StatusOr<OperationContext> ctx =
+        MakeContext(principal, channel, std::move(request_id));
+    reactor->Finish(
+        common::ToGrpcStatus(ctx.ok() ? body(*ctx) : ctx.status()));
+  };
+  if (inline_ok) {
+    work();
+  } else if (!deps_.workers.TrySubmit(std::move(work))) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "deals is overloaded; retry with backoff"));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::CreateDeal(
+    grpc::CallbackServerContext* context, const v1::CreateDealRequest* request,
+    v1::Deal* response) {
+  return Run(context, Cost::kWrite, request->channel(), request->request_id(),
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(*response,
+                                    operations_.Create(ctx, request->deal()));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::GetDeal(
+    grpc::CallbackServerContext* context, const v1::GetDealRequest* request,
+    v1::Deal* response) {
+  return Run(context, Cost::kRead, v1::CHANNEL_API, "",
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(*response,
+                                    operations_.Get(ctx, request->deal_id()));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::UpdateDeal(
+    grpc::CallbackServerContext* context, const v1::UpdateDealRequest* request,
+    v1::Deal* response) {
+  return Run(context, Cost::kWrite, request->channel(), request->request_id(),
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(
+                   *response,
+                   operations_.Update(ctx, request->deal(),
+                                      request->update_mask(), request->etag()));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::DeleteDeal(
+    grpc::CallbackServerContext* context, const v1::DeleteDealRequest* request,
+    google::protobuf::Empty* /*response*/) {
+  return Run(context, Cost::kWrite, v1::CHANNEL_API, "",
+             [this, request](const OperationContext& ctx) {
+               return operations_.Delete(ctx, request->deal_id(),
+                                         request->etag());
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::MoveDealStage(
+    grpc::CallbackServerContext* context,
+    const v1::MoveDealStageRequest* request, v1::Deal* response) {
+  return Run(context, Cost::kWrite, request->channel(), request->request_id(),
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(
+                   *response,
+                   operations_.MoveStage(ctx, request->deal_id(),
+                                         request->stage_id(), request->etag()));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::MoveDealToPipeline(
+    grpc::CallbackServerContext* context,
+    const v1::MoveDealToPipelineRequest* request, v1::Deal* response) {
+  return Run(context, Cost::kWrite, request->channel(), request->request_id(),
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(
+                   *response,
+                   operations_.MoveToPipeline(
+                       ctx, request->deal_id(), request->pipeline_id(),
+                       request->stage_id(), request->etag()));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::SetProductRows(
+    grpc::CallbackServerContext* context,
+    const v1::SetProductRowsRequest* request, v1::Deal* response) {
+  return Run(context, Cost::kWrite, request->channel(), request->request_id(),
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(
+                   *response,
+                   operations_.SetProductRows(ctx, request->deal_id(),
+                                              request->rows(), request->etag()));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::ListDeals(
+    grpc::CallbackServerContext* context, const v1::ListDealsRequest* request,
+    v1::ListDealsResponse* response) {
+  return Run(context, Cost::kScan, v1::CHANNEL_API, "",
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(*response, lister_.List(ctx, *request));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::GetKanbanBoard(
+    grpc::CallbackServerContext* context,
+    const v1::GetKanbanBoardRequest* request, v1::KanbanBoard* response) {
+  return Run(context, Cost::kScan, v1::CHANNEL_API, "",
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(*response, lister_.Board(ctx, *request));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::ListKanbanColumn(
+    grpc::CallbackServerContext* context,
+    const v1::ListKanbanColumnRequest* request,
+    v1::KanbanColumnPage* response) {
+  return Run(context, Cost::kScan, v1::CHANNEL_API, "",
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(*response, lister_.Column(ctx, *request));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::BatchUpdateDeals(
+    grpc::CallbackServerContext* context,
+    const v1::BatchUpdateDealsRequest* request,
+    v1::BatchUpdateDealsResponse* response) {
+  return Run(context, Cost::kScan, v1::CHANNEL_API, request->request_id(),
+             [this, request, response](const OperationContext& ctx) {
+               return Batch(ctx, *request, response);
+             });
+}
+
+absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
+                                     const v1::BatchUpdateDealsRequest& request,
+                                     v1::BatchUpdateDealsResponse* response) {
+  CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
+  std::vector<int64_t> ids;
+  switch (request.target_case()) {
+    case v1::BatchUpdateDealsRequest::kDealIds: {
+      if (request.deal_ids().ids_size() > kMaxBatchItems) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "deal_ids.ids: at most ", kMaxBatchItems, " deals per batch"));
+      }
+      std::set<int64_t> seen;
+      for (int i = 0; i < request.deal_ids().ids_size(); ++i) {
+        const int64_t id = request.deal_ids().ids(i);
+        if (id <= 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "deal_ids.ids[", i, "]: must be a positive deal id"));
+        }
+        if (!seen.insert(id).second) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("deal_ids.ids[", i, "]: deal ", id,
+                           " is listed twice"));
+        }
+        ids.push_back(id);
+      }
+      if (ids.empty()) {
+        return absl::InvalidArgumentError("deal_ids.ids: name at least one deal");
+      }
+      break;
+    }
+    case v1::BatchUpdateDealsRequest::kFilter: {
+      CRM_ASSIGN_OR_RETURN(CompiledFilter filter,
+                           CompiledFilter::Compile(request.filter(),
+                                                   *ctx.config));
+      CRM_ASSIGN_OR_RETURN(ids,
+                           lister_.MatchingIds(ctx, filter, kMaxBatchItems + 1));
+      if (static_cast<int>(ids.size()) > kMaxBatchItems) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("filter: matches more than ", kMaxBatchItems,
+                         " deals; narrow it or batch by ids"));
+      }
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("target: deal_ids or filter required");
+  }
+  // Checks of the action itself, before any item.
+  switch (request.action_case()) {
+    case v1::BatchUpdateDealsRequest::kSetAssigneeId:
+      if (request.set_assignee_id() <= 0) {
+        return absl::InvalidArgumentError(
+            "set_assignee_id: must be a positive user id");
+      }
+      break;
+    case v1::BatchUpdateDealsRequest::kMoveToStageId: {
+      bool found = false;
+      for (const PipelineView& pipeline : ctx.config->pipelines()) {
+        found = found || ctx.config->FindStage(
+                             pipeline.id, request.move_to_stage_id()) != nullptr;
+      }
+      if (!found) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("move_to_stage_id: stage \"",
+                         request.move_to_stage_id(), "\" does not exist"));
+      }
+      break;
+    }
+    case v1::BatchUpdateDealsRequest::kMoveToPipelineId:
+      if (ctx.config->FindPipeline(request.move_to_pipeline_id()) == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("move_to_pipeline_id: pipeline ",
+                         request.move_to_pipeline_id(), " does not exist"));
+      }
+      break;
+    case v1::BatchUpdateDealsRequest::kSetOpened:
+    case v1::BatchUpdateDealsRequest::kDelete:
+      if (request.action_case() == v1::BatchUpdateDealsRequest::kDelete &&
+          !request.delete_()) {
+        return absl::InvalidArgumentError("delete: must be true when set");
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          "action: one of set_assignee_id, move_to_stage_id, "
+          "move_to_pipeline_id, set_opened or delete required");
+  }
+
+  OperationContext item_ctx = ctx;
+  item_ctx.channel = v1::CHANNEL_BATCH;
+  for (int64_t id : ids) {
+    if (!ctx.request_id.empty())
+      item_ctx.request_id = absl::StrCat(ctx.request_id, "/", id);
+    absl::Status status;
+    switch (request.action_case()) {
+      case v1::BatchUpdateDealsRequest::kSetAssigneeId: {
+        v1::Deal change;
+        change.set_id(id);
+        change.set_assignee_id(request.set_assignee_id());
+        google::protobuf::FieldMask mask;
+        mask.add_paths("assignee_id");
+        status = operations_.Update(item_ctx, change, mask, "").status();
+        break;
+      }
+      case v1::BatchUpdateDealsRequest::kSetOpened: {
+        v1::Deal change;
+        change.set_id(id);
+        change.set_opened(request.set_opened());
+        google::protobuf::FieldMask mask;
+        mask.add_paths("opened");
+        status = operations_.Update(item_ctx, change, mask, "").status();
+        break;
+      }
+      case v1::BatchUpdateDealsRequest::kMoveToStageId:
+        status = operations_
+                     .MoveStage(item_ctx, id, request.move_to_stage_id(), "")
+                     .status();
+        break;
+      case v1::BatchUpdateDealsRequest::kMoveToPipelineId:
+        status = operations_
+                     .MoveToPipeline(item_ctx, id,
+                                     request.move_to_pipeline_id(), "", "")
+                     .status();
+        break;
+      default:
+        status = operations_.Delete(item_ctx, id, "");
+        break;
+    }
+    v1::BatchItemResult* result = response->add_results();
+    result->set_deal_id(id);
+    result->set_code(static_cast<int>(status.code()));
+    result->set_message(std::string(status.message()));
+    if (status.ok()) {
+      response->set_succeeded(response->succeeded() + 1);
+    } else {
+      response->set_failed(response->failed() + 1);
+    }
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::ListStageHistory(
+    grpc::CallbackServerContext* context,
+    const v1::ListStageHistoryRequest* request,
+    v1::ListStageHistoryResponse* response) {
+  return Run(
+      context, Cost::kRead, v1::CHANNEL_API, "",
+      [this, request, response](const OperationContext& ctx) -> absl::Status {
+        CRM_ASSIGN_OR_RETURN(int page_size,
+                             common::ResolvePageSize(request->page_size()));
+        const std::string query = absl::StrCat("history|", request->deal_id());
+        uint64_t after = 0;
+        if (!request->page_token().empty()) {
+          CRM_ASSIGN_OR_RETURN(
+              std::string cursor,
+              deps_.page_tokens.Decode(request->page_token(), query));
+          common::KeyReader reader(cursor);
+          if (!reader.ReadUint64(&after) || !reader.done()) {
+            return absl::InvalidArgumentError("page_token: malformed");
+          }
+        }
+        CRM_ASSIGN_OR_RETURN(auto entries,
+                             operations_.History(ctx, request->deal_id(), after,
+                                                 page_size + 1));
+        const bool more = static_cast<int>(entries.size()) > page_size;
+        if (more) entries.resize(page_size);
+        for (auto& [seq, entry] : entries)
+          *response->add_entries() = std::move(entry);
+        if (more) {
+          response->set_next_page_token(deps_.page_tokens.Encode(
+              query, common::EncodeUint64(entries.back().first)));
+        }
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::GetTimeInStage(
+    grpc::CallbackServerContext* context,
+    const v1::GetTimeInStageRequest* request,
+    v1::GetTimeInStageResponse* response) {
+  return Run(context, Cost::kRead, v1::CHANNEL_API, "",
+             [this, request, response](const OperationContext& ctx) {
+               CRM_ASSIGN_OR_RETURN(
+                   *response, operations_.TimeInStage(ctx, request->deal_id()));
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* DealsServiceImpl::CountDeals(
+    grpc::CallbackServerContext* context, const v1::CountDealsRequest* request,
+    v1::CountDealsResponse* response) {
+  return Run(
+      context, Cost::kRead, v1::CHANNEL_API, "",
+      [this, request, response](const OperationContext& ctx) -> absl::Status {
+        CRM_RETURN_IF_ERROR(RequirePrivileged(ctx, "CountDeals"));
+        if (request->pipeline_id() < 0) {
+          return absl::InvalidArgumentError("pipeline_id: must be >= 0");
+        }
+        CRM_ASSIGN_OR_RETURN(int64_t count,
+                             deps_.store.CountDeals(request->pipeline_id(),
+                                                    request->stage_id()));
+        response->set_count(count);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerWriteReactor<v1::DealEvent>* DealsServiceImpl::ReplayEvents(
+    grpc::CallbackServerContext* context,
+    const v1::ReplayEventsRequest* request) {
+  auto refuse = [](absl::Status status) {
+    class Refused final : public grpc::ServerWriteReactor<v1::DealEvent> {
+     public:
+      explicit Refused(absl::Status status) {
+        Finish(common::ToGrpcStatus(status));
+      }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(std::move(status));
+  };
+  absl::StatusOr<common::Principal> principal =
+      deps_.authenticator.Authenticate(*context);
+  if (!principal.ok()) return refuse(principal.status());
+  if (!Privileged(*principal)) {
+    return refuse(absl::PermissionDeniedError(
+        "ReplayEvents is for service identities and administrators only"));
+  }
+  if (request->from_sequence() < 0) {
+    return refuse(absl::InvalidArgumentError("from_sequence: must be >= 0"));
+  }
+  if (request->to_sequence() < 0 ||
+      (request->to_sequence() > 0 &&
+       request->to_sequence() < request->from_sequence())) {
+    return refuse(absl::InvalidArgumentError(
+        "to_sequence: 0 (no bound) or >= from_sequence"));
+  }
+  absl::StatusOr<int64_t> first = deps_.store.FirstRetainedSequence();
+  if (!first.ok()) return refuse(first.status());
+  if (request->from_sequence() > 0 && request->from_sequence() < *first) {
+    return refuse(absl::FailedPreconditionError(absl::StrCat(
+        "from_sequence: events before ", *first,
+        " are no longer retained; replay from ", *first)));
+  }
+  return new ReplayReactor(deps_.store,
+                           std::max<int64_t>(request->from_sequence(), *first),
+                           request->to_sequence());
+}
+
+}  // namespace crm::deals

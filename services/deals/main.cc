@@ -1,0 +1,282 @@
+// crm-deals: deals, their stages, lists, kanban boards, group actions and
+// the deal event outbox (crm.deals.v1). Flags fall back to CRM_* environment
+// variables.
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+#include "common/auth/auth.h"
+#include "common/concurrency/worker_pool.h"
+#include "common/config/env.h"
+#include "common/grpc/server_runner.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "common/pagination/page_token.h"
+#include "services/deals/api/deals_service_impl.h"
+#include "services/deals/clients/grpc_pipeline_client.h"
+#include "services/deals/clients/pipeline_channel.h"
+#include "services/deals/demo_data.h"
+#include "services/deals/events/grpc_event_publisher.h"
+#include "services/deals/events/outbox_relay.h"
+
+using crm::common::EnvBool;
+using crm::common::EnvInt;
+using crm::common::EnvString;
+
+ABSL_FLAG(std::string, listen_host, EnvString("CRM_LISTEN_HOST", "127.0.0.1"),
+          "Address to listen on (env CRM_LISTEN_HOST); 0.0.0.0 in a container");
+ABSL_FLAG(int, port, static_cast<int>(EnvInt("CRM_DEALS_PORT", 50051)),
+          "gRPC port, 0 = any free port (env CRM_DEALS_PORT)");
+ABSL_FLAG(int, http_port, static_cast<int>(EnvInt("CRM_DEALS_HTTP_PORT", 9101)),
+          "HTTP port for /metrics and /healthz, 0 = any, -1 = off "
+          "(env CRM_DEALS_HTTP_PORT)");
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound gRPC and HTTP ports to this file");
+ABSL_FLAG(std::string, data_dir,
+          EnvString("CRM_DEALS_DATA_DIR",
+                    EnvString("CRM_DATA_DIR", "./var") + "/deals"),
+          "RocksDB directory (env CRM_DEALS_DATA_DIR, else $CRM_DATA_DIR/deals)");
+ABSL_FLAG(int, shard, static_cast<int>(EnvInt("CRM_DEALS_SHARD", 0)),
+          "Shard number 0..1023, the low 10 bits of every deal id this "
+          "process creates (env CRM_DEALS_SHARD)");
+ABSL_FLAG(bool, sync_writes, EnvBool("CRM_SYNC_WRITES", false),
+          "fsync every commit so it survives power loss (env CRM_SYNC_WRITES)");
+ABSL_FLAG(std::string, jwt_secret, EnvString("CRM_JWT_SECRET", ""),
+          "HS256 secret of caller tokens (env CRM_JWT_SECRET); unset = the dev "
+          "secret, with a warning");
+ABSL_FLAG(bool, insecure_dev_auth, EnvBool("CRM_INSECURE_DEV_AUTH", false),
+          "Do not verify tokens; calls without one act as administrator user "
+          "1. Local debugging only (env CRM_INSECURE_DEV_AUTH)");
+ABSL_FLAG(
+    std::string, admin_users, EnvString("CRM_ADMIN_USERS", "1"),
+    "Comma-separated user ids that are administrators (env CRM_ADMIN_USERS)");
+ABSL_FLAG(std::string, pipeline_config_addr,
+          EnvString("CRM_PIPELINE_CONFIG_ADDR", "127.0.0.1:50052"),
+          "host:port of pipeline-config (env CRM_PIPELINE_CONFIG_ADDR)");
+ABSL_FLAG(std::string, subscribers, EnvString("CRM_DEALS_SUBSCRIBERS", ""),
+          "Event subscribers as name=host:port, comma-separated; each gets "
+          "its own relay and durable cursor (env CRM_DEALS_SUBSCRIBERS)");
+ABSL_FLAG(int, relay_max_backoff_ms,
+          static_cast<int>(EnvInt("CRM_DEALS_RELAY_MAX_BACKOFF_MS", 5000)),
+          "Longest wait between delivery attempts to a failing subscriber "
+          "(env CRM_DEALS_RELAY_MAX_BACKOFF_MS)");
+ABSL_FLAG(int, event_retention_days,
+          static_cast<int>(EnvInt("CRM_DEALS_EVENT_RETENTION_DAYS", 30)),
+          "Days events stay in the outbox for replay "
+          "(env CRM_DEALS_EVENT_RETENTION_DAYS)");
+ABSL_FLAG(int, workers, static_cast<int>(EnvInt("CRM_DEALS_WORKERS", 8)),
+          "Worker threads for calls that may block (env CRM_DEALS_WORKERS)");
+ABSL_FLAG(std::string, time_zone, EnvString("CRM_TIME_ZONE", "UTC"),
+          "IANA zone of calendar days (begin, close dates) (env CRM_TIME_ZONE)");
+ABSL_FLAG(bool, seed_demo, EnvBool("CRM_SEED_DEMO", false),
+          "Seed demo deals into an empty store (env CRM_SEED_DEMO)");
+ABSL_FLAG(
+    int, shutdown_grace_seconds,
+    static_cast<int>(EnvInt("CRM_SHUTDOWN_GRACE_SECONDS", 10)),
+    "Seconds running calls get on shutdown (env CRM_SHUTDOWN_GRACE_SECONDS)");
+ABSL_FLAG(std::string, log_level, EnvString("CRM_LOG_LEVEL", "info"),
+          "debug, info, warn or error (env CRM_LOG_LEVEL)");
+
+namespace {
+
+int Fail(const absl::Status& status, const char* what) {
+  CRM_LOG(kError, what, {{"error", status.ToString()}});
+  return 1;
+}
+
+struct Subscriber {
+  std::string name;
+  std::string address;
+};
+
+absl::StatusOr<std::vector<Subscriber>> ParseSubscribers(
+    const std::string& text) {
+  std::vector<Subscriber> subscribers;
+  std::set<std::string> names;
+  for (absl::string_view part :
+       absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    std::vector<std::string> pieces = absl::StrSplit(part, '=');
+    if (pieces.size() != 2 || pieces[0].empty() || pieces[1].empty()) {
+      return absl::InvalidArgumentError(
+          "--subscribers: entries look like name=host:port");
+    }
+    if (!names.insert(pieces[0]).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--subscribers: ", pieces[0], " is listed twice"));
+    }
+    subscribers.push_back({pieces[0], pieces[1]});
+  }
+  return subscribers;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  crm::common::BlockShutdownSignals();
+  absl::ParseCommandLine(argc, argv);
+  crm::common::SetLogService("deals");
+  crm::common::LogLevel level = crm::common::LogLevel::kInfo;
+  if (!crm::common::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    return Fail(absl::InvalidArgumentError("--log_level: unknown level"),
+                "bad flag");
+  }
+  crm::common::SetMinLogLevel(level);
+
+  std::set<int64_t> admins;
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_admin_users),
+                                               ',', absl::SkipWhitespace())) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(part, &id) || id <= 0) {
+      return Fail(absl::InvalidArgumentError(
+                      "--admin_users: positive ids separated by commas"),
+                  "bad flag");
+    }
+    admins.insert(id);
+  }
+  auto subscribers = ParseSubscribers(absl::GetFlag(FLAGS_subscribers));
+  if (!subscribers.ok()) return Fail(subscribers.status(), "bad flag");
+  absl::TimeZone zone;
+  if (!absl::LoadTimeZone(absl::GetFlag(FLAGS_time_zone), &zone)) {
+    return Fail(absl::InvalidArgumentError("--time_zone: unknown zone"),
+                "bad flag");
+  }
+  if (absl::GetFlag(FLAGS_event_retention_days) < 1) {
+    return Fail(
+        absl::InvalidArgumentError("--event_retention_days: at least 1"),
+        "bad flag");
+  }
+  std::string secret = absl::GetFlag(FLAGS_jwt_secret);
+  if (secret.empty()) {
+    secret = crm::common::kDevJwtSecret;
+    CRM_LOG(kWarning,
+            "CRM_JWT_SECRET is not set: using the public development secret");
+  }
+  const bool insecure = absl::GetFlag(FLAGS_insecure_dev_auth);
+  if (insecure) {
+    CRM_LOG(kWarning,
+            "--insecure_dev_auth is on: tokens are NOT verified; never use "
+            "this outside local debugging");
+  }
+
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  crm::common::RocksOptions rocks_options;
+  rocks_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
+  auto store = crm::deals::DealStore::Open(data_dir, rocks_options,
+                                           absl::GetFlag(FLAGS_shard));
+  if (!store.ok()) return Fail(store.status(), "cannot open store");
+
+  crm::deals::GrpcPipelineClientOptions client_options;
+  client_options.jwt_secret = secret;
+  auto pipelines = crm::deals::GrpcPipelineClient::Create(
+      crm::deals::CreatePipelineConfigChannel(
+          absl::GetFlag(FLAGS_pipeline_config_addr)),
+      client_options);
+  if (absl::Status started = pipelines->Start(); !started.ok()) {
+    return Fail(started, "cannot load the pipeline configuration");
+  }
+
+  // Relays, one per subscriber.
+  std::vector<std::unique_ptr<crm::deals::GrpcEventPublisher>> publishers;
+  std::vector<std::unique_ptr<crm::deals::OutboxRelay>> relays;
+  crm::deals::RelayOptions relay_options;
+  relay_options.max_backoff =
+      absl::Milliseconds(absl::GetFlag(FLAGS_relay_max_backoff_ms));
+  if (relay_options.min_backoff > relay_options.max_backoff)
+    relay_options.min_backoff = relay_options.max_backoff;
+  for (const auto& subscriber : *subscribers) {
+    publishers.push_back(std::make_unique<crm::deals::GrpcEventPublisher>(
+        crm::deals::v1::DealEventSink::NewStub(grpc::CreateChannel(
+            subscriber.address, grpc::InsecureChannelCredentials())),
+        subscriber.name, secret));
+    relays.push_back(std::make_unique<crm::deals::OutboxRelay>(
+        **store, subscriber.name, *publishers.back(), relay_options));
+  }
+
+  crm::common::Authenticator authenticator(secret, insecure);
+  crm::common::PageTokenCodec page_tokens(secret);
+  crm::common::WorkerPoolOptions pool_options;
+  pool_options.threads = std::max(1, absl::GetFlag(FLAGS_workers));
+  crm::common::WorkerPool workers(pool_options);
+  crm::deals::DealOperationsOptions operations;
+  operations.zone = zone;
+  operations.on_event = [&relays] {
+    for (auto& relay : relays) relay->Notify();
+  };
+  crm::deals::DealsServiceImpl deals_service(crm::deals::DealsServiceDeps{
+      **store, *pipelines, authenticator, page_tokens, workers, admins,
+      operations});
+
+  if (absl::GetFlag(FLAGS_seed_demo)) {
+    auto seeded = crm::deals::SeedDemoDeals(**store, *pipelines->GetConfig(),
+                                            operations);
+    if (!seeded.ok()) return Fail(seeded.status(), "cannot seed demo deals");
+    if (*seeded > 0)
+      CRM_LOG(kInfo, "seeded demo deals", {{"count", absl::StrCat(*seeded)}});
+  }
+  for (auto& relay : relays) relay->Start();
+
+  // Event retention: prune hourly, never past what a subscriber still lacks.
+  absl::Notification stop_pruning;
+  const absl::Duration retention =
+      absl::Hours(24) * absl::GetFlag(FLAGS_event_retention_days);
+  std::thread pruner([&] {
+    do {
+      int64_t keep_after = INT64_MAX;
+      for (const auto& subscriber : *subscribers) {
+        auto cursor = (*store)->GetCursor(subscriber.name);
+        if (cursor.ok()) keep_after = std::min(keep_after, *cursor);
+      }
+      auto pruned = (*store)->PruneOutbox(absl::Now() - retention, keep_after);
+      if (!pruned.ok()) {
+        CRM_LOG(kWarning, "outbox pruning failed",
+                {{"error", pruned.status().ToString()}});
+      } else if (*pruned > 0) {
+        CRM_LOG(kInfo, "pruned expired events",
+                {{"count", absl::StrCat(*pruned)}});
+      }
+    } while (!stop_pruning.WaitForNotificationWithTimeout(absl::Hours(1)));
+  });
+
+  crm::common::MetricsRegistry metrics;
+  crm::common::ServerOptions options;
+  options.service_name = "deals";
+  options.host = absl::GetFlag(FLAGS_listen_host);
+  options.grpc_port = absl::GetFlag(FLAGS_port);
+  options.http_port = absl::GetFlag(FLAGS_http_port);
+  options.port_file = absl::GetFlag(FLAGS_port_file);
+  options.shutdown_grace =
+      absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  crm::common::ServerRunner runner(options, metrics);
+  runner.AddService(&deals_service);
+  absl::Status started = runner.Start();
+  if (started.ok()) {
+    CRM_LOG(kInfo, "started",
+            {{"data_dir", data_dir},
+             {"shard", absl::StrCat((*store)->shard())},
+             {"subscribers", absl::StrCat(subscribers->size())},
+             {"config_version",
+              absl::StrCat(pipelines->GetConfig()->version())},
+             {"sync_writes", rocks_options.sync_writes ? "true" : "false"}});
+    const std::string signal = crm::common::WaitForShutdownSignal();
+    CRM_LOG(kInfo, "shutting down", {{"signal", signal}});
+    runner.Shutdown();
+  }
+  stop_pruning.Notify();
+  pruner.join();
+  workers.Shutdown();
+  for (auto& relay : relays) relay->Stop();
+  pipelines->Stop();
+  if (!started.ok()) return Fail(started, "cannot start server");
+  return 0;
+}
