@@ -32,9 +32,11 @@ mkdir -p "$CRM_DATA_DIR"
 RUN_DIR="$CRM_DATA_DIR/run"
 mkdir -p "$RUN_DIR"
 
-# name | binary | gRPC port | HTTP port
+# name | binary | gRPC port | HTTP port | extra flags. In start order: deals
+# loads its configuration from pipeline-config when it starts.
 SERVICES=(
-  "pipeline-config|$BUILD_DIR/services/pipeline_config/crm-pipeline-config|50052|9102"
+  "pipeline-config|$BUILD_DIR/services/pipeline_config/crm-pipeline-config|50052|9102|--deals_addr=127.0.0.1:50051"
+  "deals|$BUILD_DIR/services/deals/crm-deals|50051|9101|--pipeline_config_addr=127.0.0.1:50052"
 )
 
 PIDS=()
@@ -52,11 +54,11 @@ trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
 
 for entry in "${SERVICES[@]}"; do
-  IFS='|' read -r name binary grpc_port http_port <<<"$entry"
+  IFS='|' read -r name binary grpc_port http_port extra <<<"$entry"
   port_file="$RUN_DIR/$name.ports"
   rm -f "$port_file"
   "$binary" --port="$grpc_port" --http_port="$http_port" --port_file="$port_file" \
-    --seed_demo >>"$RUN_DIR/$name.log" 2>&1 &
+    --seed_demo $extra >>"$RUN_DIR/$name.log" 2>&1 &
   PIDS+=("$!")
   for _ in $(seq 1 100); do
     [ -s "$port_file" ] && break
@@ -87,7 +89,14 @@ Try it with grpcurl (server reflection, no .proto files needed):
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"pipeline": {"name": "Wholesale"}}' 127.0.0.1:50052 crm.pipelines.v1.PipelinesService/CreatePipeline
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"user_id": 5}' 127.0.0.1:50052 crm.pipelines.v1.AccessService/GetEffectivePermissions
   grpcurl -plaintext 127.0.0.1:50052 grpc.health.v1.Health/Check
-Metrics: curl http://127.0.0.1:9102/metrics
+
+Deals (port 50051):
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"page_size": 5}' 127.0.0.1:50051 crm.deals.v1.DealsService/ListDeals
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"filter": {"condition": {"field": "title", "op": "OPERATOR_CONTAINS", "values": ["negocio"]}}}' 127.0.0.1:50051 crm.deals.v1.DealsService/ListDeals
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"pipeline_id": 0, "cards_per_column": 3}' 127.0.0.1:50051 crm.deals.v1.DealsService/GetKanbanBoard
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"deal": {"title": "New deal", "amount": "1500", "currency": "EUR"}}' 127.0.0.1:50051 crm.deals.v1.DealsService/CreateDeal
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"deal_id": "<id>", "stage_id": "WON"}' 127.0.0.1:50051 crm.deals.v1.DealsService/MoveDealStage
+Metrics: curl http://127.0.0.1:9102/metrics (pipeline-config), http://127.0.0.1:9101/metrics (deals)
 INFO
 
 wait -n "${PIDS[@]}" || true
