@@ -43,10 +43,11 @@ ABSL_FLAG(int, http_port, static_cast<int>(EnvInt("CRM_DEALS_HTTP_PORT", 9101)),
           "(env CRM_DEALS_HTTP_PORT)");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound gRPC and HTTP ports to this file");
-ABSL_FLAG(std::string, data_dir,
-          EnvString("CRM_DEALS_DATA_DIR",
-                    EnvString("CRM_DATA_DIR", "./var") + "/deals"),
-          "RocksDB directory (env CRM_DEALS_DATA_DIR, else $CRM_DATA_DIR/deals)");
+ABSL_FLAG(
+    std::string, data_dir,
+    EnvString("CRM_DEALS_DATA_DIR",
+              EnvString("CRM_DATA_DIR", "./var") + "/deals"),
+    "RocksDB directory (env CRM_DEALS_DATA_DIR, else $CRM_DATA_DIR/deals)");
 ABSL_FLAG(int, shard, static_cast<int>(EnvInt("CRM_DEALS_SHARD", 0)),
           "Shard number 0..1023, the low 10 bits of every deal id this "
           "process creates (env CRM_DEALS_SHARD)");
@@ -77,8 +78,9 @@ ABSL_FLAG(int, event_retention_days,
           "(env CRM_DEALS_EVENT_RETENTION_DAYS)");
 ABSL_FLAG(int, workers, static_cast<int>(EnvInt("CRM_DEALS_WORKERS", 8)),
           "Worker threads for calls that may block (env CRM_DEALS_WORKERS)");
-ABSL_FLAG(std::string, time_zone, EnvString("CRM_TIME_ZONE", "UTC"),
-          "IANA zone of calendar days (begin, close dates) (env CRM_TIME_ZONE)");
+ABSL_FLAG(
+    std::string, time_zone, EnvString("CRM_TIME_ZONE", "UTC"),
+    "IANA zone of calendar days (begin, close dates) (env CRM_TIME_ZONE)");
 ABSL_FLAG(bool, seed_demo, EnvBool("CRM_SEED_DEMO", false),
           "Seed demo deals into an empty store (env CRM_SEED_DEMO)");
 ABSL_FLAG(
@@ -213,13 +215,13 @@ int main(int argc, char** argv) {
   operations.on_event = [&relays] {
     for (auto& relay : relays) relay->Notify();
   };
-  crm::deals::DealsServiceImpl deals_service(crm::deals::DealsServiceDeps{
-      **store, *pipelines, authenticator, page_tokens, workers, admins,
-      operations});
+  crm::deals::DealsServiceImpl deals_service(
+      crm::deals::DealsServiceDeps{**store, *pipelines, authenticator,
+                                   page_tokens, workers, admins, operations});
 
   if (absl::GetFlag(FLAGS_seed_demo)) {
-    auto seeded = crm::deals::SeedDemoDeals(**store, *pipelines->GetConfig(),
-                                            operations);
+    auto seeded =
+        crm::deals::SeedDemoDeals(**store, *pipelines->GetConfig(), operations);
     if (!seeded.ok()) return Fail(seeded.status(), "cannot seed demo deals");
     if (*seeded > 0)
       CRM_LOG(kInfo, "seeded demo deals", {{"count", absl::StrCat(*seeded)}});
@@ -261,13 +263,13 @@ int main(int argc, char** argv) {
   runner.AddService(&deals_service);
   absl::Status started = runner.Start();
   if (started.ok()) {
-    CRM_LOG(kInfo, "started",
-            {{"data_dir", data_dir},
-             {"shard", absl::StrCat((*store)->shard())},
-             {"subscribers", absl::StrCat(subscribers->size())},
-             {"config_version",
-              absl::StrCat(pipelines->GetConfig()->version())},
-             {"sync_writes", rocks_options.sync_writes ? "true" : "false"}});
+    CRM_LOG(
+        kInfo, "started",
+        {{"data_dir", data_dir},
+         {"shard", absl::StrCat((*store)->shard())},
+         {"subscribers", absl::StrCat(subscribers->size())},
+         {"config_version", absl::StrCat(pipelines->GetConfig()->version())},
+         {"sync_writes", rocks_options.sync_writes ? "true" : "false"}});
     const std::string signal = crm::common::WaitForShutdownSignal();
     CRM_LOG(kInfo, "shutting down", {{"signal", signal}});
     runner.Shutdown();

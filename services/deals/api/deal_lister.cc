@@ -6,9 +6,9 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-#include "absl/strings/numbers.h"
 #include "common/money/currency.h"
 #include "common/money/decimal.h"
 #include "common/rocks/key_codec.h"
@@ -146,12 +146,11 @@ absl::StatusOr<v1::ListDealsResponse> DealLister::List(
                        common::ResolvePageSize(request.page_size()));
   CompiledFilter filter;
   if (request.has_filter()) {
-    CRM_ASSIGN_OR_RETURN(filter,
-                         CompiledFilter::Compile(request.filter(), *ctx.config));
+    CRM_ASSIGN_OR_RETURN(
+        filter, CompiledFilter::Compile(request.filter(), *ctx.config));
   }
-  CRM_ASSIGN_OR_RETURN(
-      DealOrdering ordering,
-      DealOrdering::Compile(request.order_by(), *ctx.config));
+  CRM_ASSIGN_OR_RETURN(DealOrdering ordering,
+                       DealOrdering::Compile(request.order_by(), *ctx.config));
   const std::string query =
       absl::StrCat("list|", filter.fingerprint(), "|", ordering.fingerprint());
   std::string cursor;
@@ -177,8 +176,7 @@ absl::StatusOr<v1::ListDealsResponse> DealLister::List(
     CRM_RETURN_IF_ERROR(Walk(ctx, filter, *stream, [&](v1::Deal& deal) {
       if (response.deals_size() == page_size) {
         response.set_next_page_token(page_tokens_.Encode(
-            query, common::EncodeInt64(
-                       response.deals(page_size - 1).id())));
+            query, common::EncodeInt64(response.deals(page_size - 1).id())));
         return false;
       }
       *response.add_deals() = std::move(deal);
@@ -187,7 +185,9 @@ absl::StatusOr<v1::ListDealsResponse> DealLister::List(
   } else {
     // Keep the page_size + 1 smallest sort keys after the cursor.
     using Entry = std::pair<std::string, v1::Deal>;
-    auto less = [](const Entry& a, const Entry& b) { return a.first < b.first; };
+    auto less = [](const Entry& a, const Entry& b) {
+      return a.first < b.first;
+    };
     std::priority_queue<Entry, std::vector<Entry>, decltype(less)> best(less);
     const size_t keep = static_cast<size_t>(page_size) + 1;
     CRM_RETURN_IF_ERROR(Walk(ctx, filter, *stream, [&](v1::Deal& deal) {
@@ -256,8 +256,8 @@ absl::StatusOr<const PipelineView*> FindPipeline(const ConfigView& config,
                                                  int64_t pipeline_id) {
   const PipelineView* pipeline = config.FindPipeline(pipeline_id);
   if (pipeline == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pipeline_id: pipeline ", pipeline_id, " does not exist"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipeline_id: pipeline ", pipeline_id, " does not exist"));
   }
   return pipeline;
 }
@@ -294,8 +294,8 @@ absl::StatusOr<v1::KanbanBoard> DealLister::Board(
       request.cards_per_column() == 0 ? 20 : request.cards_per_column();
   CompiledFilter filter;
   if (request.has_filter()) {
-    CRM_ASSIGN_OR_RETURN(filter,
-                         CompiledFilter::Compile(request.filter(), *ctx.config));
+    CRM_ASSIGN_OR_RETURN(
+        filter, CompiledFilter::Compile(request.filter(), *ctx.config));
   }
   const bool hide = HidesSums(ctx.caller, pipeline->id);
   CRM_ASSIGN_OR_RETURN(auto totals, store_.ColumnTotalsOf(pipeline->id));
@@ -307,7 +307,8 @@ absl::StatusOr<v1::KanbanBoard> DealLister::Board(
     column->set_stage_id(stage.stage_id);
     column->set_stage_name(stage.name);
     column->set_sums_hidden(hide);
-    const ReadScope scope = ReadScopeFor(ctx.caller, pipeline->id, stage.stage_id);
+    const ReadScope scope =
+        ReadScopeFor(ctx.caller, pipeline->id, stage.stage_id);
     std::map<std::string, int64_t> sums;
     int64_t count = 0;
     int64_t last_card = 0;
@@ -360,9 +361,9 @@ absl::StatusOr<v1::KanbanBoard> DealLister::Board(
       }
     }
     if (more) {
-      column->set_next_page_token(page_tokens_.Encode(
-          ColumnQuery(pipeline->id, stage.stage_id, filter),
-          common::EncodeInt64(last_card)));
+      column->set_next_page_token(
+          page_tokens_.Encode(ColumnQuery(pipeline->id, stage.stage_id, filter),
+                              common::EncodeInt64(last_card)));
     }
   }
   return board;
@@ -381,8 +382,8 @@ absl::StatusOr<v1::KanbanColumnPage> DealLister::Column(
                        common::ResolvePageSize(request.page_size(), 20, 100));
   CompiledFilter filter;
   if (request.has_filter()) {
-    CRM_ASSIGN_OR_RETURN(filter,
-                         CompiledFilter::Compile(request.filter(), *ctx.config));
+    CRM_ASSIGN_OR_RETURN(
+        filter, CompiledFilter::Compile(request.filter(), *ctx.config));
   }
   const std::string query =
       ColumnQuery(pipeline->id, request.stage_id(), filter);
@@ -396,8 +397,8 @@ absl::StatusOr<v1::KanbanColumnPage> DealLister::Column(
     }
   }
   v1::KanbanColumnPage page;
-  auto stream = ColumnStream(store_, ctx, pipeline->id, request.stage_id(),
-                             before_id);
+  auto stream =
+      ColumnStream(store_, ctx, pipeline->id, request.stage_id(), before_id);
   CRM_RETURN_IF_ERROR(Walk(ctx, filter, *stream, [&](v1::Deal& deal) {
     if (page.cards_size() == page_size) {
       page.set_next_page_token(page_tokens_.Encode(

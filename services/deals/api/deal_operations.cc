@@ -7,13 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
-#include "openssl/evp.h"
 
 #include "common/money/currency.h"
 #include "common/money/decimal.h"
 #include "common/money/product_rows.h"
 #include "common/status/status_macros.h"
 #include "common/text/text.h"
+#include "openssl/evp.h"
 #include "services/deals/domain/deal_rules.h"
 
 namespace crm::deals {
@@ -38,10 +38,10 @@ absl::Time FromTimestamp(const google::protobuf::Timestamp& time) {
 // Fields UpdateDeal may change, by API name.
 const std::vector<std::string>& UpdatableFields() {
   static const auto* fields = new std::vector<std::string>{
-      "title",        "amount",       "currency",    "manual_amount",
-      "tax_amount",   "probability",  "assignee_id", "company_id",
-      "contact_ids",  "source",       "begin_date",  "close_date",
-      "opened",       "comments",     "observer_ids", "lead_id",
+      "title",        "amount",      "currency",     "manual_amount",
+      "tax_amount",   "probability", "assignee_id",  "company_id",
+      "contact_ids",  "source",      "begin_date",   "close_date",
+      "opened",       "comments",    "observer_ids", "lead_id",
       "custom_fields"};
   return *fields;
 }
@@ -202,8 +202,8 @@ absl::Status PriceRows(v1::Deal* deal) {
           absl::StrCat(where, ".product_id: must be >= 0"));
     }
     if (row->product_id() == 0 && row->product_name().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ".product_name: required without a product_id"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".product_name: required without a product_id"));
     }
     CRM_RETURN_IF_ERROR(common::ValidateText(
         absl::StrCat(where, ".product_name"), row->product_name(),
@@ -211,9 +211,8 @@ absl::Status PriceRows(v1::Deal* deal) {
     CRM_RETURN_IF_ERROR(common::ValidateText(absl::StrCat(where, ".unit"),
                                              row->unit(), {32, true, false}));
     common::ProductRowInput in;
-    CRM_ASSIGN_OR_RETURN(in.price,
-                         ParseOr(row->price(), absl::StrCat(where, ".price"),
-                                 "0"));
+    CRM_ASSIGN_OR_RETURN(
+        in.price, ParseOr(row->price(), absl::StrCat(where, ".price"), "0"));
     CRM_ASSIGN_OR_RETURN(
         in.quantity,
         ParseOr(row->quantity(), absl::StrCat(where, ".quantity"), "1"));
@@ -247,9 +246,9 @@ absl::Status PriceRows(v1::Deal* deal) {
 
 absl::Status CheckEtag(const v1::Deal& stored, const std::string& etag) {
   if (etag.empty() || etag == stored.etag()) return absl::OkStatus();
-  return absl::AbortedError(
-      absl::StrCat("etag: deal ", stored.id(), " has changed (current etag ",
-                   stored.etag(), ")"));
+  return absl::AbortedError(absl::StrCat("etag: deal ", stored.id(),
+                                         " has changed (current etag ",
+                                         stored.etag(), ")"));
 }
 
 }  // namespace
@@ -262,8 +261,7 @@ absl::Status ValidateDealId(int64_t deal_id, const char* field) {
 
 absl::Status ValidateRequestId(const std::string& request_id) {
   if (request_id.size() > 128) {
-    return absl::InvalidArgumentError(
-        "request_id: at most 128 characters");
+    return absl::InvalidArgumentError("request_id: at most 128 characters");
   }
   for (char c : request_id) {
     if (c < 0x21 || c > 0x7e) {
@@ -415,8 +413,8 @@ absl::StatusOr<v1::Deal> DealOperations::Create(const OperationContext& ctx,
                          PrepareNewDeal(input, *ctx.config, context));
     CRM_RETURN_IF_ERROR(CheckAdd(ctx.caller, deal));
     DealWrite write;
-    write.history.push_back(NewHistory(
-        ctx, v1::StageHistoryEntry::KIND_CREATED, deal, deal, now));
+    write.history.push_back(
+        NewHistory(ctx, v1::StageHistoryEntry::KIND_CREATED, deal, deal, now));
     v1::DealEvent event = NewEvent(ctx, v1::DEAL_EVENT_TYPE_CREATED, now);
     event.set_to_pipeline_id(deal.pipeline_id());
     event.set_to_stage_id(deal.stage_id());
@@ -458,8 +456,8 @@ absl::StatusOr<v1::Deal> DealOperations::Update(
                    CheckAction(ctx.caller, Action::kWrite, before));
                v1::Deal after = before;
                CRM_RETURN_IF_ERROR(ApplyMask(input, mask, &after));
-               const bool rows_price = !after.manual_amount() &&
-                                       after.product_rows_size() > 0;
+               const bool rows_price =
+                   !after.manual_amount() && after.product_rows_size() > 0;
                if (rows_price && (MaskNames(mask, "amount") ||
                                   MaskNames(mask, "tax_amount"))) {
                  return absl::InvalidArgumentError(
@@ -476,11 +474,11 @@ absl::StatusOr<v1::Deal> DealOperations::Update(
                Stamp(ctx, &after, now);
                const bool reassigned =
                    before.assignee_id() != after.assignee_id();
-               v1::DealEvent event = NewEvent(
-                   ctx,
-                   reassigned ? v1::DEAL_EVENT_TYPE_ASSIGNEE_CHANGED
-                              : v1::DEAL_EVENT_TYPE_UPDATED,
-                   now);
+               v1::DealEvent event =
+                   NewEvent(ctx,
+                            reassigned ? v1::DEAL_EVENT_TYPE_ASSIGNEE_CHANGED
+                                       : v1::DEAL_EVENT_TYPE_UPDATED,
+                            now);
                for (auto& name : changed) event.add_changed_fields(name);
                event.set_from_assignee_id(before.assignee_id());
                event.set_to_assignee_id(after.assignee_id());
@@ -541,53 +539,51 @@ absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
                                                    int64_t deal_id,
                                                    const std::string& stage_id,
                                                    const std::string& etag) {
-  if (stage_id.empty())
-    return absl::InvalidArgumentError("stage_id: required");
+  if (stage_id.empty()) return absl::InvalidArgumentError("stage_id: required");
   CRM_ASSIGN_OR_RETURN(
       CommitResult result,
-      Mutate(
-          ctx, deal_id, etag,
-          [&](const storage::DealRecord& record)
-              -> absl::StatusOr<std::optional<DealWrite>> {
-            const v1::Deal& before = record.deal();
-            const StageView* stage =
-                ResolveStage(*ctx.config, before.pipeline_id(), stage_id);
-            if (stage == nullptr) {
-              // Read access is established: naming the pipeline leaks
-              // nothing.
-              CRM_RETURN_IF_ERROR(
-                  CheckAction(ctx.caller, Action::kWrite, before));
-              return absl::InvalidArgumentError(absl::StrCat(
-                  "stage_id: \"", stage_id, "\" is not a stage of pipeline ",
-                  before.pipeline_id()));
-            }
-            CRM_RETURN_IF_ERROR(
-                CheckTransition(ctx.caller, before, stage->stage_id));
-            if (stage->stage_id == before.stage_id())
-              return std::optional<DealWrite>();
-            const absl::Time now = Now();
-            v1::Deal after = before;
-            ApplyStage(&after, *stage, now, options_.zone);
-            after.set_moved_by(ctx.actor_id);
-            *after.mutable_move_time() = ToTimestamp(now);
-            Stamp(ctx, &after, now);
-            DealWrite write;
-            write.history.push_back(
-                NewHistory(ctx, MoveKind(before, after), before, after, now));
-            v1::DealEvent event =
-                NewEvent(ctx, v1::DEAL_EVENT_TYPE_STAGE_CHANGED, now);
-            event.set_from_pipeline_id(before.pipeline_id());
-            event.set_from_stage_id(before.stage_id());
-            event.set_from_semantics(before.stage_semantics());
-            event.set_to_pipeline_id(after.pipeline_id());
-            event.set_to_stage_id(after.stage_id());
-            event.set_to_semantics(after.stage_semantics());
-            for (auto& name : ChangedFields(before, after))
-              event.add_changed_fields(name);
-            write.event = std::move(event);
-            write.after = std::move(after);
-            return std::optional<DealWrite>(std::move(write));
-          }));
+      Mutate(ctx, deal_id, etag,
+             [&](const storage::DealRecord& record)
+                 -> absl::StatusOr<std::optional<DealWrite>> {
+               const v1::Deal& before = record.deal();
+               const StageView* stage =
+                   ResolveStage(*ctx.config, before.pipeline_id(), stage_id);
+               if (stage == nullptr) {
+                 // Read access is established: naming the pipeline leaks
+                 // nothing.
+                 CRM_RETURN_IF_ERROR(
+                     CheckAction(ctx.caller, Action::kWrite, before));
+                 return absl::InvalidArgumentError(absl::StrCat(
+                     "stage_id: \"", stage_id, "\" is not a stage of pipeline ",
+                     before.pipeline_id()));
+               }
+               CRM_RETURN_IF_ERROR(
+                   CheckTransition(ctx.caller, before, stage->stage_id));
+               if (stage->stage_id == before.stage_id())
+                 return std::optional<DealWrite>();
+               const absl::Time now = Now();
+               v1::Deal after = before;
+               ApplyStage(&after, *stage, now, options_.zone);
+               after.set_moved_by(ctx.actor_id);
+               *after.mutable_move_time() = ToTimestamp(now);
+               Stamp(ctx, &after, now);
+               DealWrite write;
+               write.history.push_back(NewHistory(ctx, MoveKind(before, after),
+                                                  before, after, now));
+               v1::DealEvent event =
+                   NewEvent(ctx, v1::DEAL_EVENT_TYPE_STAGE_CHANGED, now);
+               event.set_from_pipeline_id(before.pipeline_id());
+               event.set_from_stage_id(before.stage_id());
+               event.set_from_semantics(before.stage_semantics());
+               event.set_to_pipeline_id(after.pipeline_id());
+               event.set_to_stage_id(after.stage_id());
+               event.set_to_semantics(after.stage_semantics());
+               for (auto& name : ChangedFields(before, after))
+                 event.add_changed_fields(name);
+               write.event = std::move(event);
+               write.after = std::move(after);
+               return std::optional<DealWrite>(std::move(write));
+             }));
   return *std::move(result.deal);
 }
 
@@ -596,69 +592,70 @@ absl::StatusOr<v1::Deal> DealOperations::MoveToPipeline(
     const std::string& stage_id, const std::string& etag) {
   const PipelineView* pipeline = ctx.config->FindPipeline(pipeline_id);
   if (pipeline == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pipeline_id: pipeline ", pipeline_id, " does not exist"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipeline_id: pipeline ", pipeline_id, " does not exist"));
   }
   CRM_ASSIGN_OR_RETURN(
       CommitResult result,
-      Mutate(
-          ctx, deal_id, etag,
-          [&](const storage::DealRecord& record)
-              -> absl::StatusOr<std::optional<DealWrite>> {
-            const v1::Deal& before = record.deal();
-            CRM_RETURN_IF_ERROR(
-                CheckAction(ctx.caller, Action::kWrite, before));
-            const StageView* stage = nullptr;
-            if (!stage_id.empty()) {
-              stage = ResolveStage(*ctx.config, pipeline_id, stage_id);
-              if (stage == nullptr) {
-                return absl::InvalidArgumentError(
-                    absl::StrCat("stage_id: \"", stage_id,
-                                 "\" is not a stage of pipeline ", pipeline_id));
-              }
-            } else {
-              stage = ctx.config->FirstStageWithSemantics(
-                  pipeline_id, before.stage_semantics());
-              if (stage == nullptr) stage = ctx.config->FirstStage(pipeline_id);
-              if (stage == nullptr) {
-                return absl::FailedPreconditionError(absl::StrCat(
-                    "pipeline_id: pipeline ", pipeline_id, " has no stages"));
-              }
-            }
-            if (pipeline_id == before.pipeline_id()) {
-              if (stage->stage_id == before.stage_id())
-                return std::optional<DealWrite>();
-              return absl::InvalidArgumentError(absl::StrCat(
-                  "pipeline_id: deal ", deal_id, " is in pipeline ",
-                  pipeline_id, " already; use MoveDealStage"));
-            }
-            const absl::Time now = Now();
-            v1::Deal after = before;
-            after.set_pipeline_id(pipeline_id);
-            ApplyStage(&after, *stage, now, options_.zone);
-            // The deal arrives in the other pipeline as if added there.
-            CRM_RETURN_IF_ERROR(CheckAdd(ctx.caller, after));
-            after.set_moved_by(ctx.actor_id);
-            *after.mutable_move_time() = ToTimestamp(now);
-            Stamp(ctx, &after, now);
-            DealWrite write;
-            write.history.push_back(
-                NewHistory(ctx, v1::StageHistoryEntry::KIND_PIPELINE_CHANGED,
-                           before, after, now));
-            v1::DealEvent event =
-                NewEvent(ctx, v1::DEAL_EVENT_TYPE_PIPELINE_CHANGED, now);
-            event.set_from_pipeline_id(before.pipeline_id());
-            event.set_from_stage_id(before.stage_id());
-            event.set_from_semantics(before.stage_semantics());
-            event.set_to_pipeline_id(after.pipeline_id());
-            event.set_to_stage_id(after.stage_id());
-            event.set_to_semantics(after.stage_semantics());
-            for (auto& name : ChangedFields(before, after))
-              event.add_changed_fields(name);
-            write.event = std::move(event);
-            write.after = std::move(after);
-            return std::optional<DealWrite>(std::move(write));
-          }));
+      Mutate(ctx, deal_id, etag,
+             [&](const storage::DealRecord& record)
+                 -> absl::StatusOr<std::optional<DealWrite>> {
+               const v1::Deal& before = record.deal();
+               CRM_RETURN_IF_ERROR(
+                   CheckAction(ctx.caller, Action::kWrite, before));
+               const StageView* stage = nullptr;
+               if (!stage_id.empty()) {
+                 stage = ResolveStage(*ctx.config, pipeline_id, stage_id);
+                 if (stage == nullptr) {
+                   return absl::InvalidArgumentError(absl::StrCat(
+                       "stage_id: \"", stage_id,
+                       "\" is not a stage of pipeline ", pipeline_id));
+                 }
+               } else {
+                 stage = ctx.config->FirstStageWithSemantics(
+                     pipeline_id, before.stage_semantics());
+                 if (stage == nullptr)
+                   stage = ctx.config->FirstStage(pipeline_id);
+                 if (stage == nullptr) {
+                   return absl::FailedPreconditionError(
+                       absl::StrCat("pipeline_id: pipeline ", pipeline_id,
+                                    " has no stages"));
+                 }
+               }
+               if (pipeline_id == before.pipeline_id()) {
+                 if (stage->stage_id == before.stage_id())
+                   return std::optional<DealWrite>();
+                 return absl::InvalidArgumentError(absl::StrCat(
+                     "pipeline_id: deal ", deal_id, " is in pipeline ",
+                     pipeline_id, " already; use MoveDealStage"));
+               }
+               const absl::Time now = Now();
+               v1::Deal after = before;
+               after.set_pipeline_id(pipeline_id);
+               ApplyStage(&after, *stage, now, options_.zone);
+               // The deal arrives in the other pipeline as if added there.
+               CRM_RETURN_IF_ERROR(CheckAdd(ctx.caller, after));
+               after.set_moved_by(ctx.actor_id);
+               *after.mutable_move_time() = ToTimestamp(now);
+               Stamp(ctx, &after, now);
+               DealWrite write;
+               write.history.push_back(
+                   NewHistory(ctx, v1::StageHistoryEntry::KIND_PIPELINE_CHANGED,
+                              before, after, now));
+               v1::DealEvent event =
+                   NewEvent(ctx, v1::DEAL_EVENT_TYPE_PIPELINE_CHANGED, now);
+               event.set_from_pipeline_id(before.pipeline_id());
+               event.set_from_stage_id(before.stage_id());
+               event.set_from_semantics(before.stage_semantics());
+               event.set_to_pipeline_id(after.pipeline_id());
+               event.set_to_stage_id(after.stage_id());
+               event.set_to_semantics(after.stage_semantics());
+               for (auto& name : ChangedFields(before, after))
+                 event.add_changed_fields(name);
+               write.event = std::move(event);
+               write.after = std::move(after);
+               return std::optional<DealWrite>(std::move(write));
+             }));
   return *std::move(result.deal);
 }
 

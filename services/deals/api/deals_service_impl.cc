@@ -16,8 +16,8 @@ constexpr int kReplayBatch = 200;
 
 absl::Status RequirePrivileged(const OperationContext& ctx, const char* what) {
   if (IsPrivileged(ctx.caller)) return absl::OkStatus();
-  return absl::PermissionDeniedError(absl::StrCat(
-      what, " is for service identities and administrators only"));
+  return absl::PermissionDeniedError(
+      absl::StrCat(what, " is for service identities and administrators only"));
 }
 
 // Streams retained events in order, one write at a time, reading the outbox
@@ -143,8 +143,7 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
                body = std::move(body)]() mutable {
     absl::StatusOr<OperationContext> ctx =
         MakeContext(principal, channel, std::move(request_id));
-    reactor->Finish(
-        common::ToGrpcStatus(ctx.ok() ? body(*ctx) : ctx.status()));
+    reactor->Finish(common::ToGrpcStatus(ctx.ok() ? body(*ctx) : ctx.status()));
   };
   if (inline_ok) {
     work();
@@ -233,9 +232,9 @@ grpc::ServerUnaryReactor* DealsServiceImpl::SetProductRows(
   return Run(context, Cost::kWrite, request->channel(), request->request_id(),
              [this, request, response](const OperationContext& ctx) {
                CRM_ASSIGN_OR_RETURN(
-                   *response,
-                   operations_.SetProductRows(ctx, request->deal_id(),
-                                              request->rows(), request->etag()));
+                   *response, operations_.SetProductRows(
+                                  ctx, request->deal_id(), request->rows(),
+                                  request->etag()));
                return absl::OkStatus();
              });
 }
@@ -300,23 +299,23 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
               "deal_ids.ids[", i, "]: must be a positive deal id"));
         }
         if (!seen.insert(id).second) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("deal_ids.ids[", i, "]: deal ", id,
-                           " is listed twice"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "deal_ids.ids[", i, "]: deal ", id, " is listed twice"));
         }
         ids.push_back(id);
       }
       if (ids.empty()) {
-        return absl::InvalidArgumentError("deal_ids.ids: name at least one deal");
+        return absl::InvalidArgumentError(
+            "deal_ids.ids: name at least one deal");
       }
       break;
     }
     case v1::BatchUpdateDealsRequest::kFilter: {
-      CRM_ASSIGN_OR_RETURN(CompiledFilter filter,
-                           CompiledFilter::Compile(request.filter(),
-                                                   *ctx.config));
-      CRM_ASSIGN_OR_RETURN(ids,
-                           lister_.MatchingIds(ctx, filter, kMaxBatchItems + 1));
+      CRM_ASSIGN_OR_RETURN(
+          CompiledFilter filter,
+          CompiledFilter::Compile(request.filter(), *ctx.config));
+      CRM_ASSIGN_OR_RETURN(
+          ids, lister_.MatchingIds(ctx, filter, kMaxBatchItems + 1));
       if (static_cast<int>(ids.size()) > kMaxBatchItems) {
         return absl::InvalidArgumentError(
             absl::StrCat("filter: matches more than ", kMaxBatchItems,
@@ -338,8 +337,9 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
     case v1::BatchUpdateDealsRequest::kMoveToStageId: {
       bool found = false;
       for (const PipelineView& pipeline : ctx.config->pipelines()) {
-        found = found || ctx.config->FindStage(
-                             pipeline.id, request.move_to_stage_id()) != nullptr;
+        found =
+            found || ctx.config->FindStage(
+                         pipeline.id, request.move_to_stage_id()) != nullptr;
       }
       if (!found) {
         return absl::InvalidArgumentError(
@@ -394,9 +394,9 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
         break;
       }
       case v1::BatchUpdateDealsRequest::kMoveToStageId:
-        status = operations_
-                     .MoveStage(item_ctx, id, request.move_to_stage_id(), "")
-                     .status();
+        status =
+            operations_.MoveStage(item_ctx, id, request.move_to_stage_id(), "")
+                .status();
         break;
       case v1::BatchUpdateDealsRequest::kMoveToPipelineId:
         status = operations_
@@ -441,9 +441,9 @@ grpc::ServerUnaryReactor* DealsServiceImpl::ListStageHistory(
             return absl::InvalidArgumentError("page_token: malformed");
           }
         }
-        CRM_ASSIGN_OR_RETURN(auto entries,
-                             operations_.History(ctx, request->deal_id(), after,
-                                                 page_size + 1));
+        CRM_ASSIGN_OR_RETURN(
+            auto entries,
+            operations_.History(ctx, request->deal_id(), after, page_size + 1));
         const bool more = static_cast<int>(entries.size()) > page_size;
         if (more) entries.resize(page_size);
         for (auto& [seq, entry] : entries)
@@ -518,9 +518,9 @@ grpc::ServerWriteReactor<v1::DealEvent>* DealsServiceImpl::ReplayEvents(
   absl::StatusOr<int64_t> first = deps_.store.FirstRetainedSequence();
   if (!first.ok()) return refuse(first.status());
   if (request->from_sequence() > 0 && request->from_sequence() < *first) {
-    return refuse(absl::FailedPreconditionError(absl::StrCat(
-        "from_sequence: events before ", *first,
-        " are no longer retained; replay from ", *first)));
+    return refuse(absl::FailedPreconditionError(
+        absl::StrCat("from_sequence: events before ", *first,
+                     " are no longer retained; replay from ", *first)));
   }
   return new ReplayReactor(deps_.store,
                            std::max<int64_t>(request->from_sequence(), *first),

@@ -56,9 +56,10 @@ class DealsServiceImpl final : public v1::DealsService::CallbackService {
   grpc::ServerUnaryReactor* UpdateDeal(grpc::CallbackServerContext* context,
                                        const v1::UpdateDealRequest* request,
                                        v1::Deal* response) override;
-  grpc::ServerUnaryReactor* DeleteDeal(grpc::CallbackServerContext* context,
-                                       const v1::DeleteDealRequest* request,
-                                       google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* DeleteDeal(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteDealRequest* request,
+      google::protobuf::Empty* response) override;
   grpc::ServerUnaryReactor* MoveDealStage(
       grpc::CallbackServerContext* context,
       const v1::MoveDealStageRequest* request, v1::Deal* response) override;
@@ -110,9 +111,9 @@ class DealsServiceImpl final : public v1::DealsService::CallbackService {
 
   // Authenticates, then runs `body` with the caller's context inline or on
   // the pool (see the file comment) and finishes the call with its status.
-  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
-                                Cost cost, v1::Channel channel,
-                                std::string request_id, Body body);
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, Cost cost,
+                                v1::Channel channel, std::string request_id,
+                                Body body);
   // Builds the context; may call pipeline-config (never inline unless the
   // permissions are cached).
   absl::StatusOr<OperationContext> MakeContext(

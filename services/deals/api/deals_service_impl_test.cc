@@ -67,13 +67,13 @@ TEST_F(DealsServiceTest, CreateIsIdempotentByRequestId) {
   EXPECT_EQ(Events().size(), 1u);  // the retry wrote nothing
 
   request.mutable_deal()->set_title("Something else");
-  EXPECT_THAT(Call(&DealsStub::CreateDeal, request),
-              StatusIs(absl::StatusCode::kAlreadyExists,
-                       HasSubstr("request_id")));
+  EXPECT_THAT(
+      Call(&DealsStub::CreateDeal, request),
+      StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("request_id")));
   request.set_request_id("bad id with spaces");
-  EXPECT_THAT(Call(&DealsStub::CreateDeal, request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("request_id")));
+  EXPECT_THAT(
+      Call(&DealsStub::CreateDeal, request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
 }
 
 TEST_F(DealsServiceTest, CreateRefusesBadInput) {
@@ -149,11 +149,11 @@ TEST_F(DealsServiceTest, CustomFieldsAreValidatedAgainstDefinitions) {
   EXPECT_EQ(created.custom_fields().at("UF_CRM_BUDGET").values(0), "12");
 
   // A mandatory field is required on create.
-  ASSERT_OK(CreateField("UF_CRM_MUST", pv1::FIELD_TYPE_STRING, false, true)
-                .status());
-  EXPECT_THAT(CreateDeal(MakeDeal("No mandatory")),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("UF_CRM_MUST")));
+  ASSERT_OK(
+      CreateField("UF_CRM_MUST", pv1::FIELD_TYPE_STRING, false, true).status());
+  EXPECT_THAT(
+      CreateDeal(MakeDeal("No mandatory")),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UF_CRM_MUST")));
 }
 
 TEST_F(DealsServiceTest, GetUnknownOrBadIds) {
@@ -165,7 +165,8 @@ TEST_F(DealsServiceTest, GetUnknownOrBadIds) {
 }
 
 TEST_F(DealsServiceTest, UpdateWithMaskAndEtag) {
-  ASSERT_OK_AND_ASSIGN(v1::Deal deal, CreateDeal(MakeDeal("Old", 0, "5", "EUR")));
+  ASSERT_OK_AND_ASSIGN(v1::Deal deal,
+                       CreateDeal(MakeDeal("Old", 0, "5", "EUR")));
   v1::UpdateDealRequest request;
   request.mutable_deal()->set_id(deal.id());
   request.mutable_deal()->set_title("New");
@@ -201,9 +202,9 @@ TEST_F(DealsServiceTest, UpdateRefusesBadMasksAndValues) {
   ASSERT_OK_AND_ASSIGN(v1::Deal deal, CreateDeal(MakeDeal("Deal")));
   v1::UpdateDealRequest request;
   request.mutable_deal()->set_id(deal.id());
-  EXPECT_THAT(Call(&DealsStub::UpdateDeal, request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("update_mask")));
+  EXPECT_THAT(
+      Call(&DealsStub::UpdateDeal, request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("update_mask")));
   for (const char* path : {"stage_id", "pipeline_id", "product_rows", "id",
                            "created_by", "nonsense"}) {
     SCOPED_TRACE(path);
@@ -216,13 +217,13 @@ TEST_F(DealsServiceTest, UpdateRefusesBadMasksAndValues) {
   request.mutable_update_mask()->clear_paths();
   request.mutable_update_mask()->add_paths("currency");
   request.mutable_deal()->set_currency("EURO");
-  EXPECT_THAT(Call(&DealsStub::UpdateDeal, request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("currency")));
+  EXPECT_THAT(
+      Call(&DealsStub::UpdateDeal, request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("currency")));
   request.mutable_deal()->set_id(0);
-  EXPECT_THAT(Call(&DealsStub::UpdateDeal, request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("deal.id")));
+  EXPECT_THAT(
+      Call(&DealsStub::UpdateDeal, request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deal.id")));
   EXPECT_EQ(Events().size(), 1u);
 }
 
@@ -260,18 +261,17 @@ TEST_F(DealsServiceTest, MovesCloseAndReopen) {
   ASSERT_OK(MoveStage(deal.id(), "NEW").status());
   EXPECT_EQ(Events().size(), before);
 
-  EXPECT_THAT(MoveStage(deal.id(), "NO_SUCH"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("stage_id")));
+  EXPECT_THAT(
+      MoveStage(deal.id(), "NO_SUCH"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("stage_id")));
   EXPECT_THAT(MoveStage(deal.id(), ""),
               StatusIs(absl::StatusCode::kInvalidArgument));
 
   std::vector<v1::DealEvent> events = Events();
-  EXPECT_THAT(Types(events),
-              ElementsAre(v1::DEAL_EVENT_TYPE_CREATED,
-                          v1::DEAL_EVENT_TYPE_STAGE_CHANGED,
-                          v1::DEAL_EVENT_TYPE_STAGE_CHANGED,
-                          v1::DEAL_EVENT_TYPE_STAGE_CHANGED));
+  EXPECT_THAT(Types(events), ElementsAre(v1::DEAL_EVENT_TYPE_CREATED,
+                                         v1::DEAL_EVENT_TYPE_STAGE_CHANGED,
+                                         v1::DEAL_EVENT_TYPE_STAGE_CHANGED,
+                                         v1::DEAL_EVENT_TYPE_STAGE_CHANGED));
   EXPECT_EQ(events[2].from_stage_id(), "PREPARATION");
   EXPECT_EQ(events[2].to_stage_id(), "WON");
   EXPECT_EQ(events[2].to_semantics(), pv1::STAGE_SEMANTICS_SUCCESS);
@@ -327,17 +327,18 @@ TEST_F(DealsServiceTest, MoveToPipelineKeepsSemantics) {
   // An explicit stage must be one of the target pipeline's.
   request.set_pipeline_id(0);
   request.set_stage_id(absl::StrCat("C", partners.id(), ":NEW"));
-  EXPECT_THAT(Call(&DealsStub::MoveDealToPipeline, request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("stage_id")));
+  EXPECT_THAT(
+      Call(&DealsStub::MoveDealToPipeline, request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("stage_id")));
   request.set_pipeline_id(777);
-  EXPECT_THAT(Call(&DealsStub::MoveDealToPipeline, request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("pipeline_id")));
+  EXPECT_THAT(
+      Call(&DealsStub::MoveDealToPipeline, request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pipeline_id")));
 }
 
 TEST_F(DealsServiceTest, ProductRowsPriceTheDeal) {
-  ASSERT_OK_AND_ASSIGN(v1::Deal deal, CreateDeal(MakeDeal("Rows", 0, "", "EUR")));
+  ASSERT_OK_AND_ASSIGN(v1::Deal deal,
+                       CreateDeal(MakeDeal("Rows", 0, "", "EUR")));
   v1::SetProductRowsRequest request;
   request.set_deal_id(deal.id());
   v1::ProductRow* row = request.add_rows();
@@ -364,9 +365,9 @@ TEST_F(DealsServiceTest, ProductRowsPriceTheDeal) {
   update.mutable_deal()->set_id(deal.id());
   update.mutable_deal()->set_amount("1.00");
   update.mutable_update_mask()->add_paths("amount");
-  EXPECT_THAT(Call(&DealsStub::UpdateDeal, update),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("manual_amount")));
+  EXPECT_THAT(
+      Call(&DealsStub::UpdateDeal, update),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("manual_amount")));
   update.mutable_deal()->set_manual_amount(true);
   update.mutable_update_mask()->add_paths("manual_amount");
   ASSERT_OK_AND_ASSIGN(v1::Deal manual, Call(&DealsStub::UpdateDeal, update));
@@ -394,9 +395,9 @@ TEST_F(DealsServiceTest, DeleteEmitsAndForgets) {
   EXPECT_EQ(event.type(), v1::DEAL_EVENT_TYPE_DELETED);
   EXPECT_EQ(event.deal().title(), "Bye");
   v1::CountDealsRequest count;
-  ASSERT_OK_AND_ASSIGN(v1::CountDealsResponse counted,
-                       CallAs(ServiceToken("pipeline-config"),
-                              &DealsStub::CountDeals, count));
+  ASSERT_OK_AND_ASSIGN(
+      v1::CountDealsResponse counted,
+      CallAs(ServiceToken("pipeline-config"), &DealsStub::CountDeals, count));
   EXPECT_EQ(counted.count(), 0);
 }
 
@@ -448,9 +449,9 @@ TEST_F(DealsServiceTest, ServiceChannelsAreForServices) {
   v1::CreateDealRequest request;
   *request.mutable_deal() = MakeDeal("Auto", 4);
   request.set_channel(v1::CHANNEL_AUTOMATION);
-  EXPECT_THAT(Call(&DealsStub::CreateDeal, request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("channel")));
+  EXPECT_THAT(
+      Call(&DealsStub::CreateDeal, request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("channel")));
   ASSERT_OK_AND_ASSIGN(v1::Deal deal,
                        CallAs(ServiceToken(), &DealsStub::CreateDeal, request));
   EXPECT_EQ(deal.created_by(), 0);
@@ -459,9 +460,9 @@ TEST_F(DealsServiceTest, ServiceChannelsAreForServices) {
   EXPECT_EQ(event.actor_service(), "automation");
   // A service must name the assignee (there is no creator to default to).
   *request.mutable_deal() = MakeDeal("No assignee");
-  EXPECT_THAT(CallAs(ServiceToken(), &DealsStub::CreateDeal, request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("assignee_id")));
+  EXPECT_THAT(
+      CallAs(ServiceToken(), &DealsStub::CreateDeal, request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("assignee_id")));
 }
 
 TEST_F(DealsServiceTest, DataSurvivesRestart) {
@@ -499,8 +500,7 @@ TEST_F(DealsServiceTest, EveryRpcRefusesBadTokens) {
        }},
       {"MoveDealStage",
        [&](const std::string& t) {
-         return CallAs(t, &DealsStub::MoveDealStage,
-                       v1::MoveDealStageRequest())
+         return CallAs(t, &DealsStub::MoveDealStage, v1::MoveDealStageRequest())
              .status();
        }},
       {"MoveDealToPipeline",

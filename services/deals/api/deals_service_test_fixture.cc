@@ -4,10 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-
-#include "common/grpc/deadline.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+
+#include "common/grpc/deadline.h"
 #include "common/log/log.h"
 #include "common/status/status_matchers.h"
 #include "services/deals/clients/pipeline_channel.h"
@@ -47,9 +47,14 @@ void DealsServiceTest::StartDeals() {
   common::WorkerPoolOptions pool;
   pool.threads = 4;
   workers_ = std::make_unique<common::WorkerPool>(pool);
-  service_ = std::make_unique<DealsServiceImpl>(
-      DealsServiceDeps{*store_, *pipeline_client_, *authenticator_,
-                       *page_tokens_, *workers_, {kAdminUserId}, {}});
+  service_ =
+      std::make_unique<DealsServiceImpl>(DealsServiceDeps{*store_,
+                                                          *pipeline_client_,
+                                                          *authenticator_,
+                                                          *page_tokens_,
+                                                          *workers_,
+                                                          {kAdminUserId},
+                                                          {}});
   common::ServerOptions options;
   options.service_name = "deals-test";
   options.host = "127.0.0.1";
@@ -101,8 +106,8 @@ std::string DealsServiceTest::ExpiredToken(int64_t user_id) const {
 }
 
 std::string DealsServiceTest::WrongSignatureToken(int64_t user_id) const {
-  return common::MakeUserToken("another-secret", user_id, false,
-                               absl::Hours(1), absl::Now());
+  return common::MakeUserToken("another-secret", user_id, false, absl::Hours(1),
+                               absl::Now());
 }
 
 std::unique_ptr<grpc::ClientContext> DealsServiceTest::MakeContext(
@@ -170,8 +175,8 @@ absl::StatusOr<pv1::Pipeline> DealsServiceTest::CreatePipeline(
 }
 
 absl::StatusOr<pv1::FieldDefinition> DealsServiceTest::CreateField(
-    const std::string& code, pv1::FieldType type, bool multiple,
-    bool mandatory, const std::vector<std::string>& options) {
+    const std::string& code, pv1::FieldType type, bool multiple, bool mandatory,
+    const std::vector<std::string>& options) {
   pv1::CreateFieldRequest request;
   request.mutable_field()->set_code(code);
   request.mutable_field()->set_type(type);

@@ -512,8 +512,7 @@ class RangeIdStream final : public IdStream {
       status_ = absl::DataLossError("malformed index key");
       return false;
     }
-    common::KeyReader reader(
-        std::string_view(key.data() + key.size() - 8, 8));
+    common::KeyReader reader(std::string_view(key.data() + key.size() - 8, 8));
     if (!reader.ReadInt64(id)) {
       status_ = absl::DataLossError("malformed index key");
       return false;

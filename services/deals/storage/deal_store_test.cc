@@ -1,5 +1,7 @@
 #include "services/deals/storage/deal_store.h"
 
+#include <algorithm>
+
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 
@@ -235,6 +237,90 @@ TEST_F(DealStoreTest, PruneDropsOldEventsButSequencesContinue) {
   EXPECT_EQ(rest, 1);
   Reopen();
   EXPECT_EQ(store_->next_event_sequence(), 4);  // never reused after expiry
+}
+
+TEST_F(DealStoreTest, PruneKeepsWhatASubscriberHasNotApplied) {
+  Create(NewDeal("NEW", "1"), /*seconds=*/100);
+  Create(NewDeal("NEW", "2"), /*seconds=*/200);
+  Create(NewDeal("NEW", "3"), /*seconds=*/300);
+  // All three are old, but the slowest subscriber applied only sequence 1.
+  ASSERT_OK_AND_ASSIGN(int64_t pruned,
+                       store_->PruneOutbox(absl::FromUnixSeconds(1000), 1));
+  EXPECT_EQ(pruned, 1);
+  ASSERT_OK_AND_ASSIGN(int64_t first, store_->FirstRetainedSequence());
+  EXPECT_EQ(first, 2);
+}
+
+TEST_F(DealStoreTest, RequestIdCannotBeCommittedTwice) {
+  DealWrite first;
+  first.after = NewDeal("NEW", "1");
+  first.request_id = "same";
+  ASSERT_OK(store_->Commit(std::move(first)).status());
+  DealWrite second;
+  second.after = NewDeal("NEW", "2");
+  second.request_id = "same";
+  EXPECT_THAT(store_->Commit(std::move(second)),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       ::testing::HasSubstr("request_id")));
+  ASSERT_OK_AND_ASSIGN(auto events, store_->ReadOutbox(0, 10));
+  EXPECT_TRUE(events.empty());  // neither write had an event; nothing leaked
+  ASSERT_OK_AND_ASSIGN(int64_t count, store_->CountDeals(0, ""));
+  EXPECT_EQ(count, 1);
+}
+
+namespace {
+
+std::vector<int64_t> Drain(IdStream& stream) {
+  std::vector<int64_t> ids;
+  int64_t id = 0;
+  while (stream.Next(&id)) ids.push_back(id);
+  EXPECT_TRUE(stream.status().ok()) << stream.status();
+  return ids;
+}
+
+}  // namespace
+
+TEST_F(DealStoreTest, IdStreamsWalkIndexesBothWaysFromACursor) {
+  std::vector<int64_t> new_ids;
+  std::vector<int64_t> won_ids;
+  for (int i = 0; i < 6; ++i) {
+    v1::Deal deal = NewDeal(i % 2 == 0 ? "NEW" : "WON", "1");
+    deal.set_assignee_id(i < 3 ? 7 : 8);
+    deal.set_close_date(i < 4 ? "2026-01-10" : "2026-03-01");
+    Create(deal);
+    (i % 2 == 0 ? new_ids : won_ids).push_back(deal.id());
+  }
+  std::vector<int64_t> all = new_ids;
+  all.insert(all.end(), won_ids.begin(), won_ids.end());
+  std::sort(all.begin(), all.end());
+
+  EXPECT_EQ(Drain(*store_->StreamStage(0, "NEW", 0, false)), new_ids);
+  EXPECT_EQ(Drain(*store_->StreamStage(0, "NEW", new_ids[0], false)),
+            std::vector<int64_t>(new_ids.begin() + 1, new_ids.end()));
+  std::vector<int64_t> reversed(new_ids.rbegin(), new_ids.rend());
+  EXPECT_EQ(Drain(*store_->StreamStage(0, "NEW", 0, true)), reversed);
+  EXPECT_EQ(Drain(*store_->StreamStage(0, "NEW", new_ids[2], true)),
+            std::vector<int64_t>(reversed.begin() + 1, reversed.end()));
+  EXPECT_TRUE(Drain(*store_->StreamStage(0, "LOSE", 0, false)).empty());
+  EXPECT_TRUE(Drain(*store_->StreamStage(5, "NEW", 0, false)).empty());
+
+  EXPECT_EQ(Drain(*store_->StreamAll(0, false)), all);
+  EXPECT_EQ(Drain(*store_->StreamAll(all[3], false)),
+            std::vector<int64_t>(all.begin() + 4, all.end()));
+  EXPECT_EQ(Drain(*store_->StreamAll(all[3], true)),
+            std::vector<int64_t>({all[2], all[1], all[0]}));
+  EXPECT_EQ(Drain(*store_->StreamAssignee(8, 0, false)),
+            std::vector<int64_t>(all.begin() + 3, all.end()));
+  EXPECT_EQ(Drain(*store_->StreamCloseDates("2026-02-01", "")),
+            std::vector<int64_t>(all.begin() + 4, all.end()));
+  EXPECT_EQ(Drain(*store_->StreamCloseDates("", "2026-01-10")),
+            std::vector<int64_t>(all.begin(), all.begin() + 4));
+
+  std::vector<std::unique_ptr<IdStream>> streams;
+  streams.push_back(store_->StreamStage(0, "NEW", 0, false));
+  streams.push_back(store_->StreamStage(0, "WON", 0, false));
+  streams.push_back(store_->StreamAssignee(7, 0, false));  // overlaps
+  EXPECT_EQ(Drain(*MergeIdStreams(std::move(streams), false)), all);
 }
 
 TEST_F(DealStoreTest, StagePagingAndHistoryPaging) {

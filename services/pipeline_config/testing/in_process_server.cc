@@ -60,8 +60,6 @@ int InProcessPipelineConfig::port() const {
   return runner_ == nullptr ? 0 : runner_->grpc_port();
 }
 
-int64_t InProcessPipelineConfig::version() const {
-  return manager_->version();
-}
+int64_t InProcessPipelineConfig::version() const { return manager_->version(); }
 
 }  // namespace crm::pipeline_config
