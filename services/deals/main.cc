@@ -19,6 +19,7 @@
 #include "common/auth/auth.h"
 #include "common/concurrency/worker_pool.h"
 #include "common/config/env.h"
+#include "common/config/service_flags.h"
 #include "common/grpc/server_runner.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -127,25 +128,13 @@ absl::StatusOr<std::vector<Subscriber>> ParseSubscribers(
 int main(int argc, char** argv) {
   crm::common::BlockShutdownSignals();
   absl::ParseCommandLine(argc, argv);
-  crm::common::SetLogService("deals");
-  crm::common::LogLevel level = crm::common::LogLevel::kInfo;
-  if (!crm::common::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
-    return Fail(absl::InvalidArgumentError("--log_level: unknown level"),
-                "bad flag");
+  if (absl::Status logging =
+          crm::common::SetUpLogging("deals", absl::GetFlag(FLAGS_log_level));
+      !logging.ok()) {
+    return Fail(logging, "bad flag");
   }
-  crm::common::SetMinLogLevel(level);
-
-  std::set<int64_t> admins;
-  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_admin_users),
-                                               ',', absl::SkipWhitespace())) {
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(part, &id) || id <= 0) {
-      return Fail(absl::InvalidArgumentError(
-                      "--admin_users: positive ids separated by commas"),
-                  "bad flag");
-    }
-    admins.insert(id);
-  }
+  auto admins = crm::common::ParseAdminUsers(absl::GetFlag(FLAGS_admin_users));
+  if (!admins.ok()) return Fail(admins.status(), "bad flag");
   auto subscribers = ParseSubscribers(absl::GetFlag(FLAGS_subscribers));
   if (!subscribers.ok()) return Fail(subscribers.status(), "bad flag");
   absl::TimeZone zone;
@@ -158,18 +147,9 @@ int main(int argc, char** argv) {
         absl::InvalidArgumentError("--event_retention_days: at least 1"),
         "bad flag");
   }
-  std::string secret = absl::GetFlag(FLAGS_jwt_secret);
-  if (secret.empty()) {
-    secret = crm::common::kDevJwtSecret;
-    CRM_LOG(kWarning,
-            "CRM_JWT_SECRET is not set: using the public development secret");
-  }
   const bool insecure = absl::GetFlag(FLAGS_insecure_dev_auth);
-  if (insecure) {
-    CRM_LOG(kWarning,
-            "--insecure_dev_auth is on: tokens are NOT verified; never use "
-            "this outside local debugging");
-  }
+  const std::string secret =
+      crm::common::ResolveJwtSecret(absl::GetFlag(FLAGS_jwt_secret), insecure);
 
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   crm::common::RocksOptions rocks_options;
@@ -217,7 +197,7 @@ int main(int argc, char** argv) {
   };
   crm::deals::DealsServiceImpl deals_service(
       crm::deals::DealsServiceDeps{**store, *pipelines, authenticator,
-                                   page_tokens, workers, admins, operations});
+                                   page_tokens, workers, *admins, operations});
 
   if (absl::GetFlag(FLAGS_seed_demo)) {
     auto seeded =

@@ -14,6 +14,7 @@
 
 #include "common/auth/auth.h"
 #include "common/config/env.h"
+#include "common/config/service_flags.h"
 #include "common/grpc/server_runner.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -82,38 +83,16 @@ int Fail(const absl::Status& status, const char* what) {
 int main(int argc, char** argv) {
   crm::common::BlockShutdownSignals();
   absl::ParseCommandLine(argc, argv);
-  crm::common::SetLogService("pipeline-config");
-  crm::common::LogLevel level = crm::common::LogLevel::kInfo;
-  if (!crm::common::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
-    return Fail(absl::InvalidArgumentError("--log_level: unknown level"),
-                "bad flag");
+  if (absl::Status logging = crm::common::SetUpLogging(
+          "pipeline-config", absl::GetFlag(FLAGS_log_level));
+      !logging.ok()) {
+    return Fail(logging, "bad flag");
   }
-  crm::common::SetMinLogLevel(level);
-
-  std::set<int64_t> admins;
-  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_admin_users),
-                                               ',', absl::SkipWhitespace())) {
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(part, &id) || id <= 0) {
-      return Fail(absl::InvalidArgumentError(
-                      "--admin_users: positive ids separated by commas"),
-                  "bad flag");
-    }
-    admins.insert(id);
-  }
-  std::string secret = absl::GetFlag(FLAGS_jwt_secret);
-  if (secret.empty()) {
-    secret = crm::common::kDevJwtSecret;
-    CRM_LOG(kWarning,
-            "CRM_JWT_SECRET is not set: using the public development secret");
-  }
+  auto admins = crm::common::ParseAdminUsers(absl::GetFlag(FLAGS_admin_users));
+  if (!admins.ok()) return Fail(admins.status(), "bad flag");
   const bool insecure = absl::GetFlag(FLAGS_insecure_dev_auth);
-  if (insecure) {
-    CRM_LOG(
-        kWarning,
-        "--insecure_dev_auth is on: tokens are NOT verified; never use this "
-        "outside local debugging");
-  }
+  const std::string secret =
+      crm::common::ResolveJwtSecret(absl::GetFlag(FLAGS_jwt_secret), insecure);
 
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   crm::common::RocksOptions rocks_options;
@@ -145,7 +124,7 @@ int main(int argc, char** argv) {
   crm::common::Authenticator authenticator(secret, insecure);
   crm::common::PageTokenCodec page_tokens(secret);
   crm::pipeline_config::ServiceDeps deps{**manager, notifier, authenticator,
-                                         page_tokens, admins};
+                                         page_tokens, *admins};
   crm::pipeline_config::PipelinesServiceImpl pipelines_service(deps);
   crm::pipeline_config::FieldsServiceImpl fields_service(deps);
   crm::pipeline_config::AccessServiceImpl access_service(deps);

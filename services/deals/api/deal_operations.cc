@@ -322,6 +322,23 @@ v1::DealEvent DealOperations::NewEvent(const OperationContext& ctx,
   return event;
 }
 
+v1::DealEvent DealOperations::MoveEvent(const OperationContext& ctx,
+                                        v1::DealEventType type,
+                                        const v1::Deal& before,
+                                        const v1::Deal& after,
+                                        absl::Time now) const {
+  v1::DealEvent event = NewEvent(ctx, type, now);
+  event.set_from_pipeline_id(before.pipeline_id());
+  event.set_from_stage_id(before.stage_id());
+  event.set_from_semantics(before.stage_semantics());
+  event.set_to_pipeline_id(after.pipeline_id());
+  event.set_to_stage_id(after.stage_id());
+  event.set_to_semantics(after.stage_semantics());
+  for (auto& name : ChangedFields(before, after))
+    event.add_changed_fields(name);
+  return event;
+}
+
 v1::StageHistoryEntry DealOperations::NewHistory(
     const OperationContext& ctx, v1::StageHistoryEntry::Kind kind,
     const v1::Deal& from, const v1::Deal& to, absl::Time now) const {
@@ -570,17 +587,8 @@ absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
                DealWrite write;
                write.history.push_back(NewHistory(ctx, MoveKind(before, after),
                                                   before, after, now));
-               v1::DealEvent event =
-                   NewEvent(ctx, v1::DEAL_EVENT_TYPE_STAGE_CHANGED, now);
-               event.set_from_pipeline_id(before.pipeline_id());
-               event.set_from_stage_id(before.stage_id());
-               event.set_from_semantics(before.stage_semantics());
-               event.set_to_pipeline_id(after.pipeline_id());
-               event.set_to_stage_id(after.stage_id());
-               event.set_to_semantics(after.stage_semantics());
-               for (auto& name : ChangedFields(before, after))
-                 event.add_changed_fields(name);
-               write.event = std::move(event);
+               write.event = MoveEvent(ctx, v1::DEAL_EVENT_TYPE_STAGE_CHANGED,
+                                       before, after, now);
                write.after = std::move(after);
                return std::optional<DealWrite>(std::move(write));
              }));
@@ -597,65 +605,55 @@ absl::StatusOr<v1::Deal> DealOperations::MoveToPipeline(
   }
   CRM_ASSIGN_OR_RETURN(
       CommitResult result,
-      Mutate(ctx, deal_id, etag,
-             [&](const storage::DealRecord& record)
-                 -> absl::StatusOr<std::optional<DealWrite>> {
-               const v1::Deal& before = record.deal();
-               CRM_RETURN_IF_ERROR(
-                   CheckAction(ctx.caller, Action::kWrite, before));
-               const StageView* stage = nullptr;
-               if (!stage_id.empty()) {
-                 stage = ResolveStage(*ctx.config, pipeline_id, stage_id);
-                 if (stage == nullptr) {
-                   return absl::InvalidArgumentError(absl::StrCat(
-                       "stage_id: \"", stage_id,
-                       "\" is not a stage of pipeline ", pipeline_id));
-                 }
-               } else {
-                 stage = ctx.config->FirstStageWithSemantics(
-                     pipeline_id, before.stage_semantics());
-                 if (stage == nullptr)
-                   stage = ctx.config->FirstStage(pipeline_id);
-                 if (stage == nullptr) {
-                   return absl::FailedPreconditionError(
-                       absl::StrCat("pipeline_id: pipeline ", pipeline_id,
-                                    " has no stages"));
-                 }
-               }
-               if (pipeline_id == before.pipeline_id()) {
-                 if (stage->stage_id == before.stage_id())
-                   return std::optional<DealWrite>();
-                 return absl::InvalidArgumentError(absl::StrCat(
-                     "pipeline_id: deal ", deal_id, " is in pipeline ",
-                     pipeline_id, " already; use MoveDealStage"));
-               }
-               const absl::Time now = Now();
-               v1::Deal after = before;
-               after.set_pipeline_id(pipeline_id);
-               ApplyStage(&after, *stage, now, options_.zone);
-               // The deal arrives in the other pipeline as if added there.
-               CRM_RETURN_IF_ERROR(CheckAdd(ctx.caller, after));
-               after.set_moved_by(ctx.actor_id);
-               *after.mutable_move_time() = ToTimestamp(now);
-               Stamp(ctx, &after, now);
-               DealWrite write;
-               write.history.push_back(
-                   NewHistory(ctx, v1::StageHistoryEntry::KIND_PIPELINE_CHANGED,
-                              before, after, now));
-               v1::DealEvent event =
-                   NewEvent(ctx, v1::DEAL_EVENT_TYPE_PIPELINE_CHANGED, now);
-               event.set_from_pipeline_id(before.pipeline_id());
-               event.set_from_stage_id(before.stage_id());
-               event.set_from_semantics(before.stage_semantics());
-               event.set_to_pipeline_id(after.pipeline_id());
-               event.set_to_stage_id(after.stage_id());
-               event.set_to_semantics(after.stage_semantics());
-               for (auto& name : ChangedFields(before, after))
-                 event.add_changed_fields(name);
-               write.event = std::move(event);
-               write.after = std::move(after);
-               return std::optional<DealWrite>(std::move(write));
-             }));
+      Mutate(
+          ctx, deal_id, etag,
+          [&](const storage::DealRecord& record)
+              -> absl::StatusOr<std::optional<DealWrite>> {
+            const v1::Deal& before = record.deal();
+            CRM_RETURN_IF_ERROR(
+                CheckAction(ctx.caller, Action::kWrite, before));
+            const StageView* stage = nullptr;
+            if (!stage_id.empty()) {
+              stage = ResolveStage(*ctx.config, pipeline_id, stage_id);
+              if (stage == nullptr) {
+                return absl::InvalidArgumentError(absl::StrCat(
+                    "stage_id: \"", stage_id, "\" is not a stage of pipeline ",
+                    pipeline_id));
+              }
+            } else {
+              stage = ctx.config->FirstStageWithSemantics(
+                  pipeline_id, before.stage_semantics());
+              if (stage == nullptr) stage = ctx.config->FirstStage(pipeline_id);
+              if (stage == nullptr) {
+                return absl::FailedPreconditionError(absl::StrCat(
+                    "pipeline_id: pipeline ", pipeline_id, " has no stages"));
+              }
+            }
+            if (pipeline_id == before.pipeline_id()) {
+              if (stage->stage_id == before.stage_id())
+                return std::optional<DealWrite>();
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "pipeline_id: deal ", deal_id, " is in pipeline ",
+                  pipeline_id, " already; use MoveDealStage"));
+            }
+            const absl::Time now = Now();
+            v1::Deal after = before;
+            after.set_pipeline_id(pipeline_id);
+            ApplyStage(&after, *stage, now, options_.zone);
+            // The deal arrives in the other pipeline as if added there.
+            CRM_RETURN_IF_ERROR(CheckAdd(ctx.caller, after));
+            after.set_moved_by(ctx.actor_id);
+            *after.mutable_move_time() = ToTimestamp(now);
+            Stamp(ctx, &after, now);
+            DealWrite write;
+            write.history.push_back(
+                NewHistory(ctx, v1::StageHistoryEntry::KIND_PIPELINE_CHANGED,
+                           before, after, now));
+            write.event = MoveEvent(ctx, v1::DEAL_EVENT_TYPE_PIPELINE_CHANGED,
+                                    before, after, now);
+            write.after = std::move(after);
+            return std::optional<DealWrite>(std::move(write));
+          }));
   return *std::move(result.deal);
 }
 

@@ -106,6 +106,11 @@ class DealOperations {
           const storage::DealRecord&)>& change);
   v1::DealEvent NewEvent(const OperationContext& ctx, v1::DealEventType type,
                          absl::Time now) const;
+  // A stage or pipeline change: from/to stage and semantics and the changed
+  // fields.
+  v1::DealEvent MoveEvent(const OperationContext& ctx, v1::DealEventType type,
+                          const v1::Deal& before, const v1::Deal& after,
+                          absl::Time now) const;
   v1::StageHistoryEntry NewHistory(const OperationContext& ctx,
                                    v1::StageHistoryEntry::Kind kind,
                                    const v1::Deal& from, const v1::Deal& to,
