@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
 
 #include "common/auth/auth.h"
 #include "common/concurrency/worker_pool.h"
@@ -123,6 +124,23 @@ absl::StatusOr<std::vector<Subscriber>> ParseSubscribers(
   return subscribers;
 }
 
+// gRPC's own reconnect backoff (1 s growing to 120 s by default) would keep
+// calls failing fast long after a subscriber is back; cap it at the relay's
+// backoff so delivery resumes within one relay retry.
+std::shared_ptr<grpc::Channel> SubscriberChannel(
+    const std::string& address, const crm::deals::RelayOptions& relay) {
+  grpc::ChannelArguments args;
+  const int max_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(relay.max_backoff));
+  const int min_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(relay.min_backoff));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(1, min_ms));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(1, min_ms));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(1, max_ms));
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   args);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,8 +196,8 @@ int main(int argc, char** argv) {
     relay_options.min_backoff = relay_options.max_backoff;
   for (const auto& subscriber : *subscribers) {
     publishers.push_back(std::make_unique<crm::deals::GrpcEventPublisher>(
-        crm::deals::v1::DealEventSink::NewStub(grpc::CreateChannel(
-            subscriber.address, grpc::InsecureChannelCredentials())),
+        crm::deals::v1::DealEventSink::NewStub(
+            SubscriberChannel(subscriber.address, relay_options)),
         subscriber.name, secret));
     relays.push_back(std::make_unique<crm::deals::OutboxRelay>(
         **store, subscriber.name, *publishers.back(), relay_options));

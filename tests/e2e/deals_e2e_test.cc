@@ -194,7 +194,7 @@ TEST_F(DealsE2eTest, RelayCatchesUpSoonAfterALongOutage) {
   // Long enough for gRPC's default reconnect backoff to have grown to
   // several seconds; the allowance is the relay's cap plus scheduling slack
   // on a loaded two-core machine.
-  const absl::Duration kOutage = absl::Seconds(20);
+  const absl::Duration kOutage = absl::Seconds(12);
   const absl::Duration kCatchUpAllowance = absl::Seconds(3);
   const absl::StatusOr<int> sink_port = PickFreePort();
   ASSERT_TRUE(sink_port.ok()) << sink_port.status();
