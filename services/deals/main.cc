@@ -67,6 +67,11 @@ ABSL_FLAG(
 ABSL_FLAG(std::string, pipeline_config_addr,
           EnvString("CRM_PIPELINE_CONFIG_ADDR", "127.0.0.1:50052"),
           "host:port of pipeline-config (env CRM_PIPELINE_CONFIG_ADDR)");
+ABSL_FLAG(int, pipeline_config_start_timeout_seconds,
+          static_cast<int>(EnvInt("CRM_PIPELINE_CONFIG_START_TIMEOUT_SECONDS",
+                                  10)),
+          "How long to wait for pipeline-config at start before exiting "
+          "non-zero (env CRM_PIPELINE_CONFIG_START_TIMEOUT_SECONDS)");
 ABSL_FLAG(std::string, subscribers, EnvString("CRM_DEALS_SUBSCRIBERS", ""),
           "Event subscribers as name=host:port, comma-separated; each gets "
           "its own relay and durable cursor (env CRM_DEALS_SUBSCRIBERS)");
@@ -178,6 +183,8 @@ int main(int argc, char** argv) {
 
   crm::deals::GrpcPipelineClientOptions client_options;
   client_options.jwt_secret = secret;
+  client_options.start_timeout = absl::Seconds(
+      std::max(1, absl::GetFlag(FLAGS_pipeline_config_start_timeout_seconds)));
   auto pipelines = crm::deals::GrpcPipelineClient::Create(
       crm::deals::CreatePipelineConfigChannel(
           absl::GetFlag(FLAGS_pipeline_config_addr)),

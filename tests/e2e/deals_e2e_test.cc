@@ -547,5 +547,35 @@ TEST_F(DealsE2eTest, PipelineConfigRefusesToDeleteAPipelineThatHoldsDeals) {
   EXPECT_TRUE(IsOk(pipelines.Call(&PipelinesStub::GetPipeline, get, &other)));
 }
 
+// Without its configuration deals cannot check a stage or a permission, so
+// it exits non-zero (the orchestrator restarts it) instead of serving.
+TEST(DealsStartTest, ExitsWhenPipelineConfigIsUnreachable) {
+  TempDir dir;
+  const absl::StatusOr<int> unused_port = PickFreePort();
+  ASSERT_TRUE(unused_port.ok()) << unused_port.status();
+  const std::string port_file = dir.path() + "/deals.ports";
+  const std::string output = dir.path() + "/deals.log";
+  ProcessOptions options;
+  options.binary = CRM_DEALS_BINARY;
+  options.args = {
+      "--port=0",
+      "--http_port=0",
+      "--port_file=" + port_file,
+      "--data_dir=" + dir.path() + "/deals",
+      "--jwt_secret=" + std::string(kE2eJwtSecret),
+      absl::StrCat("--pipeline_config_addr=127.0.0.1:", *unused_port),
+      "--pipeline_config_start_timeout_seconds=1"};
+  options.output_file = output;
+  absl::StatusOr<std::unique_ptr<Process>> deals = Process::Start(options);
+  ASSERT_TRUE(deals.ok()) << deals.status();
+  absl::StatusOr<ExitInfo> exit = (*deals)->Wait(absl::Seconds(15));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->exited) << exit->ToString();
+  EXPECT_NE(exit->code, 0);
+  EXPECT_EQ(ReadFileOrEmpty(port_file), "") << "it bound its ports";
+  EXPECT_THAT(ReadFileOrEmpty(output),
+              ::testing::HasSubstr("cannot load the pipeline configuration"));
+}
+
 }  // namespace
 }  // namespace crm::testing
