@@ -1,0 +1,964 @@
+// crm-deals-bench: closed-loop load on a running crm-deals compared with the
+// cheapest call the server has, grpc.health.v1.Health/Check.
+//
+// For every point (method x calls in flight) the bench keeps exactly N unary
+// calls in flight with the gRPC callback API (a completed call starts the
+// next one from its callback), spread round-robin over --channels channels
+// (each its own connection). Calls completing in the warm-up are discarded;
+// QPS and latency percentiles come from the calls completing in the
+// measurement window that follows. This is the client of
+// crm-bench-pipeline-config, with the deals calls:
+//
+//   health  grpc.health.v1.Health/Check (no token), the baseline
+//   create  CreateDeal of a small deal (every call adds a deal)
+//   get     GetDeal of an id drawn per call from a pool of existing ids
+//           sampled uniformly over the store's id range
+//   move    MoveDealStage without etag, each call slot owning its own deal
+//           (created at start) and alternating it between two process
+//           stages (--move_stages), so calls never contend on one deal
+//   list    ListDeals, filter stage_id EQ --list_stage, page_size 50, first
+//           page
+//   board   GetKanbanBoard of --pipeline_id
+//
+// health, create, get and move run at --in_flight; list and board at
+// --scan_in_flight. Before the runs every method is called once; a method
+// that fails there is reported and skipped.
+//
+//   crm-deals-bench --target=127.0.0.1:50051 --jwt_secret=... [--server_pid=N]
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+
+#include "crm/deals/v1/deals_service.grpc.pb.h"
+
+#include "common/auth/auth.h"
+#include "tests/e2e/service_process.h"
+
+ABSL_FLAG(std::string, target, "", "host:port of a running crm-deals");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token for the deals calls; empty = mint one for --user "
+          "with --jwt_secret");
+ABSL_FLAG(std::string, jwt_secret, "",
+          "Secret to mint the token with; empty = the development secret");
+ABSL_FLAG(int64_t, user, 1, "User id of the minted token");
+ABSL_FLAG(bool, admin, true, "Mint an administrator token");
+ABSL_FLAG(std::vector<std::string>, in_flight,
+          std::vector<std::string>({"1", "8", "64"}),
+          "Calls kept in flight for health, create, get and move");
+ABSL_FLAG(std::vector<std::string>, scan_in_flight,
+          std::vector<std::string>({"1", "8"}),
+          "Calls kept in flight for list and board");
+ABSL_FLAG(std::vector<std::string>, methods,
+          std::vector<std::string>({"health", "create", "get", "move", "list",
+                                    "board"}),
+          "Methods to measure: health, create, get, move, list, board");
+ABSL_FLAG(int, channels, 4, "Channels (connections) the calls are spread over");
+ABSL_FLAG(double, warmup_s, 0.3, "Warm-up seconds per run (not measured)");
+ABSL_FLAG(double, duration_s, 2.0, "Measured seconds per run");
+ABSL_FLAG(
+    int, repeats, 3,
+    "Runs per point, methods interleaved; the median-QPS run is reported");
+ABSL_FLAG(bool, parse_replies, false,
+          "Parse every reply into its message in the completion callback. Off "
+          "by default: the client shares the cores with the server, and "
+          "parsing the larger replies (list, board) would be charged to the "
+          "server's figures; requests go out pre-serialized through a "
+          "generic stub and replies are kept as bytes for every method alike");
+ABSL_FLAG(int64_t, pipeline_id, 0, "Pipeline of the board, moves and creates");
+ABSL_FLAG(std::string, list_stage, "PREPARATION",
+          "Stage of the ListDeals filter (stage_id EQ)");
+ABSL_FLAG(std::vector<std::string>, move_stages,
+          std::vector<std::string>({"NEW", "PREPARATION"}),
+          "The two stages the move deals alternate between (the first is "
+          "where they are created)");
+ABSL_FLAG(int, get_ids, 20000,
+          "Existing ids in the GetDeal pool (sampled before the runs)");
+ABSL_FLAG(int64_t, server_pid, 0,
+          "Pid of the crm-deals process, for its CPU per call (0 = unknown)");
+ABSL_FLAG(double, wait_s, 60, "Seconds to wait for the server to be SERVING");
+ABSL_FLAG(uint64_t, seed, 1, "Random seed of the id sampling and GetDeal ids");
+
+namespace crm::bench {
+namespace {
+
+namespace v1 = ::crm::deals::v1;
+using ::grpc::health::v1::Health;
+using ::grpc::health::v1::HealthCheckRequest;
+using ::grpc::health::v1::HealthCheckResponse;
+using Clock = std::chrono::steady_clock;
+
+// Deal ids are (sequence << 10) | shard (services/deals/storage).
+constexpr int kShardBits = 10;
+
+enum class Method { kHealth, kCreate, kGet, kMove, kList, kBoard };
+constexpr Method kAllMethods[] = {Method::kHealth, Method::kCreate,
+                                  Method::kGet,    Method::kMove,
+                                  Method::kList,   Method::kBoard};
+
+const char* MethodName(Method method) {
+  switch (method) {
+    case Method::kHealth:
+      return "grpc.health.v1.Health/Check";
+    case Method::kCreate:
+      return "DealsService/CreateDeal";
+    case Method::kGet:
+      return "DealsService/GetDeal";
+    case Method::kMove:
+      return "DealsService/MoveDealStage";
+    case Method::kList:
+      return "DealsService/ListDeals";
+    case Method::kBoard:
+      return "DealsService/GetKanbanBoard";
+  }
+  return "?";
+}
+
+const char* MethodPath(Method method) {
+  switch (method) {
+    case Method::kHealth:
+      return "/grpc.health.v1.Health/Check";
+    case Method::kCreate:
+      return "/crm.deals.v1.DealsService/CreateDeal";
+    case Method::kGet:
+      return "/crm.deals.v1.DealsService/GetDeal";
+    case Method::kMove:
+      return "/crm.deals.v1.DealsService/MoveDealStage";
+    case Method::kList:
+      return "/crm.deals.v1.DealsService/ListDeals";
+    case Method::kBoard:
+      return "/crm.deals.v1.DealsService/GetKanbanBoard";
+  }
+  return "";
+}
+
+std::optional<Method> ParseMethod(const std::string& name) {
+  if (name == "health") return Method::kHealth;
+  if (name == "create") return Method::kCreate;
+  if (name == "get") return Method::kGet;
+  if (name == "move") return Method::kMove;
+  if (name == "list") return Method::kList;
+  if (name == "board") return Method::kBoard;
+  return std::nullopt;
+}
+
+bool IsScan(Method method) {
+  return method == Method::kList || method == Method::kBoard;
+}
+
+grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
+  const std::string bytes = message.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+template <typename Message>
+bool ParseReply(grpc::ByteBuffer* bytes) {
+  Message message;
+  grpc::ProtoBufferReader reader(bytes);
+  return message.ParseFromZeroCopyStream(&reader);
+}
+
+bool ParseReply(Method method, grpc::ByteBuffer* bytes) {
+  switch (method) {
+    case Method::kHealth:
+      return ParseReply<HealthCheckResponse>(bytes);
+    case Method::kCreate:
+    case Method::kGet:
+    case Method::kMove:
+      return ParseReply<v1::Deal>(bytes);
+    case Method::kList:
+      return ParseReply<v1::ListDealsResponse>(bytes);
+    case Method::kBoard:
+      return ParseReply<v1::KanbanBoard>(bytes);
+  }
+  return false;
+}
+
+// One deal a move slot alternates between two stages.
+struct MoveDeal {
+  int64_t id = 0;
+  grpc::ByteBuffer to[2];  // MoveDealStageRequest to stage 0 / stage 1
+  int next = 1;            // index into `to` of the next move
+};
+
+// Requests of every method, built once before the runs.
+struct Workload {
+  grpc::ByteBuffer health;
+  grpc::ByteBuffer create;
+  std::vector<grpc::ByteBuffer> get;  // one per pooled id
+  std::vector<MoveDeal> moves;        // one per call slot
+  grpc::ByteBuffer list;
+  grpc::ByteBuffer board;
+};
+
+struct PointResult {
+  Method method;
+  int in_flight = 0;
+  int64_t calls = 0;   // completed OK in the window
+  int64_t errors = 0;  // completed with an error in the window
+  double seconds = 0;
+  double qps = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+  // CPU time per OK call in the window; < 0 when unknown.
+  double server_cpu_us = -1;
+  double client_cpu_us = -1;
+  std::string first_error;
+};
+
+// CPU seconds (user + system) a process has used so far; < 0 if unknown.
+using CpuClock = std::function<double()>;
+
+double ProcessCpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces): state is field 3,
+  // utime and stime are fields 14 and 15.
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::vector<std::string> fields = absl::StrSplit(stat.substr(paren + 2), ' ');
+  double utime = 0;
+  double stime = 0;
+  if (fields.size() < 13 || !absl::SimpleAtod(fields[11], &utime) ||
+      !absl::SimpleAtod(fields[12], &stime)) {
+    return -1;
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double SelfCpuSeconds() {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
+  auto seconds = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) +
+           static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// One measurement point: `in_flight` call chains, each restarting its call
+// from the completion callback until the window closes.
+class Point {
+ public:
+  Point(std::vector<std::unique_ptr<grpc::GenericStub>>& stubs,
+        Workload& workload, CpuClock server_cpu, Method method, int in_flight,
+        std::string bearer, uint64_t seed, absl::Duration warmup,
+        absl::Duration duration)
+      : stubs_(stubs),
+        workload_(workload),
+        server_cpu_(std::move(server_cpu)),
+        method_(method),
+        bearer_(std::move(bearer)),
+        slots_(static_cast<size_t>(in_flight)) {
+    const Clock::time_point start = Clock::now();
+    measure_start_ = start + absl::ToChronoNanoseconds(warmup);
+    measure_end_ = measure_start_ + absl::ToChronoNanoseconds(duration);
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      Slot& slot = slots_[i];
+      slot.index = i;
+      slot.channel = i % stubs_.size();
+      slot.rng.seed(seed + i);
+      slot.latencies_us.reserve(65536);
+    }
+  }
+
+  PointResult Run() {
+    {
+      absl::MutexLock lock(&mu_);
+      outstanding_ = static_cast<int>(slots_.size());
+    }
+    for (Slot& slot : slots_) Issue(&slot);
+    // CPU used by both sides over the window (the window boundaries are
+    // approximate: a scheduling delay here shifts them a little).
+    std::this_thread::sleep_until(measure_start_);
+    const double server_start = server_cpu_();
+    const double client_start = SelfCpuSeconds();
+    std::this_thread::sleep_until(measure_end_);
+    const double server_end = server_cpu_();
+    const double client_end = SelfCpuSeconds();
+    {
+      absl::MutexLock lock(&mu_);
+      // Calls have a 10 s deadline, so this ends.
+      mu_.Await(absl::Condition(
+          +[](int* outstanding) { return *outstanding == 0; }, &outstanding_));
+    }
+    PointResult result;
+    result.method = method_;
+    result.in_flight = static_cast<int>(slots_.size());
+    result.seconds =
+        std::chrono::duration<double>(measure_end_ - measure_start_).count();
+    std::vector<double> latencies;
+    for (Slot& slot : slots_) {
+      latencies.insert(latencies.end(), slot.latencies_us.begin(),
+                       slot.latencies_us.end());
+      result.errors += slot.errors;
+      if (result.first_error.empty()) result.first_error = slot.first_error;
+    }
+    result.calls = static_cast<int64_t>(latencies.size());
+    result.qps = static_cast<double>(result.calls) / result.seconds;
+    std::sort(latencies.begin(), latencies.end());
+    auto percentile = [&](double p) {
+      if (latencies.empty()) return 0.0;
+      const size_t index = std::min(
+          latencies.size() - 1,
+          static_cast<size_t>(p * static_cast<double>(latencies.size())));
+      return latencies[index];
+    };
+    result.p50_us = percentile(0.50);
+    result.p99_us = percentile(0.99);
+    if (result.calls > 0) {
+      const double calls = static_cast<double>(result.calls);
+      if (server_start >= 0 && server_end >= 0) {
+        result.server_cpu_us = (server_end - server_start) * 1e6 / calls;
+      }
+      if (client_start >= 0 && client_end >= 0) {
+        result.client_cpu_us = (client_end - client_start) * 1e6 / calls;
+      }
+    }
+    return result;
+  }
+
+ private:
+  struct Slot {
+    size_t index = 0;
+    size_t channel = 0;
+    std::minstd_rand rng;
+    std::unique_ptr<grpc::ClientContext> context;
+    Clock::time_point started;
+    int move_target = 0;  // index into MoveDeal::to of the call in flight
+    grpc::ByteBuffer raw_response;
+    std::vector<double> latencies_us;
+    int64_t errors = 0;
+    std::string first_error;
+  };
+
+  const grpc::ByteBuffer* Request(Slot* slot) {
+    switch (method_) {
+      case Method::kHealth:
+        return &workload_.health;
+      case Method::kCreate:
+        return &workload_.create;
+      case Method::kGet:
+        return &workload_.get[std::uniform_int_distribution<size_t>(
+            0, workload_.get.size() - 1)(slot->rng)];
+      case Method::kMove: {
+        MoveDeal& deal = workload_.moves[slot->index];
+        slot->move_target = deal.next;
+        return &deal.to[deal.next];
+      }
+      case Method::kList:
+        return &workload_.list;
+      case Method::kBoard:
+        return &workload_.board;
+    }
+    return nullptr;
+  }
+
+  void Issue(Slot* slot) {
+    // A context serves one call; the previous one is done (we are in its
+    // completion callback or before the first call).
+    slot->context = std::make_unique<grpc::ClientContext>();
+    slot->context->set_deadline(std::chrono::system_clock::now() +
+                                std::chrono::seconds(10));
+    if (method_ != Method::kHealth)
+      slot->context->AddMetadata("authorization", bearer_);
+    const grpc::ByteBuffer* request = Request(slot);
+    slot->started = Clock::now();
+    stubs_[slot->channel]->UnaryCall(
+        slot->context.get(), MethodPath(method_), grpc::StubOptions(), request,
+        &slot->raw_response,
+        [this, slot](grpc::Status status) { Done(slot, status); });
+  }
+
+  void Done(Slot* slot, grpc::Status status) {
+    if (status.ok() && parse_replies_ &&
+        !ParseReply(method_, &slot->raw_response)) {
+      status = grpc::Status(grpc::StatusCode::INTERNAL, "unparsable reply");
+    }
+    const Clock::time_point now = Clock::now();
+    if (status.ok() && method_ == Method::kMove) {
+      // The deal is in the stage just requested; the next call moves it
+      // back. (A failed move leaves it where it was: retry the same move.)
+      workload_.moves[slot->index].next = 1 - slot->move_target;
+    }
+    if (now >= measure_start_ && now <= measure_end_) {
+      if (status.ok()) {
+        slot->latencies_us.push_back(
+            std::chrono::duration<double, std::micro>(now - slot->started)
+                .count());
+      } else {
+        ++slot->errors;
+      }
+    }
+    if (!status.ok() && slot->first_error.empty()) {
+      slot->first_error =
+          absl::StrCat(status.error_code(), ": ", status.error_message());
+    }
+    if (now < measure_end_) {
+      Issue(slot);
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    --outstanding_;
+  }
+
+  std::vector<std::unique_ptr<grpc::GenericStub>>& stubs_;
+  Workload& workload_;
+  const CpuClock server_cpu_;
+  const Method method_;
+  const bool parse_replies_ = absl::GetFlag(FLAGS_parse_replies);
+  const std::string bearer_;
+  std::vector<Slot> slots_;
+  Clock::time_point measure_start_;
+  Clock::time_point measure_end_;
+  absl::Mutex mu_;
+  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+std::string StatusText(const grpc::Status& status) {
+  return absl::StrCat(status.error_code(), ": ", status.error_message());
+}
+
+// Synchronous calls before the runs: check every method once, create the
+// move deals, sample the GetDeal ids. Returns an error text per method that
+// cannot be measured.
+class Setup {
+ public:
+  Setup(std::shared_ptr<grpc::Channel> channel, std::string bearer)
+      : health_(Health::NewStub(channel)),
+        deals_(v1::DealsService::NewStub(channel)),
+        bearer_(std::move(bearer)) {}
+
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::seconds(30));
+    context->AddMetadata("authorization", bearer_);
+    return context;
+  }
+
+  grpc::Status Health() {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+    HealthCheckRequest request;
+    HealthCheckResponse response;
+    return health_->Check(&context, request, &response);
+  }
+
+  grpc::Status Create(const v1::CreateDealRequest& request, v1::Deal* deal) {
+    return deals_->CreateDeal(Context().get(), request, deal);
+  }
+  grpc::Status Get(int64_t id, v1::Deal* deal) {
+    v1::GetDealRequest request;
+    request.set_deal_id(id);
+    return deals_->GetDeal(Context().get(), request, deal);
+  }
+  grpc::Status Move(const v1::MoveDealStageRequest& request, v1::Deal* deal) {
+    return deals_->MoveDealStage(Context().get(), request, deal);
+  }
+  grpc::Status List(const v1::ListDealsRequest& request,
+                    v1::ListDealsResponse* response) {
+    return deals_->ListDeals(Context().get(), request, response);
+  }
+  grpc::Status Board(const v1::GetKanbanBoardRequest& request,
+                     v1::KanbanBoard* board) {
+    return deals_->GetKanbanBoard(Context().get(), request, board);
+  }
+
+ private:
+  std::unique_ptr<Health::Stub> health_;
+  std::unique_ptr<v1::DealsService::Stub> deals_;
+  std::string bearer_;
+};
+
+std::optional<std::vector<int>> ParseCounts(const char* flag,
+                                            const std::vector<std::string>& v) {
+  std::vector<int> counts;
+  for (const std::string& value : v) {
+    int n = 0;
+    if (!absl::SimpleAtoi(value, &n) || n <= 0) {
+      std::cerr << "--" << flag << ": positive integers, got \"" << value
+                << "\"\n";
+      return std::nullopt;
+    }
+    counts.push_back(n);
+  }
+  return counts;
+}
+
+int Run() {
+  std::optional<std::vector<int>> in_flight =
+      ParseCounts("in_flight", absl::GetFlag(FLAGS_in_flight));
+  std::optional<std::vector<int>> scan_in_flight =
+      ParseCounts("scan_in_flight", absl::GetFlag(FLAGS_scan_in_flight));
+  if (!in_flight.has_value() || !scan_in_flight.has_value()) return 2;
+  std::set<Method> wanted;
+  for (const std::string& name : absl::GetFlag(FLAGS_methods)) {
+    std::optional<Method> method = ParseMethod(name);
+    if (!method.has_value()) {
+      std::cerr << "--methods: unknown method \"" << name << "\"\n";
+      return 2;
+    }
+    wanted.insert(*method);
+  }
+  const std::vector<std::string> move_stages = absl::GetFlag(FLAGS_move_stages);
+  if (move_stages.size() != 2 || move_stages[0] == move_stages[1]) {
+    std::cerr << "--move_stages: two different stages\n";
+    return 2;
+  }
+  const int channel_count = std::max(1, absl::GetFlag(FLAGS_channels));
+  const absl::Duration warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
+  const absl::Duration duration =
+      absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+  if (duration <= absl::ZeroDuration()) {
+    std::cerr << "--duration_s must be positive\n";
+    return 2;
+  }
+  const std::string address = absl::GetFlag(FLAGS_target);
+  if (address.empty()) {
+    std::cerr << "--target (host:port of a running crm-deals) is required\n";
+    return 2;
+  }
+  std::string secret = absl::GetFlag(FLAGS_jwt_secret);
+  if (secret.empty()) secret = common::kDevJwtSecret;
+  std::string token = absl::GetFlag(FLAGS_token);
+  if (token.empty()) {
+    token = common::MakeUserToken(secret, absl::GetFlag(FLAGS_user),
+                                  absl::GetFlag(FLAGS_admin), absl::Hours(6),
+                                  absl::Now());
+  }
+  const std::string bearer = "Bearer " + token;
+  const int64_t pipeline_id = absl::GetFlag(FLAGS_pipeline_id);
+
+  CpuClock server_cpu = [] { return -1.0; };
+  if (const int64_t pid = absl::GetFlag(FLAGS_server_pid); pid > 0) {
+    server_cpu = [pid] { return ProcessCpuSeconds(static_cast<pid_t>(pid)); };
+  }
+
+  std::shared_ptr<grpc::Channel> setup_channel =
+      crm::testing::NewLoopbackChannel(address);
+  if (absl::Status serving = crm::testing::WaitForServing(
+          setup_channel, "", absl::Seconds(absl::GetFlag(FLAGS_wait_s)));
+      !serving.ok()) {
+    std::cerr << "crm-deals at " << address << " is not serving: " << serving
+              << "\n";
+    return 2;
+  }
+  // Dropped before the runs (see the end of Run).
+  auto setup_owner = std::make_unique<Setup>(setup_channel, bearer);
+  Setup& setup = *setup_owner;
+  Workload workload;
+  std::map<Method, std::string> skipped;
+  const Clock::time_point setup_start = Clock::now();
+
+  // health
+  workload.health = Serialize(HealthCheckRequest());
+
+  // create: a small deal in the pipeline's first stage.
+  v1::CreateDealRequest create;
+  create.mutable_deal()->set_title("Bench deal");
+  create.mutable_deal()->set_pipeline_id(pipeline_id);
+  create.mutable_deal()->set_amount("1250.00");
+  create.mutable_deal()->set_currency("EUR");
+  workload.create = Serialize(create);
+  std::vector<int64_t> known_ids;
+  {
+    v1::Deal deal;
+    grpc::Status status = setup.Create(create, &deal);
+    if (status.ok()) {
+      known_ids.push_back(deal.id());
+    } else {
+      skipped[Method::kCreate] = StatusText(status);
+    }
+  }
+
+  // move: one deal per call slot, created in the first of the two stages.
+  if (wanted.count(Method::kMove) > 0) {
+    const int slots = *std::max_element(in_flight->begin(), in_flight->end());
+    for (int i = 0; i < slots && skipped.count(Method::kMove) == 0; ++i) {
+      v1::CreateDealRequest request;
+      request.mutable_deal()->set_title(absl::StrCat("Bench move deal ", i));
+      request.mutable_deal()->set_pipeline_id(pipeline_id);
+      request.mutable_deal()->set_stage_id(move_stages[0]);
+      v1::Deal deal;
+      grpc::Status status = setup.Create(request, &deal);
+      if (!status.ok()) {
+        skipped[Method::kMove] = absl::StrCat(
+            "creating a deal in ", move_stages[0], ": ", StatusText(status));
+        break;
+      }
+      known_ids.push_back(deal.id());
+      MoveDeal move;
+      move.id = deal.id();
+      for (int to = 0; to < 2; ++to) {
+        v1::MoveDealStageRequest move_request;
+        move_request.set_deal_id(deal.id());
+        move_request.set_stage_id(move_stages[static_cast<size_t>(to)]);
+        move.to[to] = Serialize(move_request);
+      }
+      workload.moves.push_back(std::move(move));
+    }
+    if (skipped.count(Method::kMove) == 0 && !workload.moves.empty()) {
+      // One round trip to check the move works (and back).
+      for (int to : {1, 0}) {
+        v1::MoveDealStageRequest request;
+        request.set_deal_id(workload.moves.front().id);
+        request.set_stage_id(move_stages[static_cast<size_t>(to)]);
+        v1::Deal deal;
+        grpc::Status status = setup.Move(request, &deal);
+        if (!status.ok()) {
+          skipped[Method::kMove] = StatusText(status);
+          break;
+        }
+        if (deal.stage_id() != move_stages[static_cast<size_t>(to)]) {
+          skipped[Method::kMove] = absl::StrCat(
+              "MoveDealStage to ", move_stages[static_cast<size_t>(to)],
+              " answered a deal in \"", deal.stage_id(), "\"");
+          break;
+        }
+      }
+    }
+  }
+
+  // list: the first page of the deals in one stage.
+  v1::ListDealsRequest list;
+  {
+    v1::Condition* condition = list.mutable_filter()->mutable_condition();
+    condition->set_field("stage_id");
+    condition->set_op(v1::Condition::OPERATOR_EQ);
+    condition->add_values(absl::GetFlag(FLAGS_list_stage));
+    list.set_page_size(50);
+    workload.list = Serialize(list);
+    v1::ListDealsResponse response;
+    grpc::Status status = setup.List(list, &response);
+    if (!status.ok()) {
+      skipped[Method::kList] = StatusText(status);
+    } else {
+      int other_stage = 0;
+      for (const v1::Deal& deal : response.deals()) {
+        if (deal.stage_id() != absl::GetFlag(FLAGS_list_stage)) ++other_stage;
+      }
+      const std::string wrong =
+          other_stage > 0
+              ? absl::StrCat(", ", other_stage, " NOT in that stage")
+              : std::string();
+      std::printf("ListDeals stage_id EQ %s: first page %d deal(s)%s%s\n",
+                  absl::GetFlag(FLAGS_list_stage).c_str(),
+                  response.deals_size(),
+                  response.next_page_token().empty() ? ", no next page"
+                                                     : ", more pages",
+                  wrong.c_str());
+    }
+  }
+
+  // board
+  v1::GetKanbanBoardRequest board;
+  board.set_pipeline_id(pipeline_id);
+  workload.board = Serialize(board);
+  int64_t deals_in_pipeline = -1;
+  {
+    v1::KanbanBoard response;
+    grpc::Status status = setup.Board(board, &response);
+    if (!status.ok()) {
+      skipped[Method::kBoard] = StatusText(status);
+    } else {
+      deals_in_pipeline = 0;
+      int cards = 0;
+      for (const v1::KanbanColumn& column : response.columns()) {
+        deals_in_pipeline += column.count();
+        cards += column.cards_size();
+      }
+      std::printf(
+          "GetKanbanBoard(%lld): %d column(s), %lld deal(s), %d card(s) in "
+          "the reply (%zu bytes)\n",
+          static_cast<long long>(pipeline_id), response.columns_size(),
+          static_cast<long long>(deals_in_pipeline), cards,
+          response.ByteSizeLong());
+    }
+  }
+
+  // get: a pool of existing ids drawn uniformly from the id range between
+  // the lowest listed id and the newest created one, each checked with
+  // GetDeal (ids of deleted deals are skipped).
+  if (wanted.count(Method::kGet) > 0) {
+    v1::ListDealsRequest first_page;
+    first_page.set_page_size(500);
+    v1::ListDealsResponse response;
+    grpc::Status status = setup.List(first_page, &response);
+    for (const v1::Deal& deal : response.deals())
+      known_ids.push_back(deal.id());
+    std::vector<int64_t> pool;
+    if (!known_ids.empty()) {
+      const int64_t low = *std::min_element(known_ids.begin(), known_ids.end());
+      const int64_t high =
+          *std::max_element(known_ids.begin(), known_ids.end());
+      const int64_t shard = high & ((int64_t{1} << kShardBits) - 1);
+      std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
+      const int64_t first_seq = low >> kShardBits;
+      const int64_t last_seq = high >> kShardBits;
+      std::uniform_int_distribution<int64_t> sequence(first_seq, last_seq);
+      const int want = std::max(1, absl::GetFlag(FLAGS_get_ids));
+      std::set<int64_t> seen;
+      grpc::Status failure = grpc::Status::OK;
+      const Clock::time_point sample_start = Clock::now();
+      // Rounds of distinct untried ids, checked by a few threads at once.
+      while (static_cast<int>(pool.size()) < want && failure.ok() &&
+             static_cast<int64_t>(seen.size()) < last_seq - first_seq + 1) {
+        std::vector<int64_t> batch;
+        while (static_cast<int>(pool.size() + batch.size()) < want &&
+               static_cast<int64_t>(seen.size()) < last_seq - first_seq + 1) {
+          const int64_t id = (sequence(rng) << kShardBits) | shard;
+          if (seen.insert(id).second) batch.push_back(id);
+        }
+        std::vector<grpc::Status> results(batch.size());
+        std::vector<std::thread> threads;
+        constexpr size_t kThreads = 8;
+        for (size_t t = 0; t < kThreads; ++t) {
+          threads.emplace_back([&, t] {
+            for (size_t i = t; i < batch.size(); i += kThreads) {
+              v1::Deal deal;
+              results[i] = setup.Get(batch[i], &deal);
+            }
+          });
+        }
+        for (std::thread& thread : threads) thread.join();
+        const size_t before = pool.size();
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (results[i].ok()) {
+            pool.push_back(batch[i]);
+          } else if (results[i].error_code() != grpc::StatusCode::NOT_FOUND &&
+                     failure.ok()) {
+            failure = results[i];
+          }
+        }
+        if (pool.size() == before) break;  // nothing left to find
+      }
+      std::printf(
+          "GetDeal pool: %zu existing id(s) of %zu distinct ids tried, ids "
+          "%lld..%lld, sampled in %.1f s\n",
+          pool.size(), seen.size(), static_cast<long long>(low),
+          static_cast<long long>(high),
+          std::chrono::duration<double>(Clock::now() - sample_start).count());
+      if (!failure.ok()) {
+        skipped[Method::kGet] = StatusText(failure);
+        pool.clear();
+      }
+      if (pool.empty() && skipped.count(Method::kGet) == 0) {
+        skipped[Method::kGet] = "no existing id found";
+      }
+    } else {
+      skipped[Method::kGet] =
+          absl::StrCat("no deal id known (ListDeals: ",
+                       status.ok() ? "empty" : StatusText(status), ")");
+    }
+    for (int64_t id : pool) {
+      v1::GetDealRequest request;
+      request.set_deal_id(id);
+      workload.get.push_back(Serialize(request));
+    }
+  }
+  {
+    grpc::Status status = setup.Health();
+    if (!status.ok()) skipped[Method::kHealth] = StatusText(status);
+  }
+
+  setup_owner.reset();
+  setup_channel.reset();
+
+  std::vector<Method> methods;
+  bool had_errors = false;
+  for (Method method : kAllMethods) {
+    if (wanted.count(method) == 0) continue;
+    auto it = skipped.find(method);
+    if (it != skipped.end()) {
+      std::printf("%s: skipped, the check call failed: %s\n",
+                  MethodName(method), it->second.c_str());
+      had_errors = true;
+      continue;
+    }
+    methods.push_back(method);
+  }
+
+  std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
+  for (int i = 0; i < channel_count; ++i) {
+    std::shared_ptr<grpc::Channel> channel =
+        crm::testing::NewLoopbackChannel(address);
+    if (!channel->WaitForConnected(std::chrono::system_clock::now() +
+                                   std::chrono::seconds(10))) {
+      std::cerr << "cannot connect to " << address << "\n";
+      return 2;
+    }
+    stubs.push_back(std::make_unique<grpc::GenericStub>(channel));
+  }
+
+  std::printf(
+      "crm-deals bench: %s, %lld deal(s) in pipeline %lld, %d channel(s), %s "
+      "warm-up + %s per point, %u hardware threads shared by client and "
+      "server, replies %s, setup %.1f s\n",
+      address.c_str(), static_cast<long long>(deals_in_pipeline),
+      static_cast<long long>(pipeline_id), channel_count,
+      absl::FormatDuration(warmup).c_str(),
+      absl::FormatDuration(duration).c_str(),
+      std::thread::hardware_concurrency(),
+      absl::GetFlag(FLAGS_parse_replies) ? "parsed" : "kept as bytes",
+      std::chrono::duration<double>(Clock::now() - setup_start).count());
+  std::printf("%-34s %9s %9s %9s %9s %6s %13s %13s\n", "method", "in flight",
+              "QPS", "p50 (us)", "p99 (us)", "errors", "srv CPU/call",
+              "cli CPU/call");
+  std::fflush(stdout);
+
+  // Every in-flight count of either list, in increasing order; at each, the
+  // methods that run at it.
+  std::set<int> counts(in_flight->begin(), in_flight->end());
+  counts.insert(scan_in_flight->begin(), scan_in_flight->end());
+  auto runs_at = [&](Method method, int n) {
+    const std::vector<int>& levels =
+        IsScan(method) ? *scan_in_flight : *in_flight;
+    return std::find(levels.begin(), levels.end(), n) != levels.end();
+  };
+  std::map<std::pair<int, Method>, PointResult> results;
+  // Each point runs `repeats` times, the methods taking turns, and the run
+  // with the median QPS is kept: on shared cores a single window is noisy
+  // and drifts, and interleaving keeps the drift from favouring one method.
+  const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
+  uint64_t seed = absl::GetFlag(FLAGS_seed);
+  for (int n : counts) {
+    std::vector<Method> here;
+    for (Method method : methods) {
+      if (runs_at(method, n)) here.push_back(method);
+    }
+    std::map<Method, std::vector<PointResult>> runs;
+    for (int round = 0; round < repeats; ++round) {
+      for (Method method : here) {
+        seed += 1000;
+        Point point(stubs, workload, server_cpu, method, n, bearer, seed,
+                    warmup, duration);
+        runs[method].push_back(point.Run());
+      }
+    }
+    for (Method method : here) {
+      std::vector<PointResult>& all = runs[method];
+      std::sort(all.begin(), all.end(),
+                [](const PointResult& a, const PointResult& b) {
+                  return a.qps < b.qps;
+                });
+      const PointResult& r = all[all.size() / 2];
+      auto cpu = [](double us) {
+        return us < 0 ? std::string("-") : absl::StrFormat("%.1f us", us);
+      };
+      std::string spread;
+      if (all.size() > 1) {
+        spread =
+            absl::StrFormat("  (QPS %.0f..%.0f over %d runs)", all.front().qps,
+                            all.back().qps, static_cast<int>(all.size()));
+      }
+      std::printf("%-34s %9d %9.0f %9.1f %9.1f %6lld %13s %13s%s\n",
+                  MethodName(method), n, r.qps, r.p50_us, r.p99_us,
+                  static_cast<long long>(r.errors),
+                  cpu(r.server_cpu_us).c_str(), cpu(r.client_cpu_us).c_str(),
+                  spread.c_str());
+      for (const PointResult& run : all) {
+        if (!run.first_error.empty()) {
+          std::printf("  first error: %s\n", run.first_error.c_str());
+          had_errors = true;
+          break;
+        }
+      }
+      std::fflush(stdout);
+      results[{n, method}] = r;
+    }
+  }
+
+  auto find = [&](int n, Method method) -> const PointResult* {
+    auto it = results.find({n, method});
+    return it == results.end() || it->second.calls == 0 ? nullptr : &it->second;
+  };
+  auto cell = [](std::optional<double> r) {
+    return r.has_value() ? absl::StrFormat("%.2fx", *r) : std::string("-");
+  };
+  auto qps_ratio = [&](int n, Method method) -> std::optional<double> {
+    const PointResult* call = find(n, method);
+    const PointResult* health = find(n, Method::kHealth);
+    if (call == nullptr || health == nullptr) return std::nullopt;
+    return call->qps / health->qps;
+  };
+  auto p99_ratio = [&](int n, Method method) -> std::optional<double> {
+    const PointResult* call = find(n, method);
+    const PointResult* get = find(n, Method::kGet);
+    if (call == nullptr || get == nullptr || get->p99_us <= 0) {
+      return std::nullopt;
+    }
+    return call->p99_us / get->p99_us;
+  };
+  std::printf(
+      "(CPU/call: user+system CPU of the server process (--server_pid) and "
+      "of this client over the window, per OK call)\n");
+  std::printf("\nQPS relative to Health/Check at the same calls in flight:\n");
+  std::printf("%9s %12s %12s %12s %12s %12s\n", "in flight", "CreateDeal",
+              "GetDeal", "MoveStage", "ListDeals", "KanbanBoard");
+  for (int n : counts) {
+    std::printf("%9d %12s %12s %12s %12s %12s\n", n,
+                cell(qps_ratio(n, Method::kCreate)).c_str(),
+                cell(qps_ratio(n, Method::kGet)).c_str(),
+                cell(qps_ratio(n, Method::kMove)).c_str(),
+                cell(qps_ratio(n, Method::kList)).c_str(),
+                cell(qps_ratio(n, Method::kBoard)).c_str());
+  }
+  std::printf("\np99 relative to GetDeal p99 at the same calls in flight:\n");
+  std::printf("%9s %20s %20s\n", "in flight", "KanbanBoard/GetDeal",
+              "ListDeals/GetDeal");
+  for (int n : *scan_in_flight) {
+    std::printf("%9d %20s %20s\n", n,
+                cell(p99_ratio(n, Method::kBoard)).c_str(),
+                cell(p99_ratio(n, Method::kList)).c_str());
+  }
+  std::fflush(stdout);
+
+  // Close our connections first: idle ones would hold up the server's
+  // graceful shutdown.
+  stubs.clear();
+  return had_errors ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace crm::bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Closed-loop QPS/latency of crm-deals calls vs Health/Check.");
+  absl::ParseCommandLine(argc, argv);
+  return crm::bench::Run();
+}
