@@ -116,28 +116,33 @@ std::unique_ptr<IdStream> DealLister::Candidates(const OperationContext& ctx,
   return store_.StreamAll(after_id, false);
 }
 
-absl::StatusOr<std::optional<v1::Deal>> DealLister::Load(
-    const OperationContext& ctx, const CompiledFilter& filter, int64_t id) {
-  CRM_ASSIGN_OR_RETURN(std::optional<storage::DealRecord> record,
-                       store_.Get(id));
-  // Gone since the index was read (a concurrent delete): skip it.
-  if (!record.has_value()) return std::optional<v1::Deal>();
-  if (!Allows(ctx.caller, Action::kRead, record->deal()) ||
-      !filter.Matches(record->deal())) {
-    return std::optional<v1::Deal>();
-  }
-  return std::optional<v1::Deal>(std::move(*record->mutable_deal()));
-}
-
 absl::Status DealLister::Walk(const OperationContext& ctx,
                               const CompiledFilter& filter, IdStream& stream,
                               const std::function<bool(v1::Deal&)>& visit) {
-  int64_t id = 0;
-  while (stream.Next(&id)) {
-    CRM_ASSIGN_OR_RETURN(std::optional<v1::Deal> deal, Load(ctx, filter, id));
-    if (deal.has_value() && !visit(*deal)) return absl::OkStatus();
+  // Ids are read in growing batches and their records fetched with one
+  // MultiGet per batch: small first batches keep a short page cheap, larger
+  // ones amortise long scans.
+  size_t batch_size = 8;
+  std::vector<int64_t> ids;
+  while (true) {
+    ids.clear();
+    int64_t id = 0;
+    while (ids.size() < batch_size && stream.Next(&id)) ids.push_back(id);
+    CRM_RETURN_IF_ERROR(stream.status());
+    if (ids.empty()) return absl::OkStatus();
+    CRM_ASSIGN_OR_RETURN(auto records, store_.GetMany(ids));
+    for (auto& record : records) {
+      // Gone since the index was read (a concurrent delete): skip it.
+      if (!record.has_value()) continue;
+      if (!Allows(ctx.caller, Action::kRead, record->deal()) ||
+          !filter.Matches(record->deal())) {
+        continue;
+      }
+      if (!visit(*record->mutable_deal())) return absl::OkStatus();
+    }
+    if (ids.size() < batch_size) return absl::OkStatus();
+    batch_size = std::min<size_t>(batch_size * 2, 256);
   }
-  return stream.status();
 }
 
 absl::StatusOr<v1::ListDealsResponse> DealLister::List(
@@ -284,6 +289,41 @@ std::unique_ptr<IdStream> ColumnStream(DealStore& store,
 }  // namespace
 
 absl::StatusOr<v1::KanbanBoard> DealLister::Board(
+    const OperationContext& ctx, const v1::GetKanbanBoardRequest& request) {
+  constexpr size_t kMaxCachedBoards = 256;
+  const PipelineView* pipeline =
+      ctx.config->FindPipeline(request.pipeline_id());
+  bool cacheable = pipeline != nullptr && !request.has_filter() &&
+                   request.cards_per_column() >= 0 &&
+                   request.cards_per_column() <= 100;
+  for (size_t i = 0; cacheable && i < pipeline->stages.size(); ++i) {
+    cacheable =
+        ReadScopeFor(ctx.caller, pipeline->id, pipeline->stages[i].stage_id)
+            .all();
+  }
+  if (!cacheable) return BuildBoard(ctx, request);
+  const auto key = std::make_tuple(pipeline->id, request.cards_per_column(),
+                                   HidesSums(ctx.caller, pipeline->id));
+  // Read before building: a commit racing with the build makes the entry
+  // stale at once rather than hiding the commit.
+  const int64_t write_count = store_.PipelineWriteCount(pipeline->id);
+  {
+    absl::MutexLock lock(&board_mu_);
+    auto it = boards_.find(key);
+    if (it != boards_.end() &&
+        it->second.config_version == ctx.config->version() &&
+        it->second.write_count == write_count) {
+      return it->second.board;
+    }
+  }
+  CRM_ASSIGN_OR_RETURN(v1::KanbanBoard board, BuildBoard(ctx, request));
+  absl::MutexLock lock(&board_mu_);
+  if (boards_.size() >= kMaxCachedBoards) boards_.clear();
+  boards_[key] = CachedBoard{ctx.config->version(), write_count, board};
+  return board;
+}
+
+absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
     const OperationContext& ctx, const v1::GetKanbanBoardRequest& request) {
   CRM_ASSIGN_OR_RETURN(const PipelineView* pipeline,
                        FindPipeline(*ctx.config, request.pipeline_id()));

@@ -19,12 +19,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 #include "crm/deals/v1/deals_service.pb.h"
 
@@ -61,19 +65,30 @@ class DealLister {
   std::unique_ptr<IdStream> Candidates(const OperationContext& ctx,
                                        const CompiledFilter& filter,
                                        int64_t after_id, bool* ordered);
-  // Reads the deal and applies the read check and the filter. nullopt when
-  // the deal is gone, unreadable or does not match.
-  absl::StatusOr<std::optional<v1::Deal>> Load(const OperationContext& ctx,
-                                               const CompiledFilter& filter,
-                                               int64_t id);
   // Walks `stream`, calling `visit` for each readable matching deal until it
   // returns false.
   absl::Status Walk(const OperationContext& ctx, const CompiledFilter& filter,
                     IdStream& stream,
                     const std::function<bool(v1::Deal&)>& visit);
 
+  // Boards everyone with full read access to a pipeline sees alike (no
+  // filter, every column ALL), kept until a commit touches the pipeline or
+  // the configuration changes. Boards are read far more often than deals
+  // move, and such a board costs ~160 record reads to build.
+  struct CachedBoard {
+    int64_t config_version = 0;
+    int64_t write_count = 0;
+    v1::KanbanBoard board;
+  };
+  absl::StatusOr<v1::KanbanBoard> BuildBoard(
+      const OperationContext& ctx, const v1::GetKanbanBoardRequest& request);
+
   DealStore& store_;
   const common::PageTokenCodec& page_tokens_;
+  absl::Mutex board_mu_;
+  // Keyed by (pipeline, cards per column, sums hidden).
+  std::map<std::tuple<int64_t, int, bool>, CachedBoard> boards_
+      ABSL_GUARDED_BY(board_mu_);
 };
 
 }  // namespace crm::deals

@@ -54,18 +54,69 @@ bool IsBookkeeping(const std::string& name) {
          name == "create_time";
 }
 
+// True when the field has the same value in both deals. Scalars and
+// repeated scalars are compared directly; only messages (times, product
+// rows) and the custom field map take the slower generic comparison. Called
+// for every field on every change, so it must be cheap.
+bool SameField(const FieldDescriptor* field, const v1::Deal& a,
+               const v1::Deal& b) {
+  const auto* r = v1::Deal::GetReflection();
+  if (field->is_map() ||
+      field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+    google::protobuf::util::MessageDifferencer differencer;
+    return differencer.CompareWithFields(a, b, {field}, {field});
+  }
+  if (field->is_repeated()) {
+    const int size = r->FieldSize(a, field);
+    if (size != r->FieldSize(b, field)) return false;
+    for (int i = 0; i < size; ++i) {
+      if (field->cpp_type() == FieldDescriptor::CPPTYPE_INT64 &&
+          r->GetRepeatedInt64(a, field, i) != r->GetRepeatedInt64(b, field, i))
+        return false;
+    }
+    return true;
+  }
+  if (field->has_presence() && r->HasField(a, field) != r->HasField(b, field))
+    return false;
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING:
+      return r->GetStringReference(a, field, nullptr) ==
+             r->GetStringReference(b, field, nullptr);
+    case FieldDescriptor::CPPTYPE_INT64:
+      return r->GetInt64(a, field) == r->GetInt64(b, field);
+    case FieldDescriptor::CPPTYPE_INT32:
+      return r->GetInt32(a, field) == r->GetInt32(b, field);
+    case FieldDescriptor::CPPTYPE_BOOL:
+      return r->GetBool(a, field) == r->GetBool(b, field);
+    case FieldDescriptor::CPPTYPE_ENUM:
+      return r->GetEnumValue(a, field) == r->GetEnumValue(b, field);
+    default: {
+      google::protobuf::util::MessageDifferencer differencer;
+      return differencer.CompareWithFields(a, b, {field}, {field});
+    }
+  }
+}
+
+// The fields ChangedFields looks at: every field but the bookkeeping ones.
+const std::vector<const FieldDescriptor*>& ComparedFields() {
+  static const auto* fields = [] {
+    auto* list = new std::vector<const FieldDescriptor*>();
+    const auto* descriptor = v1::Deal::descriptor();
+    for (int i = 0; i < descriptor->field_count(); ++i) {
+      if (!IsBookkeeping(descriptor->field(i)->name()))
+        list->push_back(descriptor->field(i));
+    }
+    return list;
+  }();
+  return *fields;
+}
+
 // The API names of the fields that differ, bookkeeping excluded.
 std::vector<std::string> ChangedFields(const v1::Deal& before,
                                        const v1::Deal& after) {
   std::vector<std::string> changed;
-  const auto* descriptor = v1::Deal::descriptor();
-  for (int i = 0; i < descriptor->field_count(); ++i) {
-    const FieldDescriptor* field = descriptor->field(i);
-    if (IsBookkeeping(field->name())) continue;
-    google::protobuf::util::MessageDifferencer differencer;
-    if (!differencer.CompareWithFields(before, after, {field}, {field})) {
-      changed.push_back(field->name());
-    }
+  for (const FieldDescriptor* field : ComparedFields()) {
+    if (!SameField(field, before, after)) changed.push_back(field->name());
   }
   return changed;
 }

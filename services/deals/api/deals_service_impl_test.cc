@@ -476,6 +476,60 @@ TEST_F(DealsServiceTest, DataSurvivesRestart) {
   EXPECT_EQ(Events().back().sequence(), 3);
 }
 
+// Boards of callers who read everything are cached; every write to the
+// pipeline and every configuration change must show at once.
+TEST_F(DealsServiceTest, BoardsFollowEveryWriteAndConfigChange) {
+  v1::GetKanbanBoardRequest request;
+  request.set_cards_per_column(5);
+  auto column = [](const v1::KanbanBoard& board, const std::string& stage) {
+    for (const auto& c : board.columns()) {
+      if (c.stage_id() == stage) return c;
+    }
+    return v1::KanbanColumn();
+  };
+  ASSERT_OK_AND_ASSIGN(v1::KanbanBoard empty,
+                       Call(&DealsStub::GetKanbanBoard, request));
+  EXPECT_EQ(column(empty, "NEW").count(), 0);
+  ASSERT_OK_AND_ASSIGN(v1::Deal deal,
+                       CreateDeal(MakeDeal("Cached", 0, "10.50", "USD")));
+  ASSERT_OK_AND_ASSIGN(v1::KanbanBoard one,
+                       Call(&DealsStub::GetKanbanBoard, request));
+  ASSERT_EQ(column(one, "NEW").count(), 1);
+  ASSERT_EQ(column(one, "NEW").cards_size(), 1);
+  EXPECT_EQ(column(one, "NEW").sums(0).amount(), "10.50");
+  // The same board again (from the cache) is identical.
+  ASSERT_OK_AND_ASSIGN(v1::KanbanBoard again,
+                       Call(&DealsStub::GetKanbanBoard, request));
+  EXPECT_EQ(again.SerializeAsString(), one.SerializeAsString());
+
+  ASSERT_OK(MoveStage(deal.id(), "WON").status());
+  ASSERT_OK_AND_ASSIGN(v1::KanbanBoard moved,
+                       Call(&DealsStub::GetKanbanBoard, request));
+  EXPECT_EQ(column(moved, "NEW").count(), 0);
+  EXPECT_EQ(column(moved, "WON").count(), 1);
+  EXPECT_EQ(column(moved, "WON").cards(0).stage_id(), "WON");
+
+  v1::UpdateDealRequest update;
+  update.mutable_deal()->set_id(deal.id());
+  update.mutable_deal()->set_title("Renamed");
+  update.mutable_update_mask()->add_paths("title");
+  ASSERT_OK(Call(&DealsStub::UpdateDeal, update).status());
+  ASSERT_OK_AND_ASSIGN(v1::KanbanBoard renamed,
+                       Call(&DealsStub::GetKanbanBoard, request));
+  EXPECT_EQ(column(renamed, "WON").cards(0).title(), "Renamed");
+
+  pv1::UpdateStageRequest stage;
+  stage.mutable_stage()->set_pipeline_id(0);
+  stage.mutable_stage()->set_stage_id("WON");
+  stage.mutable_stage()->set_name("Closed won");
+  stage.mutable_update_mask()->add_paths("name");
+  ASSERT_OK(Call(&PipelinesStub::UpdateStage, stage).status());
+  WaitForConfigSync();
+  ASSERT_OK_AND_ASSIGN(v1::KanbanBoard config,
+                       Call(&DealsStub::GetKanbanBoard, request));
+  EXPECT_EQ(column(config, "WON").stage_name(), "Closed won");
+}
+
 TEST_F(DealsServiceTest, EveryRpcRefusesBadTokens) {
   using Rpc = std::function<absl::Status(const std::string&)>;
   std::vector<std::pair<std::string, Rpc>> rpcs = {

@@ -125,6 +125,27 @@ absl::StatusOr<std::optional<storage::DealRecord>> DealStore::Get(
   return std::optional<storage::DealRecord>(std::move(record));
 }
 
+absl::StatusOr<std::vector<std::optional<storage::DealRecord>>>
+DealStore::GetMany(const std::vector<int64_t>& ids) const {
+  std::vector<std::string> encoded;
+  encoded.reserve(ids.size());
+  for (int64_t id : ids) encoded.push_back(common::EncodeInt64(id));
+  std::vector<rocksdb::Slice> keys(encoded.begin(), encoded.end());
+  std::vector<rocksdb::PinnableSlice> values(ids.size());
+  std::vector<rocksdb::Status> statuses(ids.size());
+  db_->db()->MultiGet(rocksdb::ReadOptions(), db_->Handle(kDeals), keys.size(),
+                      keys.data(), values.data(), statuses.data());
+  std::vector<std::optional<storage::DealRecord>> records(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    CRM_RETURN_IF_ERROR(common::FromRocksStatus(statuses[i], "read deals"));
+    storage::DealRecord record;
+    CRM_RETURN_IF_ERROR(ParseValue(values[i], &record, "deal"));
+    records[i] = std::move(record);
+  }
+  return records;
+}
+
 absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
   if (!write.before.has_value() && !write.after.has_value()) {
     return absl::InternalError("a deal write needs a before or an after state");
@@ -291,7 +312,21 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
   put(kMeta, kSequencesKey, sequences.SerializeAsString());
   CRM_RETURN_IF_ERROR(db_->Write(&batch));
   sequences_ = std::move(sequences);
+  {
+    // Bumped before the writer is answered, so whoever reads after the
+    // acknowledgement sees the new count.
+    absl::MutexLock counts(&write_counts_mu_);
+    if (write.before.has_value())
+      ++write_counts_[write.before->deal().pipeline_id()];
+    if (write.after.has_value()) ++write_counts_[write.after->pipeline_id()];
+  }
   return result;
+}
+
+int64_t DealStore::PipelineWriteCount(int64_t pipeline_id) const {
+  absl::MutexLock lock(&write_counts_mu_);
+  auto it = write_counts_.find(pipeline_id);
+  return it == write_counts_.end() ? 0 : it->second;
 }
 
 absl::StatusOr<std::optional<storage::RequestRecord>> DealStore::FindRequest(
