@@ -2,12 +2,9 @@
 // cheapest call the server has, grpc.health.v1.Health/Check.
 //
 // For every point (method x calls in flight) the bench keeps exactly N unary
-// calls in flight with the gRPC callback API (a completed call starts the
-// next one from its callback), spread round-robin over --channels channels
-// (each its own connection). Calls completing in the warm-up are discarded;
-// QPS and latency percentiles come from the calls completing in the
-// measurement window that follows. This is the client of
-// crm-bench-pipeline-config, with the deals calls:
+// calls in flight (tests/bench/bench_runner.h, the client of
+// crm-bench-pipeline-config), spread round-robin over --channels channels
+// (each its own connection), with the deals calls:
 //
 //   health  grpc.health.v1.Health/Check (no token), the baseline
 //   create  CreateDeal of a small deal (every call adds a deal)
@@ -25,16 +22,10 @@
 // that fails there is reported and skipped.
 //
 //   crm-deals-bench --target=127.0.0.1:50051 --jwt_secret=... [--server_pid=N]
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <functional>
 #include <iostream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -47,11 +38,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -63,6 +51,7 @@
 #include "crm/deals/v1/deals_service.grpc.pb.h"
 
 #include "common/auth/auth.h"
+#include "tests/bench/bench_runner.h"
 #include "tests/e2e/service_process.h"
 
 ABSL_FLAG(std::string, target, "", "host:port of a running crm-deals");
@@ -83,12 +72,6 @@ ABSL_FLAG(std::vector<std::string>, methods,
           std::vector<std::string>({"health", "create", "get", "move", "list",
                                     "board"}),
           "Methods to measure: health, create, get, move, list, board");
-ABSL_FLAG(int, channels, 4, "Channels (connections) the calls are spread over");
-ABSL_FLAG(double, warmup_s, 0.3, "Warm-up seconds per run (not measured)");
-ABSL_FLAG(double, duration_s, 2.0, "Measured seconds per run");
-ABSL_FLAG(
-    int, repeats, 3,
-    "Runs per point, methods interleaved; the median-QPS run is reported");
 ABSL_FLAG(bool, parse_replies, false,
           "Parse every reply into its message in the completion callback. Off "
           "by default: the client shares the cores with the server, and "
@@ -116,7 +99,6 @@ namespace v1 = ::crm::deals::v1;
 using ::grpc::health::v1::Health;
 using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
-using Clock = std::chrono::steady_clock;
 
 // Deal ids are (sequence << 10) | shard (services/deals/storage).
 constexpr int kShardBits = 10;
@@ -176,12 +158,6 @@ bool IsScan(Method method) {
   return method == Method::kList || method == Method::kBoard;
 }
 
-grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
-  const std::string bytes = message.SerializeAsString();
-  grpc::Slice slice(bytes);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
 template <typename Message>
 bool ParseReply(grpc::ByteBuffer* bytes) {
   Message message;
@@ -222,149 +198,48 @@ struct Workload {
   grpc::ByteBuffer board;
 };
 
-struct PointResult {
-  Method method;
-  int in_flight = 0;
-  int64_t calls = 0;   // completed OK in the window
-  int64_t errors = 0;  // completed with an error in the window
-  double seconds = 0;
-  double qps = 0;
-  double p50_us = 0;
-  double p99_us = 0;
-  // CPU time per OK call in the window; < 0 when unknown.
-  double server_cpu_us = -1;
-  double client_cpu_us = -1;
-  std::string first_error;
-};
-
-// CPU seconds (user + system) a process has used so far; < 0 if unknown.
-using CpuClock = std::function<double()>;
-
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
-  // Fields after the command name (which may hold spaces): state is field 3,
-  // utime and stime are fields 14 and 15.
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return -1;
-  std::vector<std::string> fields = absl::StrSplit(stat.substr(paren + 2), ' ');
-  double utime = 0;
-  double stime = 0;
-  if (fields.size() < 13 || !absl::SimpleAtod(fields[11], &utime) ||
-      !absl::SimpleAtod(fields[12], &stime)) {
-    return -1;
-  }
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double SelfCpuSeconds() {
-  rusage usage{};
-  if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
-  auto seconds = [](const timeval& tv) {
-    return static_cast<double>(tv.tv_sec) +
-           static_cast<double>(tv.tv_usec) / 1e6;
-  };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
-
-// One measurement point: `in_flight` call chains, each restarting its call
-// from the completion callback until the window closes.
-class Point {
+// The calls of one point of `method`: call slot i sends over channel
+// i % channels, pre-serialized requests through a generic stub.
+class DealsCalls : public CallDriver {
  public:
-  Point(std::vector<std::unique_ptr<grpc::GenericStub>>& stubs,
-        Workload& workload, CpuClock server_cpu, Method method, int in_flight,
-        std::string bearer, uint64_t seed, absl::Duration warmup,
-        absl::Duration duration)
+  DealsCalls(std::vector<std::unique_ptr<grpc::GenericStub>>& stubs,
+             Workload& workload, Method method, int in_flight, uint64_t seed)
       : stubs_(stubs),
         workload_(workload),
-        server_cpu_(std::move(server_cpu)),
         method_(method),
-        bearer_(std::move(bearer)),
         slots_(static_cast<size_t>(in_flight)) {
-    const Clock::time_point start = Clock::now();
-    measure_start_ = start + absl::ToChronoNanoseconds(warmup);
-    measure_end_ = measure_start_ + absl::ToChronoNanoseconds(duration);
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      Slot& slot = slots_[i];
-      slot.index = i;
-      slot.channel = i % stubs_.size();
-      slot.rng.seed(seed + i);
-      slot.latencies_us.reserve(65536);
-    }
+    for (size_t i = 0; i < slots_.size(); ++i) slots_[i].rng.seed(seed + i);
   }
 
-  PointResult Run() {
-    {
-      absl::MutexLock lock(&mu_);
-      outstanding_ = static_cast<int>(slots_.size());
+  void Start(size_t index, grpc::ClientContext* context,
+             std::function<void(grpc::Status)> done) override {
+    Slot* slot = &slots_[index];
+    stubs_[index % stubs_.size()]->UnaryCall(
+        context, MethodPath(method_), grpc::StubOptions(), Request(index, slot),
+        &slot->raw_response, std::move(done));
+  }
+
+  void Finish(size_t index, grpc::Status* status) override {
+    Slot* slot = &slots_[index];
+    if (status->ok() && parse_replies_ &&
+        !ParseReply(method_, &slot->raw_response)) {
+      *status = grpc::Status(grpc::StatusCode::INTERNAL, "unparsable reply");
     }
-    for (Slot& slot : slots_) Issue(&slot);
-    // CPU used by both sides over the window (the window boundaries are
-    // approximate: a scheduling delay here shifts them a little).
-    std::this_thread::sleep_until(measure_start_);
-    const double server_start = server_cpu_();
-    const double client_start = SelfCpuSeconds();
-    std::this_thread::sleep_until(measure_end_);
-    const double server_end = server_cpu_();
-    const double client_end = SelfCpuSeconds();
-    {
-      absl::MutexLock lock(&mu_);
-      // Calls have a 10 s deadline, so this ends.
-      mu_.Await(absl::Condition(
-          +[](int* outstanding) { return *outstanding == 0; }, &outstanding_));
+    if (status->ok() && method_ == Method::kMove) {
+      // The deal is in the stage just requested; the next call moves it
+      // back. (A failed move leaves it where it was: retry the same move.)
+      workload_.moves[index].next = 1 - slot->move_target;
     }
-    PointResult result;
-    result.method = method_;
-    result.in_flight = static_cast<int>(slots_.size());
-    result.seconds =
-        std::chrono::duration<double>(measure_end_ - measure_start_).count();
-    std::vector<double> latencies;
-    for (Slot& slot : slots_) {
-      latencies.insert(latencies.end(), slot.latencies_us.begin(),
-                       slot.latencies_us.end());
-      result.errors += slot.errors;
-      if (result.first_error.empty()) result.first_error = slot.first_error;
-    }
-    result.calls = static_cast<int64_t>(latencies.size());
-    result.qps = static_cast<double>(result.calls) / result.seconds;
-    std::sort(latencies.begin(), latencies.end());
-    auto percentile = [&](double p) {
-      if (latencies.empty()) return 0.0;
-      const size_t index = std::min(
-          latencies.size() - 1,
-          static_cast<size_t>(p * static_cast<double>(latencies.size())));
-      return latencies[index];
-    };
-    result.p50_us = percentile(0.50);
-    result.p99_us = percentile(0.99);
-    if (result.calls > 0) {
-      const double calls = static_cast<double>(result.calls);
-      if (server_start >= 0 && server_end >= 0) {
-        result.server_cpu_us = (server_end - server_start) * 1e6 / calls;
-      }
-      if (client_start >= 0 && client_end >= 0) {
-        result.client_cpu_us = (client_end - client_start) * 1e6 / calls;
-      }
-    }
-    return result;
   }
 
  private:
   struct Slot {
-    size_t index = 0;
-    size_t channel = 0;
     std::minstd_rand rng;
-    std::unique_ptr<grpc::ClientContext> context;
-    Clock::time_point started;
     int move_target = 0;  // index into MoveDeal::to of the call in flight
     grpc::ByteBuffer raw_response;
-    std::vector<double> latencies_us;
-    int64_t errors = 0;
-    std::string first_error;
   };
 
-  const grpc::ByteBuffer* Request(Slot* slot) {
+  const grpc::ByteBuffer* Request(size_t index, Slot* slot) {
     switch (method_) {
       case Method::kHealth:
         return &workload_.health;
@@ -374,7 +249,7 @@ class Point {
         return &workload_.get[std::uniform_int_distribution<size_t>(
             0, workload_.get.size() - 1)(slot->rng)];
       case Method::kMove: {
-        MoveDeal& deal = workload_.moves[slot->index];
+        MoveDeal& deal = workload_.moves[index];
         slot->move_target = deal.next;
         return &deal.to[deal.next];
       }
@@ -386,70 +261,12 @@ class Point {
     return nullptr;
   }
 
-  void Issue(Slot* slot) {
-    // A context serves one call; the previous one is done (we are in its
-    // completion callback or before the first call).
-    slot->context = std::make_unique<grpc::ClientContext>();
-    slot->context->set_deadline(std::chrono::system_clock::now() +
-                                std::chrono::seconds(10));
-    if (method_ != Method::kHealth)
-      slot->context->AddMetadata("authorization", bearer_);
-    const grpc::ByteBuffer* request = Request(slot);
-    slot->started = Clock::now();
-    stubs_[slot->channel]->UnaryCall(
-        slot->context.get(), MethodPath(method_), grpc::StubOptions(), request,
-        &slot->raw_response,
-        [this, slot](grpc::Status status) { Done(slot, status); });
-  }
-
-  void Done(Slot* slot, grpc::Status status) {
-    if (status.ok() && parse_replies_ &&
-        !ParseReply(method_, &slot->raw_response)) {
-      status = grpc::Status(grpc::StatusCode::INTERNAL, "unparsable reply");
-    }
-    const Clock::time_point now = Clock::now();
-    if (status.ok() && method_ == Method::kMove) {
-      // The deal is in the stage just requested; the next call moves it
-      // back. (A failed move leaves it where it was: retry the same move.)
-      workload_.moves[slot->index].next = 1 - slot->move_target;
-    }
-    if (now >= measure_start_ && now <= measure_end_) {
-      if (status.ok()) {
-        slot->latencies_us.push_back(
-            std::chrono::duration<double, std::micro>(now - slot->started)
-                .count());
-      } else {
-        ++slot->errors;
-      }
-    }
-    if (!status.ok() && slot->first_error.empty()) {
-      slot->first_error =
-          absl::StrCat(status.error_code(), ": ", status.error_message());
-    }
-    if (now < measure_end_) {
-      Issue(slot);
-      return;
-    }
-    absl::MutexLock lock(&mu_);
-    --outstanding_;
-  }
-
   std::vector<std::unique_ptr<grpc::GenericStub>>& stubs_;
   Workload& workload_;
-  const CpuClock server_cpu_;
   const Method method_;
   const bool parse_replies_ = absl::GetFlag(FLAGS_parse_replies);
-  const std::string bearer_;
   std::vector<Slot> slots_;
-  Clock::time_point measure_start_;
-  Clock::time_point measure_end_;
-  absl::Mutex mu_;
-  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
 };
-
-std::string StatusText(const grpc::Status& status) {
-  return absl::StrCat(status.error_code(), ": ", status.error_message());
-}
 
 // Synchronous calls before the runs: check every method once, create the
 // move deals, sample the GetDeal ids. Returns an error text per method that
@@ -504,21 +321,6 @@ class Setup {
   std::string bearer_;
 };
 
-std::optional<std::vector<int>> ParseCounts(const char* flag,
-                                            const std::vector<std::string>& v) {
-  std::vector<int> counts;
-  for (const std::string& value : v) {
-    int n = 0;
-    if (!absl::SimpleAtoi(value, &n) || n <= 0) {
-      std::cerr << "--" << flag << ": positive integers, got \"" << value
-                << "\"\n";
-      return std::nullopt;
-    }
-    counts.push_back(n);
-  }
-  return counts;
-}
-
 int Run() {
   std::optional<std::vector<int>> in_flight =
       ParseCounts("in_flight", absl::GetFlag(FLAGS_in_flight));
@@ -539,14 +341,8 @@ int Run() {
     std::cerr << "--move_stages: two different stages\n";
     return 2;
   }
-  const int channel_count = std::max(1, absl::GetFlag(FLAGS_channels));
-  const absl::Duration warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
-  const absl::Duration duration =
-      absl::Seconds(absl::GetFlag(FLAGS_duration_s));
-  if (duration <= absl::ZeroDuration()) {
-    std::cerr << "--duration_s must be positive\n";
-    return 2;
-  }
+  const std::optional<LoopSettings> loop = LoopSettingsFromFlags();
+  if (!loop.has_value()) return 2;
   const std::string address = absl::GetFlag(FLAGS_target);
   if (address.empty()) {
     std::cerr << "--target (host:port of a running crm-deals) is required\n";
@@ -813,32 +609,24 @@ int Run() {
   }
 
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
-  for (int i = 0; i < channel_count; ++i) {
-    std::shared_ptr<grpc::Channel> channel =
-        crm::testing::NewLoopbackChannel(address);
-    if (!channel->WaitForConnected(std::chrono::system_clock::now() +
-                                   std::chrono::seconds(10))) {
-      std::cerr << "cannot connect to " << address << "\n";
-      return 2;
-    }
+  for (std::shared_ptr<grpc::Channel>& channel :
+       ConnectChannels(address, loop->channels)) {
     stubs.push_back(std::make_unique<grpc::GenericStub>(channel));
   }
+  if (stubs.empty()) return 2;
 
   std::printf(
       "crm-deals bench: %s, %lld deal(s) in pipeline %lld, %d channel(s), %s "
       "warm-up + %s per point, %u hardware threads shared by client and "
       "server, replies %s, setup %.1f s\n",
       address.c_str(), static_cast<long long>(deals_in_pipeline),
-      static_cast<long long>(pipeline_id), channel_count,
-      absl::FormatDuration(warmup).c_str(),
-      absl::FormatDuration(duration).c_str(),
+      static_cast<long long>(pipeline_id), loop->channels,
+      absl::FormatDuration(loop->warmup).c_str(),
+      absl::FormatDuration(loop->duration).c_str(),
       std::thread::hardware_concurrency(),
       absl::GetFlag(FLAGS_parse_replies) ? "parsed" : "kept as bytes",
       std::chrono::duration<double>(Clock::now() - setup_start).count());
-  std::printf("%-34s %9s %9s %9s %9s %6s %13s %13s\n", "method", "in flight",
-              "QPS", "p50 (us)", "p99 (us)", "errors", "srv CPU/call",
-              "cli CPU/call");
-  std::fflush(stdout);
+  PrintTableHeader();
 
   // Every in-flight count of either list, in increasing order; at each, the
   // methods that run at it.
@@ -850,64 +638,32 @@ int Run() {
     return std::find(levels.begin(), levels.end(), n) != levels.end();
   };
   std::map<std::pair<int, Method>, PointResult> results;
-  // Each point runs `repeats` times, the methods taking turns, and the run
-  // with the median QPS is kept: on shared cores a single window is noisy
-  // and drifts, and interleaving keeps the drift from favouring one method.
-  const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
   uint64_t seed = absl::GetFlag(FLAGS_seed);
   for (int n : counts) {
     std::vector<Method> here;
+    std::vector<std::string> names;
     for (Method method : methods) {
-      if (runs_at(method, n)) here.push_back(method);
+      if (!runs_at(method, n)) continue;
+      here.push_back(method);
+      names.push_back(MethodName(method));
     }
-    std::map<Method, std::vector<PointResult>> runs;
-    for (int round = 0; round < repeats; ++round) {
-      for (Method method : here) {
-        seed += 1000;
-        Point point(stubs, workload, server_cpu, method, n, bearer, seed,
-                    warmup, duration);
-        runs[method].push_back(point.Run());
-      }
-    }
-    for (Method method : here) {
-      std::vector<PointResult>& all = runs[method];
-      std::sort(all.begin(), all.end(),
-                [](const PointResult& a, const PointResult& b) {
-                  return a.qps < b.qps;
-                });
-      const PointResult& r = all[all.size() / 2];
-      auto cpu = [](double us) {
-        return us < 0 ? std::string("-") : absl::StrFormat("%.1f us", us);
-      };
-      std::string spread;
-      if (all.size() > 1) {
-        spread =
-            absl::StrFormat("  (QPS %.0f..%.0f over %d runs)", all.front().qps,
-                            all.back().qps, static_cast<int>(all.size()));
-      }
-      std::printf("%-34s %9d %9.0f %9.1f %9.1f %6lld %13s %13s%s\n",
-                  MethodName(method), n, r.qps, r.p50_us, r.p99_us,
-                  static_cast<long long>(r.errors),
-                  cpu(r.server_cpu_us).c_str(), cpu(r.client_cpu_us).c_str(),
-                  spread.c_str());
-      for (const PointResult& run : all) {
-        if (!run.first_error.empty()) {
-          std::printf("  first error: %s\n", run.first_error.c_str());
-          had_errors = true;
-          break;
-        }
-      }
-      std::fflush(stdout);
-      results[{n, method}] = r;
+    std::vector<PointResult> medians = RunRepeats(
+        n, names, loop->repeats,
+        [&](size_t i) {
+          seed += 1000;
+          DealsCalls calls(stubs, workload, here[i], n, seed);
+          return RunPoint(calls, n, *loop, server_cpu,
+                          here[i] == Method::kHealth ? "" : bearer);
+        },
+        &had_errors);
+    for (size_t i = 0; i < here.size(); ++i) {
+      results[{n, here[i]}] = medians[i];
     }
   }
 
   auto find = [&](int n, Method method) -> const PointResult* {
     auto it = results.find({n, method});
     return it == results.end() || it->second.calls == 0 ? nullptr : &it->second;
-  };
-  auto cell = [](std::optional<double> r) {
-    return r.has_value() ? absl::StrFormat("%.2fx", *r) : std::string("-");
   };
   auto qps_ratio = [&](int n, Method method) -> std::optional<double> {
     const PointResult* call = find(n, method);
@@ -931,19 +687,19 @@ int Run() {
               "GetDeal", "MoveStage", "ListDeals", "KanbanBoard");
   for (int n : counts) {
     std::printf("%9d %12s %12s %12s %12s %12s\n", n,
-                cell(qps_ratio(n, Method::kCreate)).c_str(),
-                cell(qps_ratio(n, Method::kGet)).c_str(),
-                cell(qps_ratio(n, Method::kMove)).c_str(),
-                cell(qps_ratio(n, Method::kList)).c_str(),
-                cell(qps_ratio(n, Method::kBoard)).c_str());
+                RatioCell(qps_ratio(n, Method::kCreate)).c_str(),
+                RatioCell(qps_ratio(n, Method::kGet)).c_str(),
+                RatioCell(qps_ratio(n, Method::kMove)).c_str(),
+                RatioCell(qps_ratio(n, Method::kList)).c_str(),
+                RatioCell(qps_ratio(n, Method::kBoard)).c_str());
   }
   std::printf("\np99 relative to GetDeal p99 at the same calls in flight:\n");
   std::printf("%9s %20s %20s\n", "in flight", "KanbanBoard/GetDeal",
               "ListDeals/GetDeal");
   for (int n : *scan_in_flight) {
     std::printf("%9d %20s %20s\n", n,
-                cell(p99_ratio(n, Method::kBoard)).c_str(),
-                cell(p99_ratio(n, Method::kList)).c_str());
+                RatioCell(p99_ratio(n, Method::kBoard)).c_str(),
+                RatioCell(p99_ratio(n, Method::kList)).c_str());
   }
   std::fflush(stdout);
 

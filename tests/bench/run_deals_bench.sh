@@ -22,13 +22,8 @@
 # Environment: BUILD_DIR (default <repo>/build-bench), JOBS (default 2).
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build_dir="${BUILD_DIR:-${repo}/build-bench}"
-case "${build_dir}" in
-  /*) ;;
-  *) build_dir="${repo}/${build_dir}" ;;
-esac
-jobs="${JOBS:-2}"
+# shellcheck source=tests/bench/bench_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 count=1000000
 bench_args=()
@@ -47,16 +42,7 @@ if ! [[ "${count}" =~ ^[0-9]+$ ]]; then
   exit 2
 fi
 
-if [[ ! -f "${build_dir}/CMakeCache.txt" ]]; then
-  cmake -S "${repo}" -B "${build_dir}" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-build_type="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "${build_dir}/CMakeCache.txt")"
-if [[ "${build_type}" != "Release" ]]; then
-  echo "warning: ${build_dir} is a '${build_type}' build; figures are not comparable" >&2
-fi
-# Incremental: only rebuilds what changed.
-cmake --build "${build_dir}" -j"${jobs}" --target crm-deals-bench-load \
-  crm-deals-bench crm-deals crm-pipeline-config >/dev/null
+bench_build crm-deals-bench-load crm-deals-bench crm-deals crm-pipeline-config
 
 loader="${build_dir}/tests/bench/crm-deals-bench-load"
 bench="${build_dir}/tests/bench/crm-deals-bench"

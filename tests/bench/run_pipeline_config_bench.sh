@@ -12,24 +12,9 @@
 # Environment: BUILD_DIR (default <repo>/build-bench), JOBS (default 2).
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build_dir="${BUILD_DIR:-${repo}/build-bench}"
-case "${build_dir}" in
-  /*) ;;
-  *) build_dir="${repo}/${build_dir}" ;;
-esac
-jobs="${JOBS:-2}"
-
-if [[ ! -f "${build_dir}/CMakeCache.txt" ]]; then
-  cmake -S "${repo}" -B "${build_dir}" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-build_type="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "${build_dir}/CMakeCache.txt")"
-if [[ "${build_type}" != "Release" ]]; then
-  echo "warning: ${build_dir} is a '${build_type}' build; figures are not comparable" >&2
-fi
-# Incremental: only rebuilds what changed.
-cmake --build "${build_dir}" -j"${jobs}" \
-  --target crm-bench-pipeline-config crm-pipeline-config >/dev/null
+# shellcheck source=tests/bench/bench_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
+bench_build crm-bench-pipeline-config crm-pipeline-config
 
 exec "${build_dir}/tests/bench/crm-bench-pipeline-config" \
   --binary="${build_dir}/services/pipeline_config/crm-pipeline-config" "$@"
