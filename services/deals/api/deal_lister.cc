@@ -288,7 +288,7 @@ std::unique_ptr<IdStream> ColumnStream(DealStore& store,
 
 }  // namespace
 
-absl::StatusOr<v1::KanbanBoard> DealLister::Board(
+absl::StatusOr<std::shared_ptr<const std::string>> DealLister::Board(
     const OperationContext& ctx, const v1::GetKanbanBoardRequest& request) {
   constexpr size_t kMaxCachedBoards = 256;
   const PipelineView* pipeline =
@@ -301,7 +301,10 @@ absl::StatusOr<v1::KanbanBoard> DealLister::Board(
         ReadScopeFor(ctx.caller, pipeline->id, pipeline->stages[i].stage_id)
             .all();
   }
-  if (!cacheable) return BuildBoard(ctx, request);
+  if (!cacheable) {
+    CRM_ASSIGN_OR_RETURN(v1::KanbanBoard board, BuildBoard(ctx, request));
+    return std::make_shared<const std::string>(board.SerializeAsString());
+  }
   const auto key = std::make_tuple(pipeline->id, request.cards_per_column(),
                                    HidesSums(ctx.caller, pipeline->id));
   // Read before building: a commit racing with the build makes the entry
@@ -316,7 +319,8 @@ absl::StatusOr<v1::KanbanBoard> DealLister::Board(
       return it->second.board;
     }
   }
-  CRM_ASSIGN_OR_RETURN(v1::KanbanBoard board, BuildBoard(ctx, request));
+  CRM_ASSIGN_OR_RETURN(v1::KanbanBoard built, BuildBoard(ctx, request));
+  auto board = std::make_shared<const std::string>(built.SerializeAsString());
   absl::MutexLock lock(&board_mu_);
   if (boards_.size() >= kMaxCachedBoards) boards_.clear();
   boards_[key] = CachedBoard{ctx.config->version(), write_count, board};

@@ -48,7 +48,9 @@ class DealLister {
 
   [[nodiscard]] absl::StatusOr<v1::ListDealsResponse> List(
       const OperationContext& ctx, const v1::ListDealsRequest& request);
-  [[nodiscard]] absl::StatusOr<v1::KanbanBoard> Board(
+  // The board, serialized (a KanbanBoard message): boards are sent as bytes
+  // so that a cached one is not copied and serialized again per call.
+  [[nodiscard]] absl::StatusOr<std::shared_ptr<const std::string>> Board(
       const OperationContext& ctx, const v1::GetKanbanBoardRequest& request);
   [[nodiscard]] absl::StatusOr<v1::KanbanColumnPage> Column(
       const OperationContext& ctx, const v1::ListKanbanColumnRequest& request);
@@ -78,7 +80,7 @@ class DealLister {
   struct CachedBoard {
     int64_t config_version = 0;
     int64_t write_count = 0;
-    v1::KanbanBoard board;
+    std::shared_ptr<const std::string> board;
   };
   absl::StatusOr<v1::KanbanBoard> BuildBoard(
       const OperationContext& ctx, const v1::GetKanbanBoardRequest& request);

@@ -606,7 +606,8 @@ v1::StageHistoryEntry::Kind MoveKind(const v1::Deal& before,
 absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
                                                    int64_t deal_id,
                                                    const std::string& stage_id,
-                                                   const std::string& etag) {
+                                                   const std::string& etag,
+                                                   bool exact_stage_id) {
   if (stage_id.empty()) return absl::InvalidArgumentError("stage_id: required");
   CRM_ASSIGN_OR_RETURN(
       CommitResult result,
@@ -615,7 +616,10 @@ absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
                  -> absl::StatusOr<std::optional<DealWrite>> {
                const v1::Deal& before = record.deal();
                const StageView* stage =
-                   ResolveStage(*ctx.config, before.pipeline_id(), stage_id);
+                   exact_stage_id
+                       ? ctx.config->FindStage(before.pipeline_id(), stage_id)
+                       : ResolveStage(*ctx.config, before.pipeline_id(),
+                                      stage_id);
                if (stage == nullptr) {
                  // Read access is established: naming the pipeline leaks
                  // nothing.

@@ -68,10 +68,14 @@ class DealOperations {
       const google::protobuf::FieldMask& mask, const std::string& etag);
   [[nodiscard]] absl::Status Delete(const OperationContext& ctx,
                                     int64_t deal_id, const std::string& etag);
+  // `stage_id` may be bare ("WON" for "C3:WON") unless `exact_stage_id`
+  // (batch moves name one stage of one pipeline: a bare id there must not
+  // match deals of every pipeline).
   [[nodiscard]] absl::StatusOr<v1::Deal> MoveStage(const OperationContext& ctx,
                                                    int64_t deal_id,
                                                    const std::string& stage_id,
-                                                   const std::string& etag);
+                                                   const std::string& etag,
+                                                   bool exact_stage_id = false);
   // `stage_id` empty: the first stage of the new pipeline with the deal's
   // current semantics (else the first stage).
   [[nodiscard]] absl::StatusOr<v1::Deal> MoveToPipeline(

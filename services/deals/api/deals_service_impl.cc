@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "common/grpc/raw_messages.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
@@ -250,11 +251,15 @@ grpc::ServerUnaryReactor* DealsServiceImpl::ListDeals(
 }
 
 grpc::ServerUnaryReactor* DealsServiceImpl::GetKanbanBoard(
-    grpc::CallbackServerContext* context,
-    const v1::GetKanbanBoardRequest* request, v1::KanbanBoard* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   return Run(context, Cost::kScan, v1::CHANNEL_API, "",
              [this, request, response](const OperationContext& ctx) {
-               CRM_ASSIGN_OR_RETURN(*response, lister_.Board(ctx, *request));
+               v1::GetKanbanBoardRequest parsed;
+               CRM_RETURN_IF_ERROR(common::ParseRawRequest(*request, &parsed));
+               CRM_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> board,
+                                    lister_.Board(ctx, parsed));
+               common::SetRawResponse(*board, response);
                return absl::OkStatus();
              });
 }
@@ -394,9 +399,10 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
         break;
       }
       case v1::BatchUpdateDealsRequest::kMoveToStageId:
-        status =
-            operations_.MoveStage(item_ctx, id, request.move_to_stage_id(), "")
-                .status();
+        status = operations_
+                     .MoveStage(item_ctx, id, request.move_to_stage_id(), "",
+                                /*exact_stage_id=*/true)
+                     .status();
         break;
       case v1::BatchUpdateDealsRequest::kMoveToPipelineId:
         status = operations_

@@ -43,7 +43,11 @@ struct DealsServiceDeps {
   DealOperationsOptions operations;
 };
 
-class DealsServiceImpl final : public v1::DealsService::CallbackService {
+// GetKanbanBoard is a raw method: boards are answered with bytes (often
+// cached ones) rather than a message gRPC would serialize per call.
+class DealsServiceImpl final
+    : public v1::DealsService::WithRawCallbackMethod_GetKanbanBoard<
+          v1::DealsService::CallbackService> {
  public:
   explicit DealsServiceImpl(DealsServiceDeps deps);
 
@@ -73,10 +77,9 @@ class DealsServiceImpl final : public v1::DealsService::CallbackService {
   grpc::ServerUnaryReactor* ListDeals(grpc::CallbackServerContext* context,
                                       const v1::ListDealsRequest* request,
                                       v1::ListDealsResponse* response) override;
-  grpc::ServerUnaryReactor* GetKanbanBoard(
-      grpc::CallbackServerContext* context,
-      const v1::GetKanbanBoardRequest* request,
-      v1::KanbanBoard* response) override;
+  grpc::ServerUnaryReactor* GetKanbanBoard(grpc::CallbackServerContext* context,
+                                           const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListKanbanColumn(
       grpc::CallbackServerContext* context,
       const v1::ListKanbanColumnRequest* request,

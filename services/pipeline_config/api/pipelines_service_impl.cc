@@ -7,6 +7,7 @@
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/slice.h"
 
+#include "common/grpc/raw_messages.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/status_macros.h"
 #include "services/pipeline_config/domain/validation.h"
@@ -116,25 +117,6 @@ class FailedWriter final : public grpc::ServerWriteReactor<v1::ConfigVersion> {
   void OnDone() override { delete this; }
 };
 
-// Parses the request of a raw method; INVALID_ARGUMENT if it does not parse
-// (typed methods get that check from gRPC).
-absl::Status ParseRaw(const grpc::ByteBuffer& buffer,
-                      google::protobuf::Message* message) {
-  grpc::ByteBuffer copy(
-      buffer);  // shares the slices; the reader needs a mutable buffer
-  grpc::ProtoBufferReader reader(&copy);
-  if (!message->ParseFromZeroCopyStream(&reader)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request: not a valid ", message->GetTypeName()));
-  }
-  return absl::OkStatus();
-}
-
-void SetRaw(const std::string& bytes, grpc::ByteBuffer* response) {
-  grpc::Slice slice(bytes);
-  *response = grpc::ByteBuffer(&slice, 1);
-}
-
 v1::Pipeline Compose(const PipelineEntry& entry, bool with_stages) {
   v1::Pipeline pipeline = entry.pipeline;
   if (with_stages) {
@@ -164,14 +146,14 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::GetPipeline(
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
     v1::GetPipelineRequest parsed;
-    CRM_RETURN_IF_ERROR(ParseRaw(*request, &parsed));
+    CRM_RETURN_IF_ERROR(common::ParseRawRequest(*request, &parsed));
     const auto snapshot = deps_.manager.Snapshot();
     const PipelineEntry* entry = snapshot->FindPipeline(parsed.pipeline_id());
     if (entry == nullptr) {
       return absl::NotFoundError(
           absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
     }
-    SetRaw(entry->wire_pipeline, response);
+    common::SetRawResponse(entry->wire_pipeline, response);
     return absl::OkStatus();
   });
 }
@@ -277,14 +259,14 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::ListStages(
   return FinishUnary(context, [&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
     v1::ListStagesRequest parsed;
-    CRM_RETURN_IF_ERROR(ParseRaw(*request, &parsed));
+    CRM_RETURN_IF_ERROR(common::ParseRawRequest(*request, &parsed));
     const auto snapshot = deps_.manager.Snapshot();
     const PipelineEntry* entry = snapshot->FindPipeline(parsed.pipeline_id());
     if (entry == nullptr) {
       return absl::NotFoundError(
           absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
     }
-    SetRaw(entry->wire_stages, response);
+    common::SetRawResponse(entry->wire_stages, response);
     return absl::OkStatus();
   });
 }
