@@ -130,4 +130,9 @@ void Log(LogLevel level, std::string_view message,
   static_cast<void>(::write(STDERR_FILENO, line.data(), line.size()));
 }
 
+int FailStartup(const absl::Status& status, std::string_view what) {
+  Log(LogLevel::kError, what, {{"error", status.ToString()}});
+  return 1;
+}
+
 }  // namespace crm::common

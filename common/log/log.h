@@ -15,6 +15,8 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/status/status.h"
+
 namespace crm::common {
 
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
@@ -33,6 +35,10 @@ std::string FormatLogLine(LogLevel level, std::string_view message,
 
 void Log(LogLevel level, std::string_view message,
          std::initializer_list<LogField> fields = {});
+
+// Logs `what` with the status as an error and returns 1, the exit code of a
+// binary that cannot start: `return FailStartup(status, "cannot open store");`
+int FailStartup(const absl::Status& status, std::string_view what);
 
 }  // namespace crm::common
 

@@ -36,15 +36,11 @@ using crm::common::EnvBool;
 using crm::common::EnvInt;
 using crm::common::EnvString;
 
-ABSL_FLAG(std::string, listen_host, EnvString("CRM_LISTEN_HOST", "127.0.0.1"),
-          "Address to listen on (env CRM_LISTEN_HOST); 0.0.0.0 in a container");
 ABSL_FLAG(int, port, static_cast<int>(EnvInt("CRM_DEALS_PORT", 50051)),
           "gRPC port, 0 = any free port (env CRM_DEALS_PORT)");
 ABSL_FLAG(int, http_port, static_cast<int>(EnvInt("CRM_DEALS_HTTP_PORT", 9101)),
           "HTTP port for /metrics and /healthz, 0 = any, -1 = off "
           "(env CRM_DEALS_HTTP_PORT)");
-ABSL_FLAG(std::string, port_file, "",
-          "Write the bound gRPC and HTTP ports to this file");
 ABSL_FLAG(
     std::string, data_dir,
     EnvString("CRM_DEALS_DATA_DIR",
@@ -53,17 +49,6 @@ ABSL_FLAG(
 ABSL_FLAG(int, shard, static_cast<int>(EnvInt("CRM_DEALS_SHARD", 0)),
           "Shard number 0..1023, the low 10 bits of every deal id this "
           "process creates (env CRM_DEALS_SHARD)");
-ABSL_FLAG(bool, sync_writes, EnvBool("CRM_SYNC_WRITES", false),
-          "fsync every commit so it survives power loss (env CRM_SYNC_WRITES)");
-ABSL_FLAG(std::string, jwt_secret, EnvString("CRM_JWT_SECRET", ""),
-          "HS256 secret of caller tokens (env CRM_JWT_SECRET); unset = the dev "
-          "secret, with a warning");
-ABSL_FLAG(bool, insecure_dev_auth, EnvBool("CRM_INSECURE_DEV_AUTH", false),
-          "Do not verify tokens; calls without one act as administrator user "
-          "1. Local debugging only (env CRM_INSECURE_DEV_AUTH)");
-ABSL_FLAG(
-    std::string, admin_users, EnvString("CRM_ADMIN_USERS", "1"),
-    "Comma-separated user ids that are administrators (env CRM_ADMIN_USERS)");
 ABSL_FLAG(std::string, pipeline_config_addr,
           EnvString("CRM_PIPELINE_CONFIG_ADDR", "127.0.0.1:50052"),
           "host:port of pipeline-config (env CRM_PIPELINE_CONFIG_ADDR)");
@@ -88,21 +73,8 @@ ABSL_FLAG(int, workers, static_cast<int>(EnvInt("CRM_DEALS_WORKERS", 8)),
 ABSL_FLAG(
     std::string, time_zone, EnvString("CRM_TIME_ZONE", "UTC"),
     "IANA zone of calendar days (begin, close dates) (env CRM_TIME_ZONE)");
-ABSL_FLAG(bool, seed_demo, EnvBool("CRM_SEED_DEMO", false),
-          "Seed demo deals into an empty store (env CRM_SEED_DEMO)");
-ABSL_FLAG(
-    int, shutdown_grace_seconds,
-    static_cast<int>(EnvInt("CRM_SHUTDOWN_GRACE_SECONDS", 10)),
-    "Seconds running calls get on shutdown (env CRM_SHUTDOWN_GRACE_SECONDS)");
-ABSL_FLAG(std::string, log_level, EnvString("CRM_LOG_LEVEL", "info"),
-          "debug, info, warn or error (env CRM_LOG_LEVEL)");
 
 namespace {
-
-int Fail(const absl::Status& status, const char* what) {
-  CRM_LOG(kError, what, {{"error", status.ToString()}});
-  return 1;
-}
 
 struct Subscriber {
   std::string name;
@@ -154,19 +126,21 @@ int main(int argc, char** argv) {
   if (absl::Status logging =
           crm::common::SetUpLogging("deals", absl::GetFlag(FLAGS_log_level));
       !logging.ok()) {
-    return Fail(logging, "bad flag");
+    return crm::common::FailStartup(logging, "bad flag");
   }
   auto admins = crm::common::ParseAdminUsers(absl::GetFlag(FLAGS_admin_users));
-  if (!admins.ok()) return Fail(admins.status(), "bad flag");
+  if (!admins.ok())
+    return crm::common::FailStartup(admins.status(), "bad flag");
   auto subscribers = ParseSubscribers(absl::GetFlag(FLAGS_subscribers));
-  if (!subscribers.ok()) return Fail(subscribers.status(), "bad flag");
+  if (!subscribers.ok())
+    return crm::common::FailStartup(subscribers.status(), "bad flag");
   absl::TimeZone zone;
   if (!absl::LoadTimeZone(absl::GetFlag(FLAGS_time_zone), &zone)) {
-    return Fail(absl::InvalidArgumentError("--time_zone: unknown zone"),
-                "bad flag");
+    return crm::common::FailStartup(
+        absl::InvalidArgumentError("--time_zone: unknown zone"), "bad flag");
   }
   if (absl::GetFlag(FLAGS_event_retention_days) < 1) {
-    return Fail(
+    return crm::common::FailStartup(
         absl::InvalidArgumentError("--event_retention_days: at least 1"),
         "bad flag");
   }
@@ -179,7 +153,8 @@ int main(int argc, char** argv) {
   rocks_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
   auto store = crm::deals::DealStore::Open(data_dir, rocks_options,
                                            absl::GetFlag(FLAGS_shard));
-  if (!store.ok()) return Fail(store.status(), "cannot open store");
+  if (!store.ok())
+    return crm::common::FailStartup(store.status(), "cannot open store");
 
   crm::deals::GrpcPipelineClientOptions client_options;
   client_options.jwt_secret = secret;
@@ -190,7 +165,8 @@ int main(int argc, char** argv) {
           absl::GetFlag(FLAGS_pipeline_config_addr)),
       client_options);
   if (absl::Status started = pipelines->Start(); !started.ok()) {
-    return Fail(started, "cannot load the pipeline configuration");
+    return crm::common::FailStartup(started,
+                                    "cannot load the pipeline configuration");
   }
 
   // Relays, one per subscriber.
@@ -227,7 +203,9 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_seed_demo)) {
     auto seeded =
         crm::deals::SeedDemoDeals(**store, *pipelines->GetConfig(), operations);
-    if (!seeded.ok()) return Fail(seeded.status(), "cannot seed demo deals");
+    if (!seeded.ok())
+      return crm::common::FailStartup(seeded.status(),
+                                      "cannot seed demo deals");
     if (*seeded > 0)
       CRM_LOG(kInfo, "seeded demo deals", {{"count", absl::StrCat(*seeded)}});
   }
@@ -256,14 +234,8 @@ int main(int argc, char** argv) {
   });
 
   crm::common::MetricsRegistry metrics;
-  crm::common::ServerOptions options;
-  options.service_name = "deals";
-  options.host = absl::GetFlag(FLAGS_listen_host);
-  options.grpc_port = absl::GetFlag(FLAGS_port);
-  options.http_port = absl::GetFlag(FLAGS_http_port);
-  options.port_file = absl::GetFlag(FLAGS_port_file);
-  options.shutdown_grace =
-      absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  crm::common::ServerOptions options = crm::common::ServerOptionsFromFlags(
+      "deals", absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_http_port));
   crm::common::ServerRunner runner(options, metrics);
   runner.AddService(&deals_service);
   absl::Status started = runner.Start();
@@ -284,6 +256,7 @@ int main(int argc, char** argv) {
   workers.Shutdown();
   for (auto& relay : relays) relay->Stop();
   pipelines->Stop();
-  if (!started.ok()) return Fail(started, "cannot start server");
+  if (!started.ok())
+    return crm::common::FailStartup(started, "cannot start server");
   return 0;
 }

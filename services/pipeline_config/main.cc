@@ -29,8 +29,6 @@ using crm::common::EnvBool;
 using crm::common::EnvInt;
 using crm::common::EnvString;
 
-ABSL_FLAG(std::string, listen_host, EnvString("CRM_LISTEN_HOST", "127.0.0.1"),
-          "Address to listen on (env CRM_LISTEN_HOST); 0.0.0.0 in a container");
 ABSL_FLAG(int, port,
           static_cast<int>(EnvInt("CRM_PIPELINE_CONFIG_PORT", 50052)),
           "gRPC port, 0 = any free port (env CRM_PIPELINE_CONFIG_PORT)");
@@ -38,47 +36,15 @@ ABSL_FLAG(int, http_port,
           static_cast<int>(EnvInt("CRM_PIPELINE_CONFIG_HTTP_PORT", 9102)),
           "HTTP port for /metrics and /healthz, 0 = any, -1 = off "
           "(env CRM_PIPELINE_CONFIG_HTTP_PORT)");
-ABSL_FLAG(std::string, port_file, "",
-          "Write the bound gRPC and HTTP ports to this file");
 ABSL_FLAG(std::string, data_dir,
           EnvString("CRM_PIPELINE_CONFIG_DATA_DIR",
                     EnvString("CRM_DATA_DIR", "./var") + "/pipeline-config"),
           "RocksDB directory (env CRM_PIPELINE_CONFIG_DATA_DIR, else "
           "$CRM_DATA_DIR/pipeline-config)");
-ABSL_FLAG(bool, sync_writes, EnvBool("CRM_SYNC_WRITES", false),
-          "fsync every commit so it survives power loss (env CRM_SYNC_WRITES)");
-ABSL_FLAG(std::string, jwt_secret, EnvString("CRM_JWT_SECRET", ""),
-          "HS256 secret of caller tokens (env CRM_JWT_SECRET); unset = the dev "
-          "secret, "
-          "with a warning");
-ABSL_FLAG(bool, insecure_dev_auth, EnvBool("CRM_INSECURE_DEV_AUTH", false),
-          "Do not verify tokens; calls without one act as administrator user "
-          "1. Local "
-          "debugging only (env CRM_INSECURE_DEV_AUTH)");
-ABSL_FLAG(
-    std::string, admin_users, EnvString("CRM_ADMIN_USERS", "1"),
-    "Comma-separated user ids that are administrators (env CRM_ADMIN_USERS)");
 ABSL_FLAG(std::string, deals_addr, EnvString("CRM_DEALS_ADDR", ""),
           "host:port of the deals service, asked how many deals a pipeline or "
           "stage holds before deleting it (env CRM_DEALS_ADDR); empty = no "
           "deals service: everything counts as empty");
-ABSL_FLAG(bool, seed_demo, EnvBool("CRM_SEED_DEMO", false),
-          "Seed demo data into a fresh store (env CRM_SEED_DEMO)");
-ABSL_FLAG(
-    int, shutdown_grace_seconds,
-    static_cast<int>(EnvInt("CRM_SHUTDOWN_GRACE_SECONDS", 10)),
-    "Seconds running calls get on shutdown (env CRM_SHUTDOWN_GRACE_SECONDS)");
-ABSL_FLAG(std::string, log_level, EnvString("CRM_LOG_LEVEL", "info"),
-          "debug, info, warn or error (env CRM_LOG_LEVEL)");
-
-namespace {
-
-int Fail(const absl::Status& status, const char* what) {
-  CRM_LOG(kError, what, {{"error", status.ToString()}});
-  return 1;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   crm::common::BlockShutdownSignals();
@@ -86,10 +52,11 @@ int main(int argc, char** argv) {
   if (absl::Status logging = crm::common::SetUpLogging(
           "pipeline-config", absl::GetFlag(FLAGS_log_level));
       !logging.ok()) {
-    return Fail(logging, "bad flag");
+    return crm::common::FailStartup(logging, "bad flag");
   }
   auto admins = crm::common::ParseAdminUsers(absl::GetFlag(FLAGS_admin_users));
-  if (!admins.ok()) return Fail(admins.status(), "bad flag");
+  if (!admins.ok())
+    return crm::common::FailStartup(admins.status(), "bad flag");
   const bool insecure = absl::GetFlag(FLAGS_insecure_dev_auth);
   const std::string secret =
       crm::common::ResolveJwtSecret(absl::GetFlag(FLAGS_jwt_secret), insecure);
@@ -98,7 +65,8 @@ int main(int argc, char** argv) {
   crm::common::RocksOptions rocks_options;
   rocks_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
   auto store = crm::pipeline_config::ConfigStore::Open(data_dir, rocks_options);
-  if (!store.ok()) return Fail(store.status(), "cannot open store");
+  if (!store.ok())
+    return crm::common::FailStartup(store.status(), "cannot open store");
 
   // Without a deals service every pipeline and stage counts as empty.
   std::unique_ptr<crm::pipeline_config::DealCounter> deal_counter;
@@ -114,10 +82,13 @@ int main(int argc, char** argv) {
   crm::pipeline_config::VersionNotifier notifier;
   auto manager = crm::pipeline_config::ConfigManager::Create(
       **store, *deal_counter, notifier);
-  if (!manager.ok()) return Fail(manager.status(), "cannot load configuration");
+  if (!manager.ok())
+    return crm::common::FailStartup(manager.status(),
+                                    "cannot load configuration");
   if (absl::GetFlag(FLAGS_seed_demo)) {
     auto seeded = crm::pipeline_config::SeedDemoData(**manager);
-    if (!seeded.ok()) return Fail(seeded.status(), "cannot seed demo data");
+    if (!seeded.ok())
+      return crm::common::FailStartup(seeded.status(), "cannot seed demo data");
     if (*seeded) CRM_LOG(kInfo, "seeded demo data");
   }
 
@@ -130,20 +101,15 @@ int main(int argc, char** argv) {
   crm::pipeline_config::AccessServiceImpl access_service(deps);
 
   crm::common::MetricsRegistry metrics;
-  crm::common::ServerOptions options;
-  options.service_name = "pipeline-config";
-  options.host = absl::GetFlag(FLAGS_listen_host);
-  options.grpc_port = absl::GetFlag(FLAGS_port);
-  options.http_port = absl::GetFlag(FLAGS_http_port);
-  options.port_file = absl::GetFlag(FLAGS_port_file);
-  options.shutdown_grace =
-      absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  crm::common::ServerOptions options = crm::common::ServerOptionsFromFlags(
+      "pipeline-config", absl::GetFlag(FLAGS_port),
+      absl::GetFlag(FLAGS_http_port));
   crm::common::ServerRunner runner(options, metrics);
   runner.AddService(&pipelines_service);
   runner.AddService(&fields_service);
   runner.AddService(&access_service);
   if (absl::Status started = runner.Start(); !started.ok()) {
-    return Fail(started, "cannot start server");
+    return crm::common::FailStartup(started, "cannot start server");
   }
   CRM_LOG(kInfo, "started",
           {{"data_dir", data_dir},

@@ -332,11 +332,6 @@ class EventSink final : public v1::DealEventSink::Service {
   std::map<int32_t, int64_t> last_applied_ ABSL_GUARDED_BY(mu_);
 };
 
-int Fail(const absl::Status& status, const char* what) {
-  CRM_LOG(kError, what, {{"error", status.ToString()}});
-  return 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -345,7 +340,8 @@ int main(int argc, char** argv) {
   crm::common::SetLogService("test-event-sink");
   const std::string out_file = absl::GetFlag(FLAGS_out_file);
   if (out_file.empty()) {
-    return Fail(absl::InvalidArgumentError("--out_file: required"), "bad flag");
+    return crm::common::FailStartup(
+        absl::InvalidArgumentError("--out_file: required"), "bad flag");
   }
 
   EventSink sink(absl::GetFlag(FLAGS_jwt_secret),
@@ -353,7 +349,7 @@ int main(int argc, char** argv) {
   if (absl::Status opened = sink.Open(out_file, absl::GetFlag(FLAGS_dup_file),
                                       absl::GetFlag(FLAGS_reject_file));
       !opened.ok()) {
-    return Fail(opened, "cannot open files");
+    return crm::common::FailStartup(opened, "cannot open files");
   }
 
   crm::common::MetricsRegistry metrics;
@@ -366,7 +362,7 @@ int main(int argc, char** argv) {
   crm::common::ServerRunner runner(options, metrics);
   runner.AddService(&sink);
   if (absl::Status started = runner.Start(); !started.ok()) {
-    return Fail(started, "cannot start server");
+    return crm::common::FailStartup(started, "cannot start server");
   }
   const std::string signal = crm::common::WaitForShutdownSignal();
   CRM_LOG(kInfo, "shutting down", {{"signal", signal}});

@@ -390,6 +390,21 @@ v1::DealEvent DealOperations::MoveEvent(const OperationContext& ctx,
   return event;
 }
 
+DealWrite DealOperations::MoveWrite(const OperationContext& ctx,
+                                    v1::StageHistoryEntry::Kind kind,
+                                    v1::DealEventType type,
+                                    const v1::Deal& before, v1::Deal after,
+                                    absl::Time now) const {
+  after.set_moved_by(ctx.actor_id);
+  *after.mutable_move_time() = ToTimestamp(now);
+  Stamp(ctx, &after, now);
+  DealWrite write;
+  write.history.push_back(NewHistory(ctx, kind, before, after, now));
+  write.event = MoveEvent(ctx, type, before, after, now);
+  write.after = std::move(after);
+  return write;
+}
+
 v1::StageHistoryEntry DealOperations::NewHistory(
     const OperationContext& ctx, v1::StageHistoryEntry::Kind kind,
     const v1::Deal& from, const v1::Deal& to, absl::Time now) const {
@@ -636,16 +651,10 @@ absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
                const absl::Time now = Now();
                v1::Deal after = before;
                ApplyStage(&after, *stage, now, options_.zone);
-               after.set_moved_by(ctx.actor_id);
-               *after.mutable_move_time() = ToTimestamp(now);
-               Stamp(ctx, &after, now);
-               DealWrite write;
-               write.history.push_back(NewHistory(ctx, MoveKind(before, after),
-                                                  before, after, now));
-               write.event = MoveEvent(ctx, v1::DEAL_EVENT_TYPE_STAGE_CHANGED,
-                                       before, after, now);
-               write.after = std::move(after);
-               return std::optional<DealWrite>(std::move(write));
+               const auto kind = MoveKind(before, after);
+               return std::optional<DealWrite>(
+                   MoveWrite(ctx, kind, v1::DEAL_EVENT_TYPE_STAGE_CHANGED,
+                             before, std::move(after), now));
              }));
   return *std::move(result.deal);
 }
@@ -660,55 +669,49 @@ absl::StatusOr<v1::Deal> DealOperations::MoveToPipeline(
   }
   CRM_ASSIGN_OR_RETURN(
       CommitResult result,
-      Mutate(
-          ctx, deal_id, etag,
-          [&](const storage::DealRecord& record)
-              -> absl::StatusOr<std::optional<DealWrite>> {
-            const v1::Deal& before = record.deal();
-            CRM_RETURN_IF_ERROR(
-                CheckAction(ctx.caller, Action::kWrite, before));
-            const StageView* stage = nullptr;
-            if (!stage_id.empty()) {
-              stage = ResolveStage(*ctx.config, pipeline_id, stage_id);
-              if (stage == nullptr) {
-                return absl::InvalidArgumentError(absl::StrCat(
-                    "stage_id: \"", stage_id, "\" is not a stage of pipeline ",
-                    pipeline_id));
-              }
-            } else {
-              stage = ctx.config->FirstStageWithSemantics(
-                  pipeline_id, before.stage_semantics());
-              if (stage == nullptr) stage = ctx.config->FirstStage(pipeline_id);
-              if (stage == nullptr) {
-                return absl::FailedPreconditionError(absl::StrCat(
-                    "pipeline_id: pipeline ", pipeline_id, " has no stages"));
-              }
-            }
-            if (pipeline_id == before.pipeline_id()) {
-              if (stage->stage_id == before.stage_id())
-                return std::optional<DealWrite>();
-              return absl::InvalidArgumentError(absl::StrCat(
-                  "pipeline_id: deal ", deal_id, " is in pipeline ",
-                  pipeline_id, " already; use MoveDealStage"));
-            }
-            const absl::Time now = Now();
-            v1::Deal after = before;
-            after.set_pipeline_id(pipeline_id);
-            ApplyStage(&after, *stage, now, options_.zone);
-            // The deal arrives in the other pipeline as if added there.
-            CRM_RETURN_IF_ERROR(CheckAdd(ctx.caller, after));
-            after.set_moved_by(ctx.actor_id);
-            *after.mutable_move_time() = ToTimestamp(now);
-            Stamp(ctx, &after, now);
-            DealWrite write;
-            write.history.push_back(
-                NewHistory(ctx, v1::StageHistoryEntry::KIND_PIPELINE_CHANGED,
-                           before, after, now));
-            write.event = MoveEvent(ctx, v1::DEAL_EVENT_TYPE_PIPELINE_CHANGED,
-                                    before, after, now);
-            write.after = std::move(after);
-            return std::optional<DealWrite>(std::move(write));
-          }));
+      Mutate(ctx, deal_id, etag,
+             [&](const storage::DealRecord& record)
+                 -> absl::StatusOr<std::optional<DealWrite>> {
+               const v1::Deal& before = record.deal();
+               CRM_RETURN_IF_ERROR(
+                   CheckAction(ctx.caller, Action::kWrite, before));
+               const StageView* stage = nullptr;
+               if (!stage_id.empty()) {
+                 stage = ResolveStage(*ctx.config, pipeline_id, stage_id);
+                 if (stage == nullptr) {
+                   return absl::InvalidArgumentError(absl::StrCat(
+                       "stage_id: \"", stage_id,
+                       "\" is not a stage of pipeline ", pipeline_id));
+                 }
+               } else {
+                 stage = ctx.config->FirstStageWithSemantics(
+                     pipeline_id, before.stage_semantics());
+                 if (stage == nullptr)
+                   stage = ctx.config->FirstStage(pipeline_id);
+                 if (stage == nullptr) {
+                   return absl::FailedPreconditionError(
+                       absl::StrCat("pipeline_id: pipeline ", pipeline_id,
+                                    " has no stages"));
+                 }
+               }
+               if (pipeline_id == before.pipeline_id()) {
+                 if (stage->stage_id == before.stage_id())
+                   return std::optional<DealWrite>();
+                 return absl::InvalidArgumentError(absl::StrCat(
+                     "pipeline_id: deal ", deal_id, " is in pipeline ",
+                     pipeline_id, " already; use MoveDealStage"));
+               }
+               const absl::Time now = Now();
+               v1::Deal after = before;
+               after.set_pipeline_id(pipeline_id);
+               ApplyStage(&after, *stage, now, options_.zone);
+               // The deal arrives in the other pipeline as if added there.
+               CRM_RETURN_IF_ERROR(CheckAdd(ctx.caller, after));
+               return std::optional<DealWrite>(
+                   MoveWrite(ctx, v1::StageHistoryEntry::KIND_PIPELINE_CHANGED,
+                             v1::DEAL_EVENT_TYPE_PIPELINE_CHANGED, before,
+                             std::move(after), now));
+             }));
   return *std::move(result.deal);
 }
 

@@ -115,6 +115,12 @@ class DealOperations {
   v1::DealEvent MoveEvent(const OperationContext& ctx, v1::DealEventType type,
                           const v1::Deal& before, const v1::Deal& after,
                           absl::Time now) const;
+  // The write of a stage or pipeline move to `after`: moved/updated
+  // stamps, the history entry and the event.
+  DealWrite MoveWrite(const OperationContext& ctx,
+                      v1::StageHistoryEntry::Kind kind, v1::DealEventType type,
+                      const v1::Deal& before, v1::Deal after,
+                      absl::Time now) const;
   v1::StageHistoryEntry NewHistory(const OperationContext& ctx,
                                    v1::StageHistoryEntry::Kind kind,
                                    const v1::Deal& from, const v1::Deal& to,
