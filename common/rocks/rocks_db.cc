@@ -48,6 +48,8 @@ absl::StatusOr<std::unique_ptr<RocksDb>> RocksDb::Open(
   // (the hot ones pinned) instead of growing with the number of files.
   db_options.write_buffer_manager =
       std::make_shared<rocksdb::WriteBufferManager>(options.memtable_bytes);
+  if (options.row_cache_bytes > 0)
+    db_options.row_cache = rocksdb::NewLRUCache(options.row_cache_bytes);
   rocksdb::BlockBasedTableOptions table_options;
   table_options.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   table_options.cache_index_and_filter_blocks = true;

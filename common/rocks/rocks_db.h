@@ -32,6 +32,9 @@ struct RocksOptions {
   // Budget of all memtables together (a full memtable is flushed early when
   // the budget is reached); each one is at most a quarter of it.
   size_t memtable_bytes = 64u << 20;
+  // Cache of whole key-value pairs for point reads (0 = none): a hit skips
+  // the index and data block search.
+  size_t row_cache_bytes = 0;
 };
 
 // Maps a RocksDB status: NotFound -> NOT_FOUND, Corruption -> DATA_LOSS,
