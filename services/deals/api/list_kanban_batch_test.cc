@@ -18,6 +18,7 @@
 
 #include "common/status/status_matchers.h"
 #include "services/deals/api/deals_service_test_fixture.h"
+#include "services/deals/query/filter_builders.h"
 
 namespace crm::deals {
 namespace {
@@ -47,22 +48,8 @@ const std::vector<std::string>& DefaultStageIds() {
   return *ids;
 }
 
-v1::Filter Where(const std::string& field, Op op,
-                 const std::vector<std::string>& values) {
-  v1::Filter filter;
-  v1::Condition* condition = filter.mutable_condition();
-  condition->set_field(field);
-  condition->set_op(op);
-  for (const std::string& value : values) condition->add_values(value);
-  return filter;
-}
-
-v1::Filter Group(v1::FilterGroup::Op op, const std::vector<v1::Filter>& all) {
-  v1::Filter filter;
-  filter.mutable_group()->set_op(op);
-  for (const v1::Filter& f : all) *filter.mutable_group()->add_filters() = f;
-  return filter;
-}
+using filters::Group;
+using filters::Where;
 v1::Filter AllOf(const std::vector<v1::Filter>& all) {
   return Group(v1::FilterGroup::OP_AND, all);
 }

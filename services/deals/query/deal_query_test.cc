@@ -14,6 +14,7 @@
 
 #include "common/money/decimal.h"
 #include "common/status/status_matchers.h"
+#include "services/deals/query/filter_builders.h"
 #include "services/deals/query/text_fold.h"
 
 namespace crm::deals {
@@ -84,32 +85,10 @@ ConfigView MakeConfig() {
   return ConfigView(1, {zero}, fields);
 }
 
-v1::Filter Cond(const std::string& field, v1::Condition::Operator op,
-                const std::vector<std::string>& values) {
-  v1::Filter filter;
-  v1::Condition* condition = filter.mutable_condition();
-  condition->set_field(field);
-  condition->set_op(op);
-  for (const std::string& value : values) condition->add_values(value);
-  return filter;
-}
-
-v1::Filter Group(v1::FilterGroup::Op op, const std::vector<v1::Filter>& parts) {
-  v1::Filter filter;
-  filter.mutable_group()->set_op(op);
-  for (const v1::Filter& part : parts) {
-    *filter.mutable_group()->add_filters() = part;
-  }
-  return filter;
-}
-
-v1::Filter And(const std::vector<v1::Filter>& parts) {
-  return Group(v1::FilterGroup::OP_AND, parts);
-}
-
-v1::Filter Or(const std::vector<v1::Filter>& parts) {
-  return Group(v1::FilterGroup::OP_OR, parts);
-}
+using filters::And;
+using filters::Group;
+using filters::Or;
+using filters::Where;
 
 void SetCustom(v1::Deal* deal, const std::string& code,
                const std::vector<std::string>& values) {
@@ -199,181 +178,183 @@ TEST_F(DealQueryTest, EmptyGroupsFollowLogic) {
 // ---- Operators per type family ----
 
 TEST_F(DealQueryTest, IntegerOperators) {
-  EXPECT_TRUE(Matches(Cond("assignee_id", kEq, {"7"})));
-  EXPECT_FALSE(Matches(Cond("assignee_id", kEq, {"8"})));
-  EXPECT_TRUE(Matches(Cond("assignee_id", kNe, {"8"})));
-  EXPECT_FALSE(Matches(Cond("assignee_id", kNe, {"7"})));
-  EXPECT_TRUE(Matches(Cond("company_id", kGt, {"299"})));
-  EXPECT_FALSE(Matches(Cond("company_id", kGt, {"300"})));
-  EXPECT_TRUE(Matches(Cond("company_id", kGe, {"300"})));
-  EXPECT_TRUE(Matches(Cond("company_id", kLt, {"301"})));
-  EXPECT_FALSE(Matches(Cond("company_id", kLt, {"300"})));
-  EXPECT_TRUE(Matches(Cond("company_id", kLe, {"300"})));
-  EXPECT_TRUE(Matches(Cond("assignee_id", kIn, {"3", "7", "9"})));
-  EXPECT_FALSE(Matches(Cond("assignee_id", kIn, {"3", "9"})));
-  EXPECT_TRUE(Matches(Cond("assignee_id", kNotIn, {"3", "9"})));
-  EXPECT_FALSE(Matches(Cond("assignee_id", kNotIn, {"7"})));
+  EXPECT_TRUE(Matches(Where("assignee_id", kEq, {"7"})));
+  EXPECT_FALSE(Matches(Where("assignee_id", kEq, {"8"})));
+  EXPECT_TRUE(Matches(Where("assignee_id", kNe, {"8"})));
+  EXPECT_FALSE(Matches(Where("assignee_id", kNe, {"7"})));
+  EXPECT_TRUE(Matches(Where("company_id", kGt, {"299"})));
+  EXPECT_FALSE(Matches(Where("company_id", kGt, {"300"})));
+  EXPECT_TRUE(Matches(Where("company_id", kGe, {"300"})));
+  EXPECT_TRUE(Matches(Where("company_id", kLt, {"301"})));
+  EXPECT_FALSE(Matches(Where("company_id", kLt, {"300"})));
+  EXPECT_TRUE(Matches(Where("company_id", kLe, {"300"})));
+  EXPECT_TRUE(Matches(Where("assignee_id", kIn, {"3", "7", "9"})));
+  EXPECT_FALSE(Matches(Where("assignee_id", kIn, {"3", "9"})));
+  EXPECT_TRUE(Matches(Where("assignee_id", kNotIn, {"3", "9"})));
+  EXPECT_FALSE(Matches(Where("assignee_id", kNotIn, {"7"})));
   // Negative numbers order below positive ones.
-  EXPECT_TRUE(Matches(Cond("lead_id", kGt, {"-5"})));
-  EXPECT_TRUE(Matches(Cond("id", kEq, {"1025"})));
-  EXPECT_TRUE(Matches(Cond("created_by", kEq, {"7"})));
-  EXPECT_TRUE(Matches(Cond("updated_by", kEq, {"0"})));
-  EXPECT_TRUE(Matches(Cond("moved_by", kLt, {"1"})));
-  EXPECT_TRUE(Matches(Cond("pipeline_id", kEq, {"0"})));
+  EXPECT_TRUE(Matches(Where("lead_id", kGt, {"-5"})));
+  EXPECT_TRUE(Matches(Where("id", kEq, {"1025"})));
+  EXPECT_TRUE(Matches(Where("created_by", kEq, {"7"})));
+  EXPECT_TRUE(Matches(Where("updated_by", kEq, {"0"})));
+  EXPECT_TRUE(Matches(Where("moved_by", kLt, {"1"})));
+  EXPECT_TRUE(Matches(Where("pipeline_id", kEq, {"0"})));
 }
 
 TEST_F(DealQueryTest, ProbabilityUnsetIsNoValue) {
-  EXPECT_TRUE(Matches(Cond("probability", kEq, {"40"})));
-  EXPECT_TRUE(Matches(Cond("probability", kGt, {"39"})));
+  EXPECT_TRUE(Matches(Where("probability", kEq, {"40"})));
+  EXPECT_TRUE(Matches(Where("probability", kGt, {"39"})));
   deal_.clear_probability();
-  EXPECT_FALSE(Matches(Cond("probability", kEq, {"0"})));
-  EXPECT_FALSE(Matches(Cond("probability", kLt, {"100"})));
-  EXPECT_FALSE(Matches(Cond("probability", kGe, {"0"})));
-  EXPECT_FALSE(Matches(Cond("probability", kIn, {"0", "40"})));
-  EXPECT_TRUE(Matches(Cond("probability", kNe, {"0"})));
-  EXPECT_TRUE(Matches(Cond("probability", kNotIn, {"0", "40"})));
+  EXPECT_FALSE(Matches(Where("probability", kEq, {"0"})));
+  EXPECT_FALSE(Matches(Where("probability", kLt, {"100"})));
+  EXPECT_FALSE(Matches(Where("probability", kGe, {"0"})));
+  EXPECT_FALSE(Matches(Where("probability", kIn, {"0", "40"})));
+  EXPECT_TRUE(Matches(Where("probability", kNe, {"0"})));
+  EXPECT_TRUE(Matches(Where("probability", kNotIn, {"0", "40"})));
   // An explicit 0 is a value.
   deal_.set_probability(0);
-  EXPECT_TRUE(Matches(Cond("probability", kEq, {"0"})));
-  EXPECT_FALSE(Matches(Cond("probability", kNe, {"0"})));
+  EXPECT_TRUE(Matches(Where("probability", kEq, {"0"})));
+  EXPECT_FALSE(Matches(Where("probability", kNe, {"0"})));
 }
 
 TEST_F(DealQueryTest, DecimalsCompareExactlyAndNumerically) {
   deal_.set_amount("9.5");
-  EXPECT_TRUE(Matches(Cond("amount", kLt, {"10"})));
-  EXPECT_FALSE(Matches(Cond("amount", kGt, {"10"})));
-  EXPECT_TRUE(Matches(Cond("amount", kEq, {"9.50"})));
-  EXPECT_TRUE(Matches(Cond("amount", kEq, {"009.500000"})));
-  EXPECT_TRUE(Matches(Cond("amount", kGt, {"9.499999"})));
-  EXPECT_FALSE(Matches(Cond("amount", kGt, {"9.5"})));
-  EXPECT_TRUE(Matches(Cond("amount", kGe, {"9.5"})));
-  EXPECT_TRUE(Matches(Cond("amount", kLe, {"9.5"})));
-  EXPECT_TRUE(Matches(Cond("amount", kNe, {"9.51"})));
-  EXPECT_TRUE(Matches(Cond("amount", kIn, {"1", "9.5"})));
-  EXPECT_FALSE(Matches(Cond("amount", kNotIn, {"1", "9.5"})));
-  EXPECT_TRUE(Matches(Cond("amount", kGt, {"-1"})));
+  EXPECT_TRUE(Matches(Where("amount", kLt, {"10"})));
+  EXPECT_FALSE(Matches(Where("amount", kGt, {"10"})));
+  EXPECT_TRUE(Matches(Where("amount", kEq, {"9.50"})));
+  EXPECT_TRUE(Matches(Where("amount", kEq, {"009.500000"})));
+  EXPECT_TRUE(Matches(Where("amount", kGt, {"9.499999"})));
+  EXPECT_FALSE(Matches(Where("amount", kGt, {"9.5"})));
+  EXPECT_TRUE(Matches(Where("amount", kGe, {"9.5"})));
+  EXPECT_TRUE(Matches(Where("amount", kLe, {"9.5"})));
+  EXPECT_TRUE(Matches(Where("amount", kNe, {"9.51"})));
+  EXPECT_TRUE(Matches(Where("amount", kIn, {"1", "9.5"})));
+  EXPECT_FALSE(Matches(Where("amount", kNotIn, {"1", "9.5"})));
+  EXPECT_TRUE(Matches(Where("amount", kGt, {"-1"})));
   // Past the precision of a double, still exact.
   deal_.set_amount("1234567890123.000001");
-  EXPECT_TRUE(Matches(Cond("amount", kGt, {"1234567890123"})));
-  EXPECT_FALSE(Matches(Cond("amount", kEq, {"1234567890123"})));
+  EXPECT_TRUE(Matches(Where("amount", kGt, {"1234567890123"})));
+  EXPECT_FALSE(Matches(Where("amount", kEq, {"1234567890123"})));
   // The currency does not take part.
   deal_.set_currency("JPY");
-  EXPECT_TRUE(Matches(Cond("amount", kGe, {"1234567890123.000001"})));
+  EXPECT_TRUE(Matches(Where("amount", kGe, {"1234567890123.000001"})));
   // tax_amount is empty until computed: zero.
-  EXPECT_TRUE(Matches(Cond("tax_amount", kEq, {"0"})));
+  EXPECT_TRUE(Matches(Where("tax_amount", kEq, {"0"})));
   deal_.set_tax_amount("2.10");
-  EXPECT_TRUE(Matches(Cond("tax_amount", kEq, {"2.1"})));
+  EXPECT_TRUE(Matches(Where("tax_amount", kEq, {"2.1"})));
 }
 
 TEST_F(DealQueryTest, TextEqualityAndContainsIgnoreCaseAndAccents) {
-  EXPECT_TRUE(Matches(Cond("title", kEq, {"grande negocio"})));
-  EXPECT_TRUE(Matches(Cond("title", kEq, {"GRANDE NEGÓCIO"})));
-  EXPECT_FALSE(Matches(Cond("title", kEq, {"grande"})));
-  EXPECT_TRUE(Matches(Cond("title", kNe, {"grande"})));
-  EXPECT_TRUE(Matches(Cond("title", kContains, {"negocio"})));
-  EXPECT_TRUE(Matches(Cond("title", kContains, {"NEGÓ"})));
-  EXPECT_FALSE(Matches(Cond("title", kContains, {"negocios"})));
-  EXPECT_TRUE(Matches(Cond("comments", kContains, {"discount"})));
-  EXPECT_TRUE(Matches(Cond("source", kContains, {"FORM"})));
-  EXPECT_TRUE(Matches(Cond("currency", kEq, {"eur"})));
-  EXPECT_TRUE(Matches(Cond("currency", kContains, {"U"})));
-  EXPECT_TRUE(Matches(Cond("currency", kIn, {"usd", "Eur"})));
-  EXPECT_TRUE(Matches(Cond("currency", kNotIn, {"usd"})));
+  EXPECT_TRUE(Matches(Where("title", kEq, {"grande negocio"})));
+  EXPECT_TRUE(Matches(Where("title", kEq, {"GRANDE NEGÓCIO"})));
+  EXPECT_FALSE(Matches(Where("title", kEq, {"grande"})));
+  EXPECT_TRUE(Matches(Where("title", kNe, {"grande"})));
+  EXPECT_TRUE(Matches(Where("title", kContains, {"negocio"})));
+  EXPECT_TRUE(Matches(Where("title", kContains, {"NEGÓ"})));
+  EXPECT_FALSE(Matches(Where("title", kContains, {"negocios"})));
+  EXPECT_TRUE(Matches(Where("comments", kContains, {"discount"})));
+  EXPECT_TRUE(Matches(Where("source", kContains, {"FORM"})));
+  EXPECT_TRUE(Matches(Where("currency", kEq, {"eur"})));
+  EXPECT_TRUE(Matches(Where("currency", kContains, {"U"})));
+  EXPECT_TRUE(Matches(Where("currency", kIn, {"usd", "Eur"})));
+  EXPECT_TRUE(Matches(Where("currency", kNotIn, {"usd"})));
   // Order is the folded order: "grande negocio" < "h".
-  EXPECT_TRUE(Matches(Cond("title", kLt, {"H"})));
-  EXPECT_TRUE(Matches(Cond("title", kGt, {"GRANDE"})));
-  EXPECT_TRUE(Matches(Cond("title", kGe, {"Grande Negocio"})));
-  EXPECT_TRUE(Matches(Cond("title", kLe, {"grande negócio"})));
+  EXPECT_TRUE(Matches(Where("title", kLt, {"H"})));
+  EXPECT_TRUE(Matches(Where("title", kGt, {"GRANDE"})));
+  EXPECT_TRUE(Matches(Where("title", kGe, {"Grande Negocio"})));
+  EXPECT_TRUE(Matches(Where("title", kLe, {"grande negócio"})));
 }
 
 TEST_F(DealQueryTest, StageIdIsExact) {
-  EXPECT_TRUE(Matches(Cond("stage_id", kEq, {"NEW"})));
-  EXPECT_FALSE(Matches(Cond("stage_id", kEq, {"new"})));
-  EXPECT_TRUE(Matches(Cond("stage_id", kIn, {"WON", "NEW"})));
-  EXPECT_TRUE(Matches(Cond("stage_id", kNotIn, {"WON"})));
-  EXPECT_TRUE(Matches(Cond("stage_id", kNe, {"WON"})));
+  EXPECT_TRUE(Matches(Where("stage_id", kEq, {"NEW"})));
+  EXPECT_FALSE(Matches(Where("stage_id", kEq, {"new"})));
+  EXPECT_TRUE(Matches(Where("stage_id", kIn, {"WON", "NEW"})));
+  EXPECT_TRUE(Matches(Where("stage_id", kNotIn, {"WON"})));
+  EXPECT_TRUE(Matches(Where("stage_id", kNe, {"WON"})));
 }
 
 TEST_F(DealQueryTest, StageSemanticsByEitherName) {
-  EXPECT_TRUE(Matches(Cond("stage_semantics", kEq, {"PROCESS"})));
+  EXPECT_TRUE(Matches(Where("stage_semantics", kEq, {"PROCESS"})));
   EXPECT_TRUE(
-      Matches(Cond("stage_semantics", kEq, {"STAGE_SEMANTICS_PROCESS"})));
-  EXPECT_FALSE(Matches(Cond("stage_semantics", kEq, {"SUCCESS"})));
-  EXPECT_TRUE(Matches(Cond("stage_semantics", kIn, {"SUCCESS", "PROCESS"})));
-  EXPECT_TRUE(Matches(Cond("stage_semantics", kNotIn, {"SUCCESS", "FAILURE"})));
-  EXPECT_TRUE(Matches(Cond("stage_semantics", kLt, {"SUCCESS"})));
+      Matches(Where("stage_semantics", kEq, {"STAGE_SEMANTICS_PROCESS"})));
+  EXPECT_FALSE(Matches(Where("stage_semantics", kEq, {"SUCCESS"})));
+  EXPECT_TRUE(Matches(Where("stage_semantics", kIn, {"SUCCESS", "PROCESS"})));
+  EXPECT_TRUE(
+      Matches(Where("stage_semantics", kNotIn, {"SUCCESS", "FAILURE"})));
+  EXPECT_TRUE(Matches(Where("stage_semantics", kLt, {"SUCCESS"})));
   EXPECT_THAT(
-      Compile(Cond("stage_semantics", kEq, {"WON"})),
+      Compile(Where("stage_semantics", kEq, {"WON"})),
       StatusIs(kInvalid, HasSubstr("filter.condition.values[0]: "
                                    "\"WON\" is not a stage semantics")));
-  EXPECT_THAT(Compile(Cond("stage_semantics", kEq, {"UNSPECIFIED"})),
+  EXPECT_THAT(Compile(Where("stage_semantics", kEq, {"UNSPECIFIED"})),
               StatusIs(kInvalid));
 }
 
 TEST_F(DealQueryTest, Booleans) {
-  EXPECT_TRUE(Matches(Cond("closed", kEq, {"false"})));
-  EXPECT_TRUE(Matches(Cond("closed", kNe, {"true"})));
-  EXPECT_TRUE(Matches(Cond("manual_amount", kEq, {"false"})));
+  EXPECT_TRUE(Matches(Where("closed", kEq, {"false"})));
+  EXPECT_TRUE(Matches(Where("closed", kNe, {"true"})));
+  EXPECT_TRUE(Matches(Where("manual_amount", kEq, {"false"})));
   // opened is unset in the sample: it counts as true.
   ASSERT_FALSE(deal_.has_opened());
-  EXPECT_TRUE(Matches(Cond("opened", kEq, {"true"})));
-  EXPECT_FALSE(Matches(Cond("opened", kNe, {"true"})));
+  EXPECT_TRUE(Matches(Where("opened", kEq, {"true"})));
+  EXPECT_FALSE(Matches(Where("opened", kNe, {"true"})));
   deal_.set_opened(false);
-  EXPECT_TRUE(Matches(Cond("opened", kEq, {"false"})));
-  EXPECT_THAT(Compile(Cond("closed", kEq, {"yes"})),
+  EXPECT_TRUE(Matches(Where("opened", kEq, {"false"})));
+  EXPECT_THAT(Compile(Where("closed", kEq, {"yes"})),
               StatusIs(kInvalid, HasSubstr("\"yes\" is not true or false")));
 }
 
 TEST_F(DealQueryTest, RepeatedIdsMatchAnyOrNone) {
-  EXPECT_TRUE(Matches(Cond("contact_ids", kEq, {"42"})));
-  EXPECT_FALSE(Matches(Cond("contact_ids", kEq, {"43"})));
-  EXPECT_TRUE(Matches(Cond("contact_ids", kIn, {"1", "41"})));
-  EXPECT_FALSE(Matches(Cond("contact_ids", kIn, {"1", "2"})));
-  EXPECT_FALSE(Matches(Cond("contact_ids", kNe, {"41"})));
-  EXPECT_TRUE(Matches(Cond("contact_ids", kNe, {"43"})));
-  EXPECT_FALSE(Matches(Cond("contact_ids", kNotIn, {"1", "42"})));
-  EXPECT_TRUE(Matches(Cond("contact_ids", kNotIn, {"1", "2"})));
+  EXPECT_TRUE(Matches(Where("contact_ids", kEq, {"42"})));
+  EXPECT_FALSE(Matches(Where("contact_ids", kEq, {"43"})));
+  EXPECT_TRUE(Matches(Where("contact_ids", kIn, {"1", "41"})));
+  EXPECT_FALSE(Matches(Where("contact_ids", kIn, {"1", "2"})));
+  EXPECT_FALSE(Matches(Where("contact_ids", kNe, {"41"})));
+  EXPECT_TRUE(Matches(Where("contact_ids", kNe, {"43"})));
+  EXPECT_FALSE(Matches(Where("contact_ids", kNotIn, {"1", "42"})));
+  EXPECT_TRUE(Matches(Where("contact_ids", kNotIn, {"1", "2"})));
   // No observers: nothing equals, everything differs.
-  EXPECT_FALSE(Matches(Cond("observer_ids", kEq, {"7"})));
-  EXPECT_TRUE(Matches(Cond("observer_ids", kNe, {"7"})));
-  EXPECT_TRUE(Matches(Cond("observer_ids", kNotIn, {"7"})));
+  EXPECT_FALSE(Matches(Where("observer_ids", kEq, {"7"})));
+  EXPECT_TRUE(Matches(Where("observer_ids", kNe, {"7"})));
+  EXPECT_TRUE(Matches(Where("observer_ids", kNotIn, {"7"})));
   deal_.add_observer_ids(7);
-  EXPECT_TRUE(Matches(Cond("observer_ids", kIn, {"7"})));
+  EXPECT_TRUE(Matches(Where("observer_ids", kIn, {"7"})));
 }
 
 TEST_F(DealQueryTest, Dates) {
-  EXPECT_TRUE(Matches(Cond("close_date", kEq, {"2026-01-12"})));
-  EXPECT_TRUE(Matches(Cond("close_date", kGt, {"2026-01-11"})));
-  EXPECT_FALSE(Matches(Cond("close_date", kGt, {"2026-01-12"})));
-  EXPECT_TRUE(Matches(Cond("close_date", kGe, {"2026-01-12"})));
-  EXPECT_TRUE(Matches(Cond("close_date", kLt, {"2026-02-01"})));
-  EXPECT_TRUE(Matches(Cond("close_date", kLe, {"2026-01-12"})));
-  EXPECT_TRUE(Matches(Cond("begin_date", kLt, {"2026-01-06"})));
-  EXPECT_TRUE(Matches(Cond("begin_date", kIn, {"2026-01-05", "2026-01-06"})));
-  EXPECT_TRUE(Matches(Cond("begin_date", kNotIn, {"2026-01-06"})));
+  EXPECT_TRUE(Matches(Where("close_date", kEq, {"2026-01-12"})));
+  EXPECT_TRUE(Matches(Where("close_date", kGt, {"2026-01-11"})));
+  EXPECT_FALSE(Matches(Where("close_date", kGt, {"2026-01-12"})));
+  EXPECT_TRUE(Matches(Where("close_date", kGe, {"2026-01-12"})));
+  EXPECT_TRUE(Matches(Where("close_date", kLt, {"2026-02-01"})));
+  EXPECT_TRUE(Matches(Where("close_date", kLe, {"2026-01-12"})));
+  EXPECT_TRUE(Matches(Where("begin_date", kLt, {"2026-01-06"})));
+  EXPECT_TRUE(Matches(Where("begin_date", kIn, {"2026-01-05", "2026-01-06"})));
+  EXPECT_TRUE(Matches(Where("begin_date", kNotIn, {"2026-01-06"})));
   deal_.clear_close_date();
-  EXPECT_FALSE(Matches(Cond("close_date", kLt, {"2099-01-01"})));
-  EXPECT_TRUE(Matches(Cond("close_date", kNe, {"2026-01-12"})));
+  EXPECT_FALSE(Matches(Where("close_date", kLt, {"2099-01-01"})));
+  EXPECT_TRUE(Matches(Where("close_date", kNe, {"2026-01-12"})));
 }
 
 TEST_F(DealQueryTest, Times) {
   // Created 2026-01-05 09:30 UTC.
-  EXPECT_TRUE(Matches(Cond("create_time", kGe, {"2026-01-05"})));
-  EXPECT_FALSE(Matches(Cond("create_time", kGe, {"2026-01-06"})));
-  EXPECT_TRUE(Matches(Cond("create_time", kLt, {"2026-01-06"})));
-  EXPECT_TRUE(Matches(Cond("create_time", kEq, {"2026-01-05T09:30:00Z"})));
-  EXPECT_TRUE(Matches(Cond("create_time", kEq, {"2026-01-05T11:30:00+02:00"})));
-  EXPECT_TRUE(Matches(Cond("create_time", kGt, {"2026-01-05T09:29:59Z"})));
+  EXPECT_TRUE(Matches(Where("create_time", kGe, {"2026-01-05"})));
+  EXPECT_FALSE(Matches(Where("create_time", kGe, {"2026-01-06"})));
+  EXPECT_TRUE(Matches(Where("create_time", kLt, {"2026-01-06"})));
+  EXPECT_TRUE(Matches(Where("create_time", kEq, {"2026-01-05T09:30:00Z"})));
+  EXPECT_TRUE(
+      Matches(Where("create_time", kEq, {"2026-01-05T11:30:00+02:00"})));
+  EXPECT_TRUE(Matches(Where("create_time", kGt, {"2026-01-05T09:29:59Z"})));
   EXPECT_FALSE(
-      Matches(Cond("create_time", kGt, {"2026-01-05T09:30:00.000001Z"})));
-  EXPECT_TRUE(Matches(Cond("create_time", kLe, {"2026-01-05T09:30:00Z"})));
+      Matches(Where("create_time", kGt, {"2026-01-05T09:30:00.000001Z"})));
+  EXPECT_TRUE(Matches(Where("create_time", kLe, {"2026-01-05T09:30:00Z"})));
   // Nanoseconds take part.
   deal_.mutable_create_time()->set_nanos(500);
-  EXPECT_TRUE(Matches(Cond("create_time", kGt, {"2026-01-05T09:30:00Z"})));
+  EXPECT_TRUE(Matches(Where("create_time", kGt, {"2026-01-05T09:30:00Z"})));
   // Unset times have no value.
-  EXPECT_FALSE(Matches(Cond("move_time", kLt, {"2999-01-01"})));
-  EXPECT_TRUE(Matches(Cond("update_time", kNe, {"2026-01-05"})));
-  EXPECT_THAT(Compile(Cond("create_time", kGe, {"yesterday"})),
+  EXPECT_FALSE(Matches(Where("move_time", kLt, {"2999-01-01"})));
+  EXPECT_TRUE(Matches(Where("update_time", kNe, {"2026-01-05"})));
+  EXPECT_THAT(Compile(Where("create_time", kGe, {"yesterday"})),
               StatusIs(kInvalid, HasSubstr("\"yesterday\" is not a time")));
 }
 
@@ -389,60 +370,60 @@ TEST_F(DealQueryTest, CustomScalarFields) {
   SetCustom(&deal_, "UF_CRM_TEXT", {"Preço Especial"});
   SetCustom(&deal_, "UF_CRM_SITE", {"https://Example.com/Offer"});
 
-  EXPECT_TRUE(Matches(Cond("UF_CRM_COUNT", kEq, {"5"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_COUNT", kLt, {"10"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_COUNT", kNotIn, {"4", "6"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_RATIO", kLt, {"10"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_RATIO", kGt, {"-2.5"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_RATIO", kEq, {"1.50"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_FLAG", kEq, {"true"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_FLAG", kNe, {"false"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_DAY", kGe, {"2026-03-01"})));
-  EXPECT_FALSE(Matches(Cond("UF_CRM_DAY", kGt, {"2026-03-01"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_COUNT", kEq, {"5"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_COUNT", kLt, {"10"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_COUNT", kNotIn, {"4", "6"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_RATIO", kLt, {"10"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_RATIO", kGt, {"-2.5"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_RATIO", kEq, {"1.50"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_FLAG", kEq, {"true"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_FLAG", kNe, {"false"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_DAY", kGe, {"2026-03-01"})));
+  EXPECT_FALSE(Matches(Where("UF_CRM_DAY", kGt, {"2026-03-01"})));
   // 13:00+02:00 is 11:00 UTC.
-  EXPECT_TRUE(Matches(Cond("UF_CRM_AT", kEq, {"2026-03-01T11:00:00Z"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_AT", kGt, {"2026-03-01"})));
-  EXPECT_FALSE(Matches(Cond("UF_CRM_AT", kGt, {"2026-03-01T11:30:00Z"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_AT", kEq, {"2026-03-01T11:00:00Z"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_AT", kGt, {"2026-03-01"})));
+  EXPECT_FALSE(Matches(Where("UF_CRM_AT", kGt, {"2026-03-01T11:30:00Z"})));
   // Money compares by amount; "9.5" < "12.5" < "100".
-  EXPECT_TRUE(Matches(Cond("UF_CRM_PRICE", kGt, {"9.5"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_PRICE", kLt, {"100"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_PRICE", kEq, {"12.5"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_PRICE", kEq, {"12.5|USD"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_OWNER", kIn, {"8", "9"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_OWNER", kGt, {"8"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_KIND", kEq, {"12"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_KIND", kNotIn, {"11", "13"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_TEXT", kContains, {"preco"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_TEXT", kEq, {"PREÇO ESPECIAL"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_SITE", kContains, {"example.com"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_PRICE", kGt, {"9.5"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_PRICE", kLt, {"100"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_PRICE", kEq, {"12.5"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_PRICE", kEq, {"12.5|USD"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_OWNER", kIn, {"8", "9"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_OWNER", kGt, {"8"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_KIND", kEq, {"12"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_KIND", kNotIn, {"11", "13"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_TEXT", kContains, {"preco"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_TEXT", kEq, {"PREÇO ESPECIAL"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_SITE", kContains, {"example.com"})));
   // An absent custom field has no value.
   deal_.mutable_custom_fields()->erase("UF_CRM_COUNT");
-  EXPECT_FALSE(Matches(Cond("UF_CRM_COUNT", kGe, {"-1000"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_COUNT", kNe, {"5"})));
+  EXPECT_FALSE(Matches(Where("UF_CRM_COUNT", kGe, {"-1000"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_COUNT", kNe, {"5"})));
 }
 
 TEST_F(DealQueryTest, MultipleCustomFieldsMatchAnyValue) {
   SetCustom(&deal_, "UF_CRM_TAGS", {"21", "23"});
   SetCustom(&deal_, "UF_CRM_NUMS", {"3", "30"});
   SetCustom(&deal_, "UF_CRM_NOTES", {"Alpha", "Bêta"});
-  EXPECT_TRUE(Matches(Cond("UF_CRM_TAGS", kEq, {"23"})));
-  EXPECT_FALSE(Matches(Cond("UF_CRM_TAGS", kEq, {"22"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_TAGS", kIn, {"22", "21"})));
-  EXPECT_FALSE(Matches(Cond("UF_CRM_TAGS", kNe, {"21"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_TAGS", kNe, {"22"})));
-  EXPECT_FALSE(Matches(Cond("UF_CRM_TAGS", kNotIn, {"22", "23"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_NUMS", kGt, {"20"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_NUMS", kLt, {"4"})));
-  EXPECT_FALSE(Matches(Cond("UF_CRM_NUMS", kGt, {"30"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_NOTES", kContains, {"beta"})));
-  EXPECT_TRUE(Matches(Cond("UF_CRM_NOTES", kEq, {"ALPHA"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_TAGS", kEq, {"23"})));
+  EXPECT_FALSE(Matches(Where("UF_CRM_TAGS", kEq, {"22"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_TAGS", kIn, {"22", "21"})));
+  EXPECT_FALSE(Matches(Where("UF_CRM_TAGS", kNe, {"21"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_TAGS", kNe, {"22"})));
+  EXPECT_FALSE(Matches(Where("UF_CRM_TAGS", kNotIn, {"22", "23"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_NUMS", kGt, {"20"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_NUMS", kLt, {"4"})));
+  EXPECT_FALSE(Matches(Where("UF_CRM_NUMS", kGt, {"30"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_NOTES", kContains, {"beta"})));
+  EXPECT_TRUE(Matches(Where("UF_CRM_NOTES", kEq, {"ALPHA"})));
 }
 
 // ---- Groups ----
 
 TEST_F(DealQueryTest, AndOrGroupsNest) {
-  const v1::Filter yes = Cond("assignee_id", kEq, {"7"});
-  const v1::Filter no = Cond("assignee_id", kEq, {"8"});
+  const v1::Filter yes = Where("assignee_id", kEq, {"7"});
+  const v1::Filter no = Where("assignee_id", kEq, {"8"});
   EXPECT_TRUE(Matches(And({yes, yes})));
   EXPECT_FALSE(Matches(And({yes, no})));
   EXPECT_TRUE(Matches(Or({no, yes})));
@@ -451,10 +432,10 @@ TEST_F(DealQueryTest, AndOrGroupsNest) {
   EXPECT_FALSE(Matches(Group(v1::FilterGroup::OP_UNSPECIFIED, {yes, no})));
   // (amount > 5 AND (stage WON OR title contains "negocio")) OR closed
   const v1::Filter nested =
-      Or({And({Cond("amount", kGt, {"5"}),
-               Or({Cond("stage_id", kEq, {"WON"}),
-                   Cond("title", kContains, {"negocio"})})}),
-          Cond("closed", kEq, {"true"})});
+      Or({And({Where("amount", kGt, {"5"}),
+               Or({Where("stage_id", kEq, {"WON"}),
+                   Where("title", kContains, {"negocio"})})}),
+          Where("closed", kEq, {"true"})});
   EXPECT_TRUE(Matches(nested));
   deal_.set_title("Other");
   EXPECT_FALSE(Matches(nested));
@@ -466,95 +447,96 @@ TEST_F(DealQueryTest, AndOrGroupsNest) {
 
 TEST_F(DealQueryTest, UnknownField) {
   EXPECT_THAT(
-      Compile(Cond("foo", kEq, {"1"})),
+      Compile(Where("foo", kEq, {"1"})),
       StatusIs(kInvalid, "filter.condition.field: unknown field \"foo\""));
-  EXPECT_THAT(Compile(And({Cond("title", kEq, {"x"}),
-                           Cond("UF_CRM_NOPE", kEq, {"1"})})),
+  EXPECT_THAT(Compile(And({Where("title", kEq, {"x"}),
+                           Where("UF_CRM_NOPE", kEq, {"1"})})),
               StatusIs(kInvalid, HasSubstr("filter.group.filters[1].condition."
                                            "field: unknown field "
                                            "\"UF_CRM_NOPE\"")));
   // Not filterable Deal fields are unknown too.
-  EXPECT_THAT(Compile(Cond("etag", kEq, {"1"})),
+  EXPECT_THAT(Compile(Where("etag", kEq, {"1"})),
               StatusIs(kInvalid, HasSubstr("unknown field \"etag\"")));
 }
 
 TEST_F(DealQueryTest, BadValuesNameTheirIndex) {
-  EXPECT_THAT(Compile(And({Cond("title", kEq, {"x"}), Cond("title", kEq, {"y"}),
-                           Cond("amount", kEq, {"abc"})})),
-              StatusIs(kInvalid,
-                       HasSubstr("filter.group.filters[2].condition.values[0]: "
-                                 "\"abc\" is not a number")));
-  EXPECT_THAT(Compile(Cond("assignee_id", kIn, {"1", "2", "x"})),
+  EXPECT_THAT(
+      Compile(And({Where("title", kEq, {"x"}), Where("title", kEq, {"y"}),
+                   Where("amount", kEq, {"abc"})})),
+      StatusIs(kInvalid,
+               HasSubstr("filter.group.filters[2].condition.values[0]: "
+                         "\"abc\" is not a number")));
+  EXPECT_THAT(Compile(Where("assignee_id", kIn, {"1", "2", "x"})),
               StatusIs(kInvalid, HasSubstr("filter.condition.values[2]: \"x\" "
                                            "is not a number")));
-  EXPECT_THAT(Compile(Cond("amount", kEq, {"1.0000001"})),
+  EXPECT_THAT(Compile(Where("amount", kEq, {"1.0000001"})),
               StatusIs(kInvalid, HasSubstr("values[0]")));
-  EXPECT_THAT(Compile(Cond("UF_CRM_RATIO", kEq, {"nan"})),
+  EXPECT_THAT(Compile(Where("UF_CRM_RATIO", kEq, {"nan"})),
               StatusIs(kInvalid, HasSubstr("is not a number")));
-  EXPECT_THAT(Compile(Cond("close_date", kEq, {"2026-02-30"})),
+  EXPECT_THAT(Compile(Where("close_date", kEq, {"2026-02-30"})),
               StatusIs(kInvalid, HasSubstr("filter.condition.values[0]: "
                                            "\"2026-02-30\" is not a date")));
-  EXPECT_THAT(Compile(Cond("UF_CRM_DAY", kEq, {"26-01-01"})),
+  EXPECT_THAT(Compile(Where("UF_CRM_DAY", kEq, {"26-01-01"})),
               StatusIs(kInvalid, HasSubstr("is not a date")));
-  EXPECT_THAT(Compile(Cond("UF_CRM_KIND", kEq, {"99"})),
+  EXPECT_THAT(Compile(Where("UF_CRM_KIND", kEq, {"99"})),
               StatusIs(kInvalid, HasSubstr("filter.condition.values[0]: 99 is "
                                            "not an option of UF_CRM_KIND")));
-  EXPECT_THAT(Compile(Cond("UF_CRM_PRICE", kEq, {"1|usd"})),
+  EXPECT_THAT(Compile(Where("UF_CRM_PRICE", kEq, {"1|usd"})),
               StatusIs(kInvalid, HasSubstr("filter.condition.values[0]")));
 }
 
 TEST_F(DealQueryTest, OperatorsNotAllowedForTheType) {
-  EXPECT_THAT(Compile(Cond("amount", kContains, {"1"})),
+  EXPECT_THAT(Compile(Where("amount", kContains, {"1"})),
               StatusIs(kInvalid, HasSubstr("filter.condition.op: "
                                            "OPERATOR_CONTAINS is not allowed "
                                            "on amount")));
   EXPECT_THAT(
-      Compile(Or({Cond("title", kEq, {"x"}), Cond("closed", kGt, {"true"})})),
+      Compile(Or({Where("title", kEq, {"x"}), Where("closed", kGt, {"true"})})),
       StatusIs(kInvalid, HasSubstr("filter.group.filters[1].condition."
                                    "op: OPERATOR_GT is not allowed on "
                                    "closed")));
-  EXPECT_THAT(Compile(Cond("opened", kIn, {"true"})), StatusIs(kInvalid));
-  EXPECT_THAT(Compile(Cond("contact_ids", kGt, {"1"})),
+  EXPECT_THAT(Compile(Where("opened", kIn, {"true"})), StatusIs(kInvalid));
+  EXPECT_THAT(Compile(Where("contact_ids", kGt, {"1"})),
               StatusIs(kInvalid, HasSubstr("not allowed on contact_ids")));
-  EXPECT_THAT(Compile(Cond("UF_CRM_KIND", kLt, {"11"})),
+  EXPECT_THAT(Compile(Where("UF_CRM_KIND", kLt, {"11"})),
               StatusIs(kInvalid, HasSubstr("not allowed on UF_CRM_KIND")));
-  EXPECT_THAT(Compile(Cond("stage_id", kContains, {"NEW"})),
+  EXPECT_THAT(Compile(Where("stage_id", kContains, {"NEW"})),
               StatusIs(kInvalid));
-  EXPECT_THAT(Compile(Cond("close_date", kContains, {"2026"})),
+  EXPECT_THAT(Compile(Where("close_date", kContains, {"2026"})),
               StatusIs(kInvalid));
-  EXPECT_THAT(Compile(Cond("UF_CRM_COUNT", kContains, {"1"})),
+  EXPECT_THAT(Compile(Where("UF_CRM_COUNT", kContains, {"1"})),
               StatusIs(kInvalid));
   EXPECT_THAT(
-      Compile(Cond("title", v1::Condition::OPERATOR_UNSPECIFIED, {"x"})),
+      Compile(Where("title", v1::Condition::OPERATOR_UNSPECIFIED, {"x"})),
       StatusIs(kInvalid, "filter.condition.op: an operator is required"));
   EXPECT_THAT(
-      Compile(Cond("title", static_cast<v1::Condition::Operator>(77), {"x"})),
+      Compile(Where("title", static_cast<v1::Condition::Operator>(77), {"x"})),
       StatusIs(kInvalid, HasSubstr("filter.condition.op: unknown operator")));
 }
 
 TEST_F(DealQueryTest, ValueCounts) {
-  EXPECT_THAT(Compile(Cond("title", kEq, {})),
+  EXPECT_THAT(Compile(Where("title", kEq, {})),
               StatusIs(kInvalid, HasSubstr("filter.condition.values: "
                                            "OPERATOR_EQ takes exactly one "
                                            "value, got 0")));
-  EXPECT_THAT(Compile(Cond("amount", kGt, {"1", "2"})),
+  EXPECT_THAT(Compile(Where("amount", kGt, {"1", "2"})),
               StatusIs(kInvalid, HasSubstr("exactly one value, got 2")));
-  EXPECT_THAT(Compile(Cond("stage_id", kIn, {})),
+  EXPECT_THAT(Compile(Where("stage_id", kIn, {})),
               StatusIs(kInvalid, HasSubstr("filter.condition.values: "
                                            "OPERATOR_IN takes at least one")));
-  EXPECT_THAT(Compile(Cond("stage_id", kNotIn, {})), StatusIs(kInvalid));
+  EXPECT_THAT(Compile(Where("stage_id", kNotIn, {})), StatusIs(kInvalid));
   std::vector<std::string> many;
   for (int i = 0; i < kMaxConditionValues; ++i) many.push_back(absl::StrCat(i));
-  EXPECT_THAT(Compile(Cond("assignee_id", kIn, many)), IsOk());
+  EXPECT_THAT(Compile(Where("assignee_id", kIn, many)), IsOk());
   many.push_back("1000");
-  EXPECT_THAT(Compile(Cond("assignee_id", kIn, many)),
+  EXPECT_THAT(Compile(Where("assignee_id", kIn, many)),
               StatusIs(kInvalid, HasSubstr("filter.condition.values: at most "
                                            "1000 values")));
 }
 
 TEST_F(DealQueryTest, NestingDepthIsLimited) {
   auto nest = [](int groups) {
-    v1::Filter filter = Cond("assignee_id", kEq, {"7"});
+    v1::Filter filter = Where("assignee_id", kEq, {"7"});
     for (int i = 0; i < groups; ++i) filter = And({filter});
     return filter;
   };
@@ -569,12 +551,12 @@ TEST_F(DealQueryTest, NestingDepthIsLimited) {
 
 TEST_F(DealQueryTest, ConditionCountIsLimited) {
   std::vector<v1::Filter> conditions(kMaxFilterConditions,
-                                     Cond("assignee_id", kNe, {"1"}));
+                                     Where("assignee_id", kNe, {"1"}));
   // 200 conditions spread over two nested groups are fine.
   std::vector<v1::Filter> half(conditions.begin(), conditions.begin() + 100);
   EXPECT_TRUE(Matches(And({And(half), Or(half)})));
   EXPECT_TRUE(Matches(And(conditions)));
-  conditions.push_back(Cond("assignee_id", kNe, {"1"}));
+  conditions.push_back(Where("assignee_id", kNe, {"1"}));
   EXPECT_THAT(Compile(And(conditions)),
               StatusIs(kInvalid, HasSubstr("filter.group.filters[200]."
                                            "condition: a filter holds at "
@@ -582,7 +564,7 @@ TEST_F(DealQueryTest, ConditionCountIsLimited) {
 }
 
 TEST_F(DealQueryTest, NestedFilterNeedsConditionOrGroup) {
-  EXPECT_THAT(Compile(And({Cond("title", kEq, {"x"}), v1::Filter()})),
+  EXPECT_THAT(Compile(And({Where("title", kEq, {"x"}), v1::Filter()})),
               StatusIs(kInvalid,
                        "filter.group.filters[1]: a filter needs a "
                        "condition or a group"));
@@ -593,12 +575,12 @@ TEST_F(DealQueryTest, NestedFilterNeedsConditionOrGroup) {
 TEST_F(DealQueryTest, HintsFromTopLevelAnd) {
   ASSERT_OK_AND_ASSIGN(
       CompiledFilter filter,
-      Compile(And({Cond("pipeline_id", kEq, {"3"}),
-                   Cond("stage_id", kIn, {"C3:WON", "C3:NEW", "C3:WON"}),
-                   Cond("assignee_id", kIn, {"9", "7", "9"}),
-                   Cond("close_date", kGe, {"2026-01-01"}),
-                   Cond("close_date", kLt, {"2026-02-01"}),
-                   Cond("title", kContains, {"x"})})));
+      Compile(And({Where("pipeline_id", kEq, {"3"}),
+                   Where("stage_id", kIn, {"C3:WON", "C3:NEW", "C3:WON"}),
+                   Where("assignee_id", kIn, {"9", "7", "9"}),
+                   Where("close_date", kGe, {"2026-01-01"}),
+                   Where("close_date", kLt, {"2026-02-01"}),
+                   Where("title", kContains, {"x"})})));
   EXPECT_THAT(filter.pipeline_id(), Optional(3));
   EXPECT_THAT(filter.stage_ids(), Optional(ElementsAre("C3:NEW", "C3:WON")));
   EXPECT_THAT(filter.assignee_ids(), Optional(ElementsAre(7, 9)));
@@ -608,32 +590,32 @@ TEST_F(DealQueryTest, HintsFromTopLevelAnd) {
 
 TEST_F(DealQueryTest, HintsFromALoneCondition) {
   ASSERT_OK_AND_ASSIGN(CompiledFilter stage,
-                       Compile(Cond("stage_id", kEq, {"NEW"})));
+                       Compile(Where("stage_id", kEq, {"NEW"})));
   EXPECT_THAT(stage.stage_ids(), Optional(ElementsAre("NEW")));
   EXPECT_EQ(stage.pipeline_id(), std::nullopt);
   ASSERT_OK_AND_ASSIGN(CompiledFilter day,
-                       Compile(Cond("close_date", kEq, {"2026-01-12"})));
+                       Compile(Where("close_date", kEq, {"2026-01-12"})));
   EXPECT_THAT(day.close_date_range(),
               Optional(Pair("2026-01-12", "2026-01-12")));
   ASSERT_OK_AND_ASSIGN(CompiledFilter after,
-                       Compile(Cond("close_date", kGt, {"2026-12-31"})));
+                       Compile(Where("close_date", kGt, {"2026-12-31"})));
   EXPECT_THAT(after.close_date_range(), Optional(Pair("2027-01-01", "")));
   ASSERT_OK_AND_ASSIGN(CompiledFilter until,
-                       Compile(Cond("close_date", kLe, {"2026-03-01"})));
+                       Compile(Where("close_date", kLe, {"2026-03-01"})));
   EXPECT_THAT(until.close_date_range(), Optional(Pair("", "2026-03-01")));
 }
 
 TEST_F(DealQueryTest, HintsIntersectAndIgnoreWhatCannotNarrow) {
   ASSERT_OK_AND_ASSIGN(
       CompiledFilter filter,
-      Compile(
-          And({Cond("stage_id", kIn, {"NEW", "WORK", "WON"}),
-               And({Cond("stage_id", kIn, {"WORK", "WON", "LOSE"}),
-                    Cond("close_date", kGt, {"2026-01-10"})}),
-               Cond("close_date", kLe, {"2026-01-20"}),
-               Cond("close_date", kGe, {"2026-01-05"}),
-               Cond("assignee_id", kNe, {"7"}), Cond("pipeline_id", kGt, {"0"}),
-               Cond("close_date", kNe, {"2026-01-15"})})));
+      Compile(And({Where("stage_id", kIn, {"NEW", "WORK", "WON"}),
+                   And({Where("stage_id", kIn, {"WORK", "WON", "LOSE"}),
+                        Where("close_date", kGt, {"2026-01-10"})}),
+                   Where("close_date", kLe, {"2026-01-20"}),
+                   Where("close_date", kGe, {"2026-01-05"}),
+                   Where("assignee_id", kNe, {"7"}),
+                   Where("pipeline_id", kGt, {"0"}),
+                   Where("close_date", kNe, {"2026-01-15"})})));
   EXPECT_THAT(filter.stage_ids(), Optional(ElementsAre("WON", "WORK")));
   EXPECT_EQ(filter.assignee_ids(), std::nullopt);
   EXPECT_EQ(filter.pipeline_id(), std::nullopt);
@@ -641,26 +623,26 @@ TEST_F(DealQueryTest, HintsIntersectAndIgnoreWhatCannotNarrow) {
               Optional(Pair("2026-01-11", "2026-01-20")));
 
   ASSERT_OK_AND_ASSIGN(CompiledFilter disjoint,
-                       Compile(And({Cond("assignee_id", kEq, {"7"}),
-                                    Cond("assignee_id", kEq, {"8"})})));
+                       Compile(And({Where("assignee_id", kEq, {"7"}),
+                                    Where("assignee_id", kEq, {"8"})})));
   EXPECT_THAT(disjoint.assignee_ids(), Optional(ElementsAre()));
 }
 
 TEST_F(DealQueryTest, OrGivesNoHints) {
   ASSERT_OK_AND_ASSIGN(CompiledFilter filter,
-                       Compile(Or({Cond("pipeline_id", kEq, {"3"}),
-                                   Cond("stage_id", kEq, {"NEW"}),
-                                   Cond("assignee_id", kEq, {"7"}),
-                                   Cond("close_date", kEq, {"2026-01-12"})})));
+                       Compile(Or({Where("pipeline_id", kEq, {"3"}),
+                                   Where("stage_id", kEq, {"NEW"}),
+                                   Where("assignee_id", kEq, {"7"}),
+                                   Where("close_date", kEq, {"2026-01-12"})})));
   EXPECT_EQ(filter.pipeline_id(), std::nullopt);
   EXPECT_EQ(filter.stage_ids(), std::nullopt);
   EXPECT_EQ(filter.assignee_ids(), std::nullopt);
   EXPECT_EQ(filter.close_date_range(), std::nullopt);
   // An OR inside an AND does not narrow either, but its siblings do.
   ASSERT_OK_AND_ASSIGN(CompiledFilter mixed,
-                       Compile(And({Cond("pipeline_id", kEq, {"3"}),
-                                    Or({Cond("stage_id", kEq, {"NEW"}),
-                                        Cond("stage_id", kEq, {"WON"})})})));
+                       Compile(And({Where("pipeline_id", kEq, {"3"}),
+                                    Or({Where("stage_id", kEq, {"NEW"}),
+                                        Where("stage_id", kEq, {"WON"})})})));
   EXPECT_THAT(mixed.pipeline_id(), Optional(3));
   EXPECT_EQ(mixed.stage_ids(), std::nullopt);
 }
@@ -673,21 +655,21 @@ TEST_F(DealQueryTest, FingerprintIsCanonical) {
     EXPECT_THAT(compiled, IsOk());
     return compiled.ok() ? compiled->fingerprint() : "";
   };
-  EXPECT_EQ(fingerprint(Cond("amount", kGe, {"10"})),
-            fingerprint(Cond("amount", kGe, {"10.00"})));
-  EXPECT_EQ(fingerprint(Cond("stage_id", kIn, {"A", "B"})),
-            fingerprint(Cond("stage_id", kIn, {"B", "A", "B"})));
-  EXPECT_EQ(fingerprint(Cond("title", kContains, {"Negócio"})),
-            fingerprint(Cond("title", kContains, {"NEGOCIO"})));
-  EXPECT_NE(fingerprint(Cond("amount", kGe, {"10"})),
-            fingerprint(Cond("amount", kGt, {"10"})));
-  EXPECT_NE(fingerprint(Cond("amount", kGe, {"10"})),
-            fingerprint(Cond("tax_amount", kGe, {"10"})));
-  EXPECT_NE(fingerprint(
-                And({Cond("amount", kGe, {"1"}), Cond("amount", kLe, {"2"})})),
-            fingerprint(
-                Or({Cond("amount", kGe, {"1"}), Cond("amount", kLe, {"2"})})));
-  EXPECT_NE(fingerprint(Cond("amount", kGe, {"10"})), "");
+  EXPECT_EQ(fingerprint(Where("amount", kGe, {"10"})),
+            fingerprint(Where("amount", kGe, {"10.00"})));
+  EXPECT_EQ(fingerprint(Where("stage_id", kIn, {"A", "B"})),
+            fingerprint(Where("stage_id", kIn, {"B", "A", "B"})));
+  EXPECT_EQ(fingerprint(Where("title", kContains, {"Negócio"})),
+            fingerprint(Where("title", kContains, {"NEGOCIO"})));
+  EXPECT_NE(fingerprint(Where("amount", kGe, {"10"})),
+            fingerprint(Where("amount", kGt, {"10"})));
+  EXPECT_NE(fingerprint(Where("amount", kGe, {"10"})),
+            fingerprint(Where("tax_amount", kGe, {"10"})));
+  EXPECT_NE(fingerprint(And(
+                {Where("amount", kGe, {"1"}), Where("amount", kLe, {"2"})})),
+            fingerprint(Or(
+                {Where("amount", kGe, {"1"}), Where("amount", kLe, {"2"})})));
+  EXPECT_NE(fingerprint(Where("amount", kGe, {"10"})), "");
 }
 
 // ---- Orderings ----
