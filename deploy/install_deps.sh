@@ -9,7 +9,8 @@ PACKAGES=(
   libabsl-dev librocksdb-dev libicu-dev
   libssl-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-grpcio python3-protobuf
+  libkainjow-mustache-dev
+  python3 python3-grpcio python3-protobuf python3-aiosmtpd
 )
 
 missing=()
