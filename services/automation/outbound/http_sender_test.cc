@@ -1,0 +1,162 @@
+#include "services/automation/outbound/http_sender.h"
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+#include "common/http/http_server.h"
+#include "common/metrics/metrics.h"
+#include "common/status/status_matchers.h"
+#include "services/automation/outbound/signing.h"
+
+namespace crm::automation {
+namespace {
+
+using ::crm::common::HttpServer;
+using ::crm::testing::StatusIs;
+using ::testing::HasSubstr;
+
+std::string Header(const HttpServer::Request& request,
+                   const std::string& name) {
+  auto it = request.headers.find(name);
+  return it == request.headers.end() ? "" : it->second;
+}
+
+class HttpSenderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_.HandlePost("/*", [this](const HttpServer::Request& request) {
+      absl::MutexLock lock(&mu_);
+      requests_.push_back(request);
+      HttpServer::Response response;
+      if (request.path == "/fail") response.status = 500;
+      if (request.path == "/gone") response.status = 410;
+      if (request.path == "/slow") {
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+      }
+      response.body = "ack";
+      return response;
+    });
+    ASSERT_OK_AND_ASSIGN(port_, server_.Start("127.0.0.1", 0));
+  }
+
+  std::string Url(const std::string& path) const {
+    return absl::StrCat("http://127.0.0.1:", port_, path);
+  }
+
+  std::vector<HttpServer::Request> Requests() {
+    absl::MutexLock lock(&mu_);
+    return requests_;
+  }
+
+  crm::common::MetricsRegistry registry_;
+  HttpServer server_{registry_};
+  int port_ = 0;
+  absl::Mutex mu_;
+  std::vector<HttpServer::Request> requests_;
+};
+
+TEST_F(HttpSenderTest, PostsSignedJsonWithHeaders) {
+  const std::string body = R"({"deal_id":1025,"title":"Fish & Chips"})";
+  const std::string ts = "1700000000";
+  HttpPost post;
+  post.url = Url("/hooks/crm");
+  post.body = body;
+  post.headers = {{kTimestampHeader, ts},
+                  {kSignatureHeader, SignWebhook("whsec", ts, body)},
+                  {kIdempotencyKeyHeader, "run-42"}};
+  post.timeout = absl::Seconds(2);
+  ASSERT_OK_AND_ASSIGN(HttpResult result, SendHttpPost(post));
+  EXPECT_EQ(result.status_code, 200);
+  EXPECT_EQ(result.body, "ack");
+
+  std::vector<HttpServer::Request> got = Requests();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].path, "/hooks/crm");
+  EXPECT_EQ(got[0].body, body);
+  EXPECT_EQ(Header(got[0], "content-type"), "application/json");
+  EXPECT_EQ(Header(got[0], "idempotency-key"), "run-42");
+  EXPECT_EQ(Header(got[0], "x-crm-timestamp"), ts);
+  EXPECT_TRUE(VerifyWebhookSignature("whsec", Header(got[0], "x-crm-timestamp"),
+                                     got[0].body,
+                                     Header(got[0], "x-crm-signature")));
+  EXPECT_EQ(Header(got[0], "expect"), "");
+}
+
+TEST_F(HttpSenderTest, PostsFormBody) {
+  HttpPost post;
+  post.url = Url("/sms");
+  post.content_type = kFormContentType;
+  post.body = FormEncode({{"to", "+49 151 0000"}, {"text", "Hi & bye"}});
+  post.timeout = absl::Seconds(2);
+  ASSERT_OK_AND_ASSIGN(HttpResult result, SendHttpPost(post));
+  EXPECT_EQ(result.status_code, 200);
+  std::vector<HttpServer::Request> got = Requests();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body, "to=%2B49%20151%200000&text=Hi%20%26%20bye");
+  EXPECT_EQ(Header(got[0], "content-type"),
+            "application/x-www-form-urlencoded");
+}
+
+TEST_F(HttpSenderTest, ClientErrorsAreReturnedAsStatusCodes) {
+  HttpPost post;
+  post.url = Url("/gone");
+  post.timeout = absl::Seconds(2);
+  ASSERT_OK_AND_ASSIGN(HttpResult result, SendHttpPost(post));
+  EXPECT_EQ(result.status_code, 410);
+}
+
+TEST_F(HttpSenderTest, ServerErrorIsUnavailable) {
+  HttpPost post;
+  post.url = Url("/fail");
+  post.timeout = absl::Seconds(2);
+  EXPECT_THAT(SendHttpPost(post),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("500")));
+}
+
+TEST_F(HttpSenderTest, SlowServerIsDeadlineExceeded) {
+  HttpPost post;
+  post.url = Url("/slow");
+  post.timeout = absl::Milliseconds(100);
+  EXPECT_THAT(SendHttpPost(post),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
+TEST_F(HttpSenderTest, ConnectionRefusedIsUnavailable) {
+  server_.Stop();
+  HttpPost post;
+  post.url = Url("/hooks");
+  post.timeout = absl::Seconds(1);
+  EXPECT_THAT(SendHttpPost(post), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST(HttpSenderValidationTest, RejectsBadUrlsAndHeaders) {
+  HttpPost post;
+  post.timeout = absl::Milliseconds(200);
+  for (const char* url : {"", "not a url", "ftp://127.0.0.1/x",
+                          "file:///etc/passwd", "http://", "gopher://x"}) {
+    post.url = url;
+    EXPECT_THAT(SendHttpPost(post),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("url")))
+        << url;
+  }
+  post.url = "http://127.0.0.1:1/x";
+  post.headers = {{"X-Evil", "a\r\nInjected: 1"}};
+  EXPECT_THAT(SendHttpPost(post), StatusIs(absl::StatusCode::kInvalidArgument,
+                                           HasSubstr("header")));
+  post.headers = {{"Bad:Name", "v"}};
+  EXPECT_THAT(SendHttpPost(post), StatusIs(absl::StatusCode::kInvalidArgument));
+  post.headers.clear();
+  post.timeout = absl::ZeroDuration();
+  EXPECT_THAT(SendHttpPost(post), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace crm::automation
