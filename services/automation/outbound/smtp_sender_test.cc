@@ -65,29 +65,33 @@ class SmtpSenderTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new crm::testing::TempDir();
-    port_ = FreePort();
-    const std::string port_text = std::to_string(port_);
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      execl("/usr/bin/python3", "python3", CRM_SMTP_SINK_SCRIPT,
-            port_text.c_str(), dir_->path().c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    std::string ready;
-    while (!ReadFile(dir_->path() + "/ready", &ready) &&
-           std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
+    // The port was free a moment ago; if something took it before the sink
+    // bound it, the sink exits and another port is tried.
+    for (int attempt = 0; attempt < 3 && !started_; ++attempt) {
+      port_ = FreePort();
+      const std::string port_text = std::to_string(port_);
+      pid_ = fork();
+      if (pid_ == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        execl("/usr/bin/python3", "python3", CRM_SMTP_SINK_SCRIPT,
+              port_text.c_str(), dir_->path().c_str(),
+              static_cast<char*>(nullptr));
+        _exit(127);
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      std::string ready;
+      while (!ReadFile(dir_->path() + "/ready", &ready) &&
+             std::chrono::steady_clock::now() < deadline) {
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {
+          pid_ = -1;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      started_ = !ready.empty();
     }
-    started_ = !ready.empty();
   }
 
   static void TearDownTestSuite() {
