@@ -91,23 +91,19 @@ void DealsServiceTest::RestartDeals() {
 }
 
 std::string DealsServiceTest::UserToken(int64_t user_id, bool admin) const {
-  return common::MakeUserToken(kSecret, user_id, admin, absl::Hours(1),
-                               absl::Now());
+  return tokens_.User(user_id, admin);
 }
 
 std::string DealsServiceTest::ServiceToken(const std::string& service) const {
-  return common::MakeServiceToken(kSecret, service, absl::Hours(1),
-                                  absl::Now());
+  return tokens_.Service(service);
 }
 
 std::string DealsServiceTest::ExpiredToken(int64_t user_id) const {
-  return common::MakeUserToken(kSecret, user_id, false, absl::Hours(1),
-                               absl::Now() - absl::Hours(3));
+  return tokens_.Expired(user_id);
 }
 
 std::string DealsServiceTest::WrongSignatureToken(int64_t user_id) const {
-  return common::MakeUserToken("another-secret", user_id, false, absl::Hours(1),
-                               absl::Now());
+  return tokens_.WrongSignature(user_id);
 }
 
 std::unique_ptr<grpc::ClientContext> DealsServiceTest::MakeContext(

@@ -35,6 +35,7 @@
 #include "common/pagination/page_token.h"
 #include "common/status/grpc_status.h"
 #include "common/testing/temp_dir.h"
+#include "common/testing/test_tokens.h"
 #include "services/deals/api/deals_service_impl.h"
 #include "services/deals/clients/grpc_pipeline_client.h"
 #include "services/deals/storage/deal_store.h"
@@ -72,16 +73,7 @@ class DealsServiceTest : public ::testing::Test {
   // token, a garbage token, an expired and a wrongly signed one.
   template <typename Rpcs>
   void ExpectBadTokensRefused(const Rpcs& rpcs) {
-    for (const auto& [name, rpc] : rpcs) {
-      SCOPED_TRACE(name);
-      for (const std::string& token :
-           {std::string(), std::string("garbage"), ExpiredToken(kAdminUserId),
-            WrongSignatureToken(kAdminUserId)}) {
-        const absl::Status status = rpc(token);
-        EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated)
-            << "token \"" << token << "\": " << status;
-      }
-    }
+    crm::testing::ExpectBadTokensRefused(tokens_, kAdminUserId, rpcs);
   }
 
   // "authorization: Bearer <token>" (none when empty), 10 s deadline.
@@ -166,6 +158,7 @@ class DealsServiceTest : public ::testing::Test {
   void StopDeals();
 
   crm::testing::TempDir dir_;
+  crm::testing::TestTokens tokens_{kSecret};
   std::string admin_token_;
   std::unique_ptr<pipeline_config::InProcessPipelineConfig> pipeline_config_;
   std::unique_ptr<DealStore> store_;

@@ -133,25 +133,21 @@ void PipelineConfigServiceTest::StopService() {
 
 std::string PipelineConfigServiceTest::UserToken(int64_t user_id,
                                                  bool admin) const {
-  return common::MakeUserToken(kSecret, user_id, admin, absl::Hours(1),
-                               absl::Now());
+  return tokens_.User(user_id, admin);
 }
 
 std::string PipelineConfigServiceTest::ServiceToken(
     const std::string& service) const {
-  return common::MakeServiceToken(kSecret, service, absl::Hours(1),
-                                  absl::Now());
+  return tokens_.Service(service);
 }
 
 std::string PipelineConfigServiceTest::ExpiredToken(int64_t user_id) const {
-  return common::MakeUserToken(kSecret, user_id, /*admin=*/false,
-                               absl::Hours(1), absl::Now() - absl::Hours(2));
+  return tokens_.Expired(user_id);
 }
 
 std::string PipelineConfigServiceTest::WrongSignatureToken(
     int64_t user_id) const {
-  return common::MakeUserToken(kOtherSecret, user_id, /*admin=*/false,
-                               absl::Hours(1), absl::Now());
+  return tokens_.WrongSignature(user_id);
 }
 
 std::unique_ptr<grpc::ClientContext> PipelineConfigServiceTest::MakeContext(

@@ -35,6 +35,7 @@
 #include "common/metrics/metrics.h"
 #include "common/pagination/page_token.h"
 #include "common/testing/temp_dir.h"
+#include "common/testing/test_tokens.h"
 #include "services/pipeline_config/api/access_service_impl.h"
 #include "services/pipeline_config/api/call_context.h"
 #include "services/pipeline_config/api/fields_service_impl.h"
@@ -80,7 +81,6 @@ class PipelineConfigServiceTest : public ::testing::Test {
   // In ServiceDeps::admin_user_ids: an administrator without the admin claim.
   static constexpr int64_t kAdminUserId = 1;
   static constexpr char kSecret[] = "pipeline-config-api-test-secret";
-  static constexpr char kOtherSecret[] = "some-other-secret";
 
   void SetUp() override;
   void TearDown() override;
@@ -113,16 +113,7 @@ class PipelineConfigServiceTest : public ::testing::Test {
   // (name, call-with-token) pairs.
   template <typename Rpcs>
   void ExpectBadTokensRefused(const Rpcs& rpcs) {
-    for (const auto& [name, rpc] : rpcs) {
-      SCOPED_TRACE(name);
-      for (const std::string& token :
-           {std::string(), std::string("garbage"), ExpiredToken(kAdminUserId),
-            WrongSignatureToken(kAdminUserId)}) {
-        const absl::Status status = rpc(token);
-        EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated)
-            << "token \"" << token << "\": " << status;
-      }
-    }
+    crm::testing::ExpectBadTokensRefused(tokens_, kAdminUserId, rpcs);
   }
 
   // --- Stubs and calls -----------------------------------------------------
@@ -230,6 +221,7 @@ class PipelineConfigServiceTest : public ::testing::Test {
   void StopService();
 
   crm::testing::TempDir dir_;
+  crm::testing::TestTokens tokens_{kSecret};
   std::string admin_token_;
   FakeDealCounter deal_counter_;
   common::Authenticator authenticator_{kSecret, /*insecure_dev_auth=*/false};
