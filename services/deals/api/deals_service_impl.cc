@@ -85,7 +85,8 @@ bool DealsServiceImpl::Privileged(const common::Principal& principal) const {
 
 absl::StatusOr<OperationContext> DealsServiceImpl::MakeContext(
     const common::Principal& principal, v1::Channel channel,
-    std::string request_id) {
+    std::string request_id,
+    std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> cached) {
   OperationContext ctx;
   ctx.config = deps_.pipelines.GetConfig();
   if (ctx.config->version() == 0) {
@@ -112,7 +113,7 @@ absl::StatusOr<OperationContext> DealsServiceImpl::MakeContext(
     return ctx;
   }
   std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> proto =
-      deps_.pipelines.CachedPermissions(principal.user_id);
+      std::move(cached);
   if (proto == nullptr) {
     CRM_ASSIGN_OR_RETURN(proto,
                          deps_.pipelines.GetPermissions(principal.user_id));
@@ -131,19 +132,20 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
     reactor->Finish(common::ToGrpcStatus(principal.status()));
     return reactor;
   }
-  bool inline_ok = false;
-  if (cost != Cost::kScan) {
-    const bool permissions_at_hand =
-        Privileged(*principal) ||
-        deps_.pipelines.CachedPermissions(principal->user_id) != nullptr;
-    inline_ok = permissions_at_hand &&
-                (cost == Cost::kRead || !deps_.store.db().sync_writes());
-  }
+  // Looked up once: it decides where the call runs and, when present, is
+  // the caller's permissions.
+  const bool privileged = Privileged(*principal);
+  std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> cached =
+      privileged ? nullptr
+                 : deps_.pipelines.CachedPermissions(principal->user_id);
+  const bool inline_ok =
+      cost != Cost::kScan && (privileged || cached != nullptr) &&
+      (cost == Cost::kRead || !deps_.store.db().sync_writes());
   auto work = [this, reactor, channel, principal = *std::move(principal),
-               request_id = std::move(request_id),
-               body = std::move(body)]() mutable {
-    absl::StatusOr<OperationContext> ctx =
-        MakeContext(principal, channel, std::move(request_id));
+               request_id = std::move(request_id), body = std::move(body),
+               cached = std::move(cached)]() mutable {
+    absl::StatusOr<OperationContext> ctx = MakeContext(
+        principal, channel, std::move(request_id), std::move(cached));
     reactor->Finish(common::ToGrpcStatus(ctx.ok() ? body(*ctx) : ctx.status()));
   };
   if (inline_ok) {

@@ -117,11 +117,13 @@ class DealsServiceImpl final
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, Cost cost,
                                 v1::Channel channel, std::string request_id,
                                 Body body);
-  // Builds the context; may call pipeline-config (never inline unless the
-  // permissions are cached).
+  // Builds the context with `cached` permissions, or fetches them from
+  // pipeline-config when null (never inline: Run only runs calls inline
+  // when they are cached).
   absl::StatusOr<OperationContext> MakeContext(
       const common::Principal& principal, v1::Channel channel,
-      std::string request_id);
+      std::string request_id,
+      std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> cached);
   bool Privileged(const common::Principal& principal) const;
 
   absl::Status Batch(const OperationContext& ctx,
