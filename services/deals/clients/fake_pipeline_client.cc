@@ -9,6 +9,19 @@ namespace crm::deals {
 
 namespace pipelines_v1 = ::crm::pipelines::v1;
 
+pipelines_v1::FieldDefinition FieldDefinitionProto(const std::string& code,
+                                                   pipelines_v1::FieldType type,
+                                                   bool multiple,
+                                                   bool mandatory) {
+  pipelines_v1::FieldDefinition field;
+  field.set_code(code);
+  field.set_type(type);
+  field.set_multiple(multiple);
+  field.set_mandatory(mandatory);
+  field.set_label(code);
+  return field;
+}
+
 pipelines_v1::Pipeline DefaultPipelineProto(int64_t pipeline_id,
                                             const std::string& name) {
   struct DefaultStage {

@@ -32,6 +32,11 @@ namespace crm::deals {
 crm::pipelines::v1::Pipeline DefaultPipelineProto(
     int64_t pipeline_id, const std::string& name = "General");
 
+// A custom field definition (label = code), as tests declare them.
+crm::pipelines::v1::FieldDefinition FieldDefinitionProto(
+    const std::string& code, crm::pipelines::v1::FieldType type,
+    bool multiple = false, bool mandatory = false);
+
 // Thread-safe.
 class FakePipelineClient final : public PipelineClient {
  public:

@@ -3,6 +3,8 @@
 #include "gtest/gtest.h"
 
 #include "common/status/status_matchers.h"
+#include "services/deals/clients/fake_pipeline_client.h"
+#include "services/deals/clients/fake_pipeline_client.h"
 
 namespace crm::deals {
 namespace {
@@ -43,12 +45,7 @@ ConfigView MakeConfig() {
   auto field = [&](const std::string& code, pv1::FieldType type,
                    bool multiple = false,
                    bool mandatory = false) -> pv1::FieldDefinition& {
-    fields.emplace_back();
-    fields.back().set_code(code);
-    fields.back().set_type(type);
-    fields.back().set_multiple(multiple);
-    fields.back().set_mandatory(mandatory);
-    fields.back().set_label(code);
+    fields.push_back(FieldDefinitionProto(code, type, multiple, mandatory));
     return fields.back();
   };
   field("UF_CRM_TEXT", pv1::FIELD_TYPE_STRING);

@@ -14,6 +14,7 @@
 
 #include "common/money/decimal.h"
 #include "common/status/status_matchers.h"
+#include "services/deals/clients/fake_pipeline_client.h"
 #include "services/deals/query/filter_builders.h"
 #include "services/deals/query/text_fold.h"
 
@@ -47,11 +48,7 @@ ConfigView MakeConfig() {
   std::vector<pv1::FieldDefinition> fields;
   auto field = [&](const std::string& code, pv1::FieldType type,
                    bool multiple = false) -> pv1::FieldDefinition& {
-    fields.emplace_back();
-    fields.back().set_code(code);
-    fields.back().set_type(type);
-    fields.back().set_multiple(multiple);
-    fields.back().set_label(code);
+    fields.push_back(FieldDefinitionProto(code, type, multiple));
     return fields.back();
   };
   field("UF_CRM_TEXT", pv1::FIELD_TYPE_STRING);
