@@ -4,7 +4,6 @@
 
 #include "common/status/status_matchers.h"
 #include "services/deals/clients/fake_pipeline_client.h"
-#include "services/deals/clients/fake_pipeline_client.h"
 
 namespace crm::deals {
 namespace {
