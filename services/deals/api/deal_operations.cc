@@ -434,7 +434,29 @@ absl::StatusOr<CommitResult> DealOperations::Mutate(
     const OperationContext& ctx, int64_t deal_id, const std::string& etag,
     const std::function<absl::StatusOr<std::optional<DealWrite>>(
         const storage::DealRecord&)>& change) {
+  CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
+  // A request id names one change of one deal: a retry after a commit (a
+  // lost answer, a redelivered automation run) answers with the deal as it
+  // is now instead of applying the change a second time.
+  const std::string fingerprint =
+      ctx.request_id.empty() ? "" : absl::StrCat("change:", deal_id);
   for (int attempt = 0;; ++attempt) {
+    if (!ctx.request_id.empty()) {
+      CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> earlier,
+                           store_.FindRequest(ctx.request_id));
+      if (earlier.has_value()) {
+        if (earlier->fingerprint() != fingerprint) {
+          return absl::AlreadyExistsError(
+              "request_id: used already for a different request");
+        }
+        CRM_ASSIGN_OR_RETURN(storage::DealRecord current,
+                             LoadReadable(ctx, deal_id));
+        CommitResult replayed;
+        replayed.revision = current.revision();
+        replayed.deal = std::move(*current.mutable_deal());
+        return replayed;
+      }
+    }
     CRM_ASSIGN_OR_RETURN(storage::DealRecord record,
                          LoadReadable(ctx, deal_id));
     CRM_RETURN_IF_ERROR(CheckEtag(record.deal(), etag));
@@ -447,11 +469,15 @@ absl::StatusOr<CommitResult> DealOperations::Mutate(
     }
     write->before = record;
     if (write->event.has_value()) write->event->set_request_id(ctx.request_id);
+    write->request_id = ctx.request_id;
+    write->request_fingerprint = fingerprint;
     absl::StatusOr<CommitResult> result = store_.Commit(*std::move(write));
     if (result.ok()) {
       if (result->event_sequence > 0 && options_.on_event) options_.on_event();
       return result;
     }
+    // A concurrent retry with the same request id committed first.
+    if (absl::IsAlreadyExists(result.status()) && attempt == 0) continue;
     // A concurrent write won. With an etag the caller wanted that exact
     // version; without one, redo the change on the fresh state.
     if (!absl::IsAborted(result.status()) || !etag.empty() ||

@@ -76,6 +76,46 @@ TEST_F(DealsServiceTest, CreateIsIdempotentByRequestId) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
 }
 
+TEST_F(DealsServiceTest, ChangesAreIdempotentByRequestId) {
+  ASSERT_OK_AND_ASSIGN(v1::Deal deal, CreateDeal(MakeDeal("Deal")));
+  ASSERT_OK_AND_ASSIGN(v1::Deal other, CreateDeal(MakeDeal("Other")));
+  v1::MoveDealStageRequest move;
+  move.set_deal_id(deal.id());
+  move.set_stage_id("PREPARATION");
+  move.set_request_id("run-1");
+  ASSERT_OK_AND_ASSIGN(v1::Deal moved, Call(&DealsStub::MoveDealStage, move));
+  EXPECT_EQ(moved.stage_id(), "PREPARATION");
+  // The deal moves on; a retry of the first move must not pull it back.
+  ASSERT_OK(MoveStage(deal.id(), "EXECUTING").status());
+  const size_t before = Events().size();
+  ASSERT_OK_AND_ASSIGN(v1::Deal again, Call(&DealsStub::MoveDealStage, move));
+  EXPECT_EQ(again.stage_id(), "EXECUTING");
+  EXPECT_EQ(Events().size(), before);
+
+  // An update with a used request id changes nothing either.
+  v1::UpdateDealRequest update;
+  update.mutable_deal()->set_id(deal.id());
+  update.mutable_deal()->set_title("Renamed");
+  update.mutable_update_mask()->add_paths("title");
+  update.set_request_id("run-2");
+  ASSERT_OK_AND_ASSIGN(v1::Deal renamed, Call(&DealsStub::UpdateDeal, update));
+  EXPECT_EQ(renamed.title(), "Renamed");
+  EXPECT_EQ(Events().back().request_id(), "run-2");
+  update.mutable_deal()->set_title("Renamed twice");
+  ASSERT_OK_AND_ASSIGN(v1::Deal same, Call(&DealsStub::UpdateDeal, update));
+  EXPECT_EQ(same.title(), "Renamed");
+
+  // The same id for another deal is refused.
+  move.set_deal_id(other.id());
+  EXPECT_THAT(
+      Call(&DealsStub::MoveDealStage, move),
+      StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("request_id")));
+  move.set_request_id("bad id");
+  EXPECT_THAT(
+      Call(&DealsStub::MoveDealStage, move),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
+}
+
 TEST_F(DealsServiceTest, CreateRefusesBadInput) {
   ASSERT_OK_AND_ASSIGN(pv1::Pipeline partners, CreatePipeline("Partners"));
   struct Case {

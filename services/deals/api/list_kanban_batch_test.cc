@@ -850,6 +850,9 @@ TEST_F(DealsBatchTest, ActionsOverIdsReportEveryItem) {
   const int64_t a = deals[0], b = deals[1], c = deals[2], p = partner.id();
   const int64_t missing = (int64_t{999999} << 10) | 3;
 
+  // Each batch is its own request: a reused request id would make it a
+  // retry of the first, which changes nothing.
+  int batch_number = 6;
   auto batch =
       [&](std::vector<int64_t> ids,
           const std::function<void(v1::BatchUpdateDealsRequest*)>& action)
@@ -857,7 +860,7 @@ TEST_F(DealsBatchTest, ActionsOverIdsReportEveryItem) {
     v1::BatchUpdateDealsRequest request;
     for (int64_t id : ids) request.mutable_deal_ids()->add_ids(id);
     action(&request);
-    request.set_request_id("batch-7");
+    request.set_request_id(absl::StrCat("batch-", ++batch_number));
     return Call(&DealsStub::BatchUpdateDeals, request);
   };
   auto codes = [](const v1::BatchUpdateDealsResponse& response) {
