@@ -33,10 +33,13 @@ RUN_DIR="$CRM_DATA_DIR/run"
 mkdir -p "$RUN_DIR"
 
 # name | binary | gRPC port | HTTP port | extra flags. In start order: deals
-# loads its configuration from pipeline-config when it starts.
+# and automation load their configuration from pipeline-config when they
+# start; automation starts before deals so the demo rules exist when the demo
+# deals' events arrive.
 SERVICES=(
   "pipeline-config|$BUILD_DIR/services/pipeline_config/crm-pipeline-config|50052|9102|--deals_addr=127.0.0.1:50051"
-  "deals|$BUILD_DIR/services/deals/crm-deals|50051|9101|--pipeline_config_addr=127.0.0.1:50052"
+  "automation|$BUILD_DIR/services/automation/crm-automation|50053|9103|--pipeline_config_addr=127.0.0.1:50052 --deals_addr=127.0.0.1:50051 --smtp_host=127.0.0.1 --smtp_port=2525"
+  "deals|$BUILD_DIR/services/deals/crm-deals|50051|9101|--pipeline_config_addr=127.0.0.1:50052 --subscribers=automation=127.0.0.1:50053"
 )
 
 PIDS=()
@@ -52,6 +55,15 @@ stop_all() {
 }
 trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
+
+# A local SMTP server (python3-aiosmtpd) for the automation's emails; each
+# message lands as a file in $CRM_DATA_DIR/mail/new.
+MAIL_DIR="$CRM_DATA_DIR/mail"
+mkdir -p "$MAIL_DIR/tmp" "$MAIL_DIR/new" "$MAIL_DIR/cur"
+/usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:2525 -c aiosmtpd.handlers.Mailbox "$MAIL_DIR" \
+  >>"$RUN_DIR/smtp.log" 2>&1 &
+PIDS+=("$!")
+echo "started smtp: 127.0.0.1:2525, mail in $MAIL_DIR/new (log $RUN_DIR/smtp.log)"
 
 for entry in "${SERVICES[@]}"; do
   IFS='|' read -r name binary grpc_port http_port extra <<<"$entry"
@@ -96,7 +108,14 @@ Deals (port 50051):
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"pipeline_id": 0, "cards_per_column": 3}' 127.0.0.1:50051 crm.deals.v1.DealsService/GetKanbanBoard
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"deal": {"title": "New deal", "amount": "1500", "currency": "EUR"}}' 127.0.0.1:50051 crm.deals.v1.DealsService/CreateDeal
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"deal_id": "<id>", "stage_id": "WON"}' 127.0.0.1:50051 crm.deals.v1.DealsService/MoveDealStage
-Metrics: curl http://127.0.0.1:9102/metrics (pipeline-config), http://127.0.0.1:9101/metrics (deals)
+Automation (port 50053): the demo rules emailed each demo deal in NEW (see
+$MAIL_DIR/new) and gave its assignee a task.
+  ls $MAIL_DIR/new
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"pipeline_id": 0}' 127.0.0.1:50053 crm.automation.v1.AutomationService/ListRules
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"responsible_id": 1}' 127.0.0.1:50053 crm.automation.v1.AutomationService/ListTasks
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"deal_id": "<id>"}' 127.0.0.1:50053 crm.automation.v1.AutomationService/ListRuns
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"deal_id": "<id>", "type": "TRIGGER_TYPE_PAYMENT_RECEIVED"}' 127.0.0.1:50053 crm.automation.v1.AutomationService/FireTrigger
+Metrics: curl http://127.0.0.1:9102/metrics (pipeline-config), http://127.0.0.1:9101/metrics (deals), http://127.0.0.1:9103/metrics (automation)
 INFO
 
 wait -n "${PIDS[@]}" || true

@@ -1,10 +1,13 @@
 #include "services/automation/domain/rules.h"
 
+#include <algorithm>
+
 #include <cstring>
 #include <set>
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 #include "common/status/status_macros.h"
@@ -273,6 +276,75 @@ absl::Status ValidateTiming(std::string_view field, const v1::Timing& timing,
   }
 }
 
+absl::StatusOr<crm::deals::CompiledFilter> CompileCondition(
+    std::string_view field, const crm::deals::v1::Filter& filter,
+    const crm::deals::ConfigView& config) {
+  absl::StatusOr<crm::deals::CompiledFilter> condition =
+      crm::deals::CompiledFilter::Compile(filter, config);
+  if (condition.ok()) return condition;
+  // Filter errors name their place from "filter"; here it is `field`.
+  std::string message(condition.status().message());
+  if (absl::StartsWith(message, "filter")) {
+    message = std::string(field) + message.substr(strlen("filter"));
+  } else {
+    message = absl::StrCat(std::string(field), ": ", message);
+  }
+  return absl::InvalidArgumentError(message);
+}
+
+absl::Status ValidateTrigger(const v1::Trigger& trigger,
+                             const crm::deals::ConfigView& config) {
+  if (config.FindPipeline(trigger.pipeline_id()) == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("trigger.pipeline_id: pipeline ", trigger.pipeline_id(),
+                     " does not exist"));
+  }
+  if (config.FindStage(trigger.pipeline_id(), trigger.stage_id()) ==
+      nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("trigger.stage_id: \"", trigger.stage_id(),
+                     "\" is not a stage of pipeline ", trigger.pipeline_id()));
+  }
+  CRM_RETURN_IF_ERROR(common::ValidateText("trigger.name", trigger.name(),
+                                           {kMaxRuleNameChars, false, false}));
+  if (trigger.type() == v1::TRIGGER_TYPE_UNSPECIFIED ||
+      !v1::TriggerType_IsValid(trigger.type())) {
+    return absl::InvalidArgumentError("trigger.type: required");
+  }
+  if (trigger.has_condition()) {
+    CRM_RETURN_IF_ERROR(
+        CompileCondition("trigger.condition", trigger.condition(), config)
+            .status());
+  }
+  if (trigger.type() == v1::TRIGGER_TYPE_FIELD_CHANGED) {
+    const std::string& field = trigger.field();
+    if (!field.empty() && SettableFields().count(field) == 0 &&
+        field != "assignee_id" && field != "product_rows" &&
+        config.FindField(field) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("trigger.field: \"", field,
+                       "\" is neither a deal field nor a custom field code"));
+    }
+  } else if (!trigger.field().empty()) {
+    return absl::InvalidArgumentError(
+        "trigger.field: only for TRIGGER_TYPE_FIELD_CHANGED");
+  }
+  if (trigger.type() == v1::TRIGGER_TYPE_APP) {
+    const std::string& code = trigger.app_code();
+    if (code.empty() || code.size() > 64 ||
+        !std::all_of(code.begin(), code.end(), [](char c) {
+          return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
+        })) {
+      return absl::InvalidArgumentError(
+          "trigger.app_code: 1..64 letters, digits, '_', '-' or '.'");
+    }
+  } else if (!trigger.app_code().empty()) {
+    return absl::InvalidArgumentError(
+        "trigger.app_code: only for TRIGGER_TYPE_APP");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateRule(const v1::Rule& rule,
                           const crm::deals::ConfigView& config) {
   if (config.FindPipeline(rule.pipeline_id()) == nullptr) {
@@ -291,19 +363,8 @@ absl::Status ValidateRule(const v1::Rule& rule,
     return absl::InvalidArgumentError("rule.execution: unknown");
   }
   if (rule.has_condition()) {
-    absl::StatusOr<crm::deals::CompiledFilter> condition =
-        crm::deals::CompiledFilter::Compile(rule.condition(), config);
-    if (!condition.ok()) {
-      // Filter errors name their place from "filter"; here it is the
-      // rule's condition.
-      std::string message(condition.status().message());
-      if (absl::StartsWith(message, "filter")) {
-        message = "rule.condition" + message.substr(strlen("filter"));
-      } else {
-        message = "rule.condition: " + message;
-      }
-      return absl::InvalidArgumentError(message);
-    }
+    CRM_RETURN_IF_ERROR(
+        CompileCondition("rule.condition", rule.condition(), config).status());
   }
   return CheckAction(rule, config);
 }

@@ -13,6 +13,7 @@
 #include "crm/deals/v1/deal.pb.h"
 
 #include "services/deals/clients/config_view.h"
+#include "services/deals/query/deal_query.h"
 
 namespace crm::automation {
 
@@ -32,6 +33,18 @@ inline constexpr absl::Duration kMaxDelay = absl::Hours(24 * 365);
                                         const crm::deals::ConfigView& config);
 
 // Checks the timing alone ("<field>.kind", "<field>.delay", ...).
+// Compiles a rule or trigger condition; errors name their place from
+// `field` ("rule.condition.group.filters[1].values").
+[[nodiscard]] absl::StatusOr<crm::deals::CompiledFilter> CompileCondition(
+    std::string_view field, const crm::deals::v1::Filter& filter,
+    const crm::deals::ConfigView& config);
+
+// A trigger's pipeline and stage exist, name 1..255 characters, a type,
+// a compilable condition, `field` only for FIELD_CHANGED (a deal field or a
+// custom field code), `app_code` only and always for APP.
+[[nodiscard]] absl::Status ValidateTrigger(
+    const v1::Trigger& trigger, const crm::deals::ConfigView& config);
+
 [[nodiscard]] absl::Status ValidateTiming(std::string_view field,
                                           const v1::Timing& timing,
                                           const crm::deals::ConfigView& config);

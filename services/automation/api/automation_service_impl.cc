@@ -1,0 +1,601 @@
+#include "services/automation/api/automation_service_impl.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+#include "common/log/log.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
+#include "services/deals/domain/access.h"
+
+namespace crm::automation {
+namespace {
+
+namespace pv1 = ::crm::pipelines::v1;
+
+struct Caller {
+  common::Principal principal;
+  bool privileged = false;
+};
+
+absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps,
+                                    const grpc::ServerContext& context) {
+  CRM_ASSIGN_OR_RETURN(common::Principal principal,
+                       deps.authenticator.Authenticate(context));
+  Caller caller;
+  caller.privileged = principal.is_admin || principal.IsService() ||
+                      deps.admin_user_ids.count(principal.user_id) > 0;
+  caller.principal = std::move(principal);
+  return caller;
+}
+
+// The caller's AUTOMATION access to a pipeline.
+absl::StatusOr<pv1::AutomationAccess> AutomationAccess(const ServiceDeps& deps,
+                                                       const Caller& caller,
+                                                       int64_t pipeline_id) {
+  if (caller.privileged) return pv1::AUTOMATION_ACCESS_EDIT;
+  CRM_ASSIGN_OR_RETURN(auto proto,
+                       deps.config.GetPermissions(caller.principal.user_id));
+  auto permissions = crm::deals::IndexedPermissions::Build(std::move(proto));
+  if (permissions->is_admin()) return pv1::AUTOMATION_ACCESS_EDIT;
+  const auto* pipeline = permissions->FindPipeline(pipeline_id);
+  if (pipeline == nullptr) return pv1::AUTOMATION_ACCESS_NONE;
+  return pipeline->automation;
+}
+
+absl::Status RequireAutomation(const ServiceDeps& deps, const Caller& caller,
+                               int64_t pipeline_id, bool edit) {
+  CRM_ASSIGN_OR_RETURN(pv1::AutomationAccess access,
+                       AutomationAccess(deps, caller, pipeline_id));
+  const bool ok = edit ? access == pv1::AUTOMATION_ACCESS_EDIT
+                       : (access == pv1::AUTOMATION_ACCESS_READ ||
+                          access == pv1::AUTOMATION_ACCESS_EDIT);
+  if (ok) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      absl::StrCat(edit ? "changing" : "reading", " automation of pipeline ",
+                   pipeline_id, " needs the AUTOMATION ",
+                   edit ? "EDIT" : "READ", " permission"));
+}
+
+v1::Rule Redacted(v1::Rule rule) {
+  if (rule.action().has_call_webhook())
+    rule.mutable_action()->mutable_call_webhook()->clear_secret();
+  return rule;
+}
+
+// Pages over an in-memory list by position (rules and triggers of a
+// pipeline are few).
+template <typename T, typename Add>
+absl::Status PageList(const std::vector<T>& items, int32_t page_size,
+                      const std::string& page_token, const std::string& query,
+                      const common::PageTokenCodec& codec, Add add,
+                      std::string* next) {
+  CRM_ASSIGN_OR_RETURN(int size, common::ResolvePageSize(page_size));
+  size_t start = 0;
+  if (!page_token.empty()) {
+    CRM_ASSIGN_OR_RETURN(std::string cursor, codec.Decode(page_token, query));
+    if (!absl::SimpleAtoi(cursor, &start)) {
+      return absl::InvalidArgumentError("page_token: not a token of this list");
+    }
+  }
+  const size_t end = std::min(items.size(), start + static_cast<size_t>(size));
+  for (size_t i = start; i < end; ++i) add(items[i]);
+  if (end < items.size()) *next = codec.Encode(query, absl::StrCat(end));
+  return absl::OkStatus();
+}
+
+// Decodes a key page token (empty = first page).
+absl::StatusOr<std::string> KeyCursor(const ServiceDeps& deps,
+                                      const std::string& token,
+                                      const std::string& query) {
+  if (token.empty()) return std::string();
+  return deps.page_tokens.Decode(token, query);
+}
+
+template <typename Body>
+grpc::Status Answer(Body&& body) {
+  return common::ToGrpcStatus(body());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Rules
+
+grpc::Status AutomationServiceImpl::CreateRule(
+    grpc::ServerContext* context, const v1::CreateRuleRequest* request,
+    v1::Rule* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    if (deps_.config.GetConfig()->FindPipeline(request->rule().pipeline_id()) ==
+        nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rule.pipeline_id: pipeline ",
+                       request->rule().pipeline_id(), " does not exist"));
+    }
+    CRM_RETURN_IF_ERROR(RequireAutomation(deps_, caller,
+                                          request->rule().pipeline_id(), true));
+    CRM_ASSIGN_OR_RETURN(v1::Rule rule,
+                         deps_.engine.CreateRule(request->rule()));
+    *response = Redacted(std::move(rule));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AutomationServiceImpl::GetRule(grpc::ServerContext* context,
+                                            const v1::GetRuleRequest* request,
+                                            v1::Rule* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    CRM_ASSIGN_OR_RETURN(v1::Rule rule, deps_.engine.GetRule(request->rule_id()));
+    CRM_RETURN_IF_ERROR(
+        RequireAutomation(deps_, caller, rule.pipeline_id(), false));
+    *response = Redacted(std::move(rule));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AutomationServiceImpl::ListRules(
+    grpc::ServerContext* context, const v1::ListRulesRequest* request,
+    v1::ListRulesResponse* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    const auto config = deps_.config.GetConfig();
+    if (config->FindPipeline(request->pipeline_id()) == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", request->pipeline_id(), " not found"));
+    }
+    if (!request->stage_id().empty() &&
+        config->FindStage(request->pipeline_id(), request->stage_id()) ==
+            nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage_id: \"", request->stage_id(),
+                       "\" is not a stage of pipeline ",
+                       request->pipeline_id()));
+    }
+    CRM_RETURN_IF_ERROR(
+        RequireAutomation(deps_, caller, request->pipeline_id(), false));
+    const std::vector<v1::Rule> rules =
+        deps_.engine.ListRules(request->pipeline_id(), request->stage_id());
+    return PageList(
+        rules, request->page_size(), request->page_token(),
+        absl::StrCat("rules/", request->pipeline_id(), "/",
+                     request->stage_id()),
+        deps_.page_tokens,
+        [&](const v1::Rule& rule) { *response->add_rules() = Redacted(rule); },
+        response->mutable_next_page_token());
+  });
+}
+
+grpc::Status AutomationServiceImpl::UpdateRule(
+    grpc::ServerContext* context, const v1::UpdateRuleRequest* request,
+    v1::Rule* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    CRM_ASSIGN_OR_RETURN(v1::Rule stored,
+                         deps_.engine.GetRule(request->rule().id()));
+    CRM_RETURN_IF_ERROR(
+        RequireAutomation(deps_, caller, stored.pipeline_id(), true));
+    CRM_ASSIGN_OR_RETURN(
+        v1::Rule rule,
+        deps_.engine.UpdateRule(request->rule(), request->update_mask(),
+                                request->etag()));
+    *response = Redacted(std::move(rule));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AutomationServiceImpl::DeleteRule(
+    grpc::ServerContext* context, const v1::DeleteRuleRequest* request,
+    google::protobuf::Empty*) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    CRM_ASSIGN_OR_RETURN(v1::Rule stored,
+                         deps_.engine.GetRule(request->rule_id()));
+    CRM_RETURN_IF_ERROR(
+        RequireAutomation(deps_, caller, stored.pipeline_id(), true));
+    return deps_.engine.DeleteRule(request->rule_id(), request->etag());
+  });
+}
+
+// ---------------------------------------------------------------- Triggers
+
+grpc::Status AutomationServiceImpl::CreateTrigger(
+    grpc::ServerContext* context, const v1::CreateTriggerRequest* request,
+    v1::Trigger* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    if (deps_.config.GetConfig()->FindPipeline(
+            request->trigger().pipeline_id()) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("trigger.pipeline_id: pipeline ",
+                       request->trigger().pipeline_id(), " does not exist"));
+    }
+    CRM_RETURN_IF_ERROR(RequireAutomation(
+        deps_, caller, request->trigger().pipeline_id(), true));
+    CRM_ASSIGN_OR_RETURN(*response,
+                         deps_.engine.CreateTrigger(request->trigger()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AutomationServiceImpl::GetTrigger(
+    grpc::ServerContext* context, const v1::GetTriggerRequest* request,
+    v1::Trigger* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    CRM_ASSIGN_OR_RETURN(v1::Trigger trigger,
+                         deps_.engine.GetTrigger(request->trigger_id()));
+    // The webhook token is a secret of those who may edit the trigger.
+    CRM_ASSIGN_OR_RETURN(
+        pv1::AutomationAccess access,
+        AutomationAccess(deps_, caller, trigger.pipeline_id()));
+    if (access != pv1::AUTOMATION_ACCESS_READ &&
+        access != pv1::AUTOMATION_ACCESS_EDIT) {
+      return RequireAutomation(deps_, caller, trigger.pipeline_id(), false);
+    }
+    if (access != pv1::AUTOMATION_ACCESS_EDIT) trigger.clear_webhook_token();
+    *response = std::move(trigger);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AutomationServiceImpl::ListTriggers(
+    grpc::ServerContext* context, const v1::ListTriggersRequest* request,
+    v1::ListTriggersResponse* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    const auto config = deps_.config.GetConfig();
+    if (config->FindPipeline(request->pipeline_id()) == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", request->pipeline_id(), " not found"));
+    }
+    CRM_ASSIGN_OR_RETURN(
+        pv1::AutomationAccess access,
+        AutomationAccess(deps_, caller, request->pipeline_id()));
+    if (access != pv1::AUTOMATION_ACCESS_READ &&
+        access != pv1::AUTOMATION_ACCESS_EDIT) {
+      return RequireAutomation(deps_, caller, request->pipeline_id(), false);
+    }
+    const std::vector<v1::Trigger> triggers =
+        deps_.engine.ListTriggers(request->pipeline_id(), request->stage_id());
+    return PageList(
+        triggers, request->page_size(), request->page_token(),
+        absl::StrCat("triggers/", request->pipeline_id(), "/",
+                     request->stage_id()),
+        deps_.page_tokens,
+        [&](const v1::Trigger& trigger) {
+          v1::Trigger* out = response->add_triggers();
+          *out = trigger;
+          if (access != pv1::AUTOMATION_ACCESS_EDIT) out->clear_webhook_token();
+        },
+        response->mutable_next_page_token());
+  });
+}
+
+grpc::Status AutomationServiceImpl::UpdateTrigger(
+    grpc::ServerContext* context, const v1::UpdateTriggerRequest* request,
+    v1::Trigger* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    CRM_ASSIGN_OR_RETURN(v1::Trigger stored,
+                         deps_.engine.GetTrigger(request->trigger().id()));
+    CRM_RETURN_IF_ERROR(
+        RequireAutomation(deps_, caller, stored.pipeline_id(), true));
+    CRM_ASSIGN_OR_RETURN(
+        *response, deps_.engine.UpdateTrigger(request->trigger(),
+                                              request->update_mask(),
+                                              request->etag()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AutomationServiceImpl::DeleteTrigger(
+    grpc::ServerContext* context, const v1::DeleteTriggerRequest* request,
+    google::protobuf::Empty*) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    CRM_ASSIGN_OR_RETURN(v1::Trigger stored,
+                         deps_.engine.GetTrigger(request->trigger_id()));
+    CRM_RETURN_IF_ERROR(
+        RequireAutomation(deps_, caller, stored.pipeline_id(), true));
+    return deps_.engine.DeleteTrigger(request->trigger_id(), request->etag());
+  });
+}
+
+grpc::Status AutomationServiceImpl::FireTrigger(
+    grpc::ServerContext* context, const v1::FireTriggerRequest* request,
+    v1::FireTriggerResponse* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    // Outside events come from integrations (services) and administrators.
+    if (!caller.privileged) {
+      return absl::PermissionDeniedError(
+          "firing triggers is for service identities and administrators");
+    }
+    CRM_ASSIGN_OR_RETURN(
+        *response,
+        deps_.engine.FireTrigger(request->deal_id(), request->type(),
+                                 request->app_code(), request->request_id()));
+    return absl::OkStatus();
+  });
+}
+
+// ---------------------------------------------------------------- Tasks, runs
+
+grpc::Status AutomationServiceImpl::ListTasks(
+    grpc::ServerContext* context, const v1::ListTasksRequest* request,
+    v1::ListTasksResponse* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    if (request->deal_id() < 0 || request->responsible_id() < 0) {
+      return absl::InvalidArgumentError(
+          "deal_id: ids are positive (responsible_id too)");
+    }
+    if (!v1::Task::Status_IsValid(request->status())) {
+      return absl::InvalidArgumentError("status: unknown");
+    }
+    CRM_ASSIGN_OR_RETURN(int size,
+                         common::ResolvePageSize(request->page_size()));
+    const std::string query =
+        absl::StrCat("tasks/", request->deal_id(), "/",
+                     request->responsible_id(), "/", request->status());
+    CRM_ASSIGN_OR_RETURN(std::string after,
+                         KeyCursor(deps_, request->page_token(), query));
+    TaskQuery task_query{request->deal_id(), request->responsible_id(),
+                         request->status()};
+    CRM_ASSIGN_OR_RETURN(Page<v1::Task> page,
+                         deps_.engine.ListTasks(task_query, after, size));
+    // Users see their own tasks, and the tasks of pipelines whose
+    // automation they may read.
+    absl::flat_hash_map<int64_t, bool> readable;
+    for (v1::Task& task : page.items) {
+      if (!caller.privileged &&
+          task.responsible_id() != caller.principal.user_id) {
+        auto it = readable.find(task.pipeline_id());
+        if (it == readable.end()) {
+          it = readable
+                   .emplace(task.pipeline_id(),
+                            RequireAutomation(deps_, caller,
+                                              task.pipeline_id(), false)
+                                .ok())
+                   .first;
+        }
+        if (!it->second) continue;
+      }
+      *response->add_tasks() = std::move(task);
+    }
+    if (page.more) {
+      response->set_next_page_token(
+          deps_.page_tokens.Encode(query, page.last_key));
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AutomationServiceImpl::CompleteTask(
+    grpc::ServerContext* context, const v1::CompleteTaskRequest* request,
+    v1::Task* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    if (request->task_id() <= 0) {
+      return absl::InvalidArgumentError("task_id: must be a positive task id");
+    }
+    CRM_ASSIGN_OR_RETURN(v1::Task task,
+                         deps_.engine.GetTask(request->task_id()));
+    if (!caller.privileged &&
+        task.responsible_id() != caller.principal.user_id) {
+      CRM_RETURN_IF_ERROR(
+          RequireAutomation(deps_, caller, task.pipeline_id(), true));
+    }
+    CRM_ASSIGN_OR_RETURN(*response,
+                         deps_.engine.CompleteTask(request->task_id()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AutomationServiceImpl::ListRuns(
+    grpc::ServerContext* context, const v1::ListRunsRequest* request,
+    v1::ListRunsResponse* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    CRM_ASSIGN_OR_RETURN(int size,
+                         common::ResolvePageSize(request->page_size()));
+    const std::string query = absl::StrCat("runs/", request->deal_id());
+    CRM_ASSIGN_OR_RETURN(std::string after,
+                         KeyCursor(deps_, request->page_token(), query));
+    CRM_ASSIGN_OR_RETURN(
+        Page<v1::Run> page,
+        deps_.engine.ListRuns(request->deal_id(), after, size));
+    absl::flat_hash_map<int64_t, bool> readable;
+    for (v1::Run& run : page.items) {
+      if (!caller.privileged) {
+        auto it = readable.find(run.pipeline_id());
+        if (it == readable.end()) {
+          it = readable
+                   .emplace(run.pipeline_id(),
+                            RequireAutomation(deps_, caller, run.pipeline_id(),
+                                              false)
+                                .ok())
+                   .first;
+        }
+        if (!it->second) continue;
+      }
+      *response->add_runs() = std::move(run);
+    }
+    if (page.more) {
+      response->set_next_page_token(
+          deps_.page_tokens.Encode(query, page.last_key));
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AutomationServiceImpl::ListNotifications(
+    grpc::ServerContext* context, const v1::ListNotificationsRequest* request,
+    v1::ListNotificationsResponse* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+    const int64_t user_id = request->user_id() != 0
+                                ? request->user_id()
+                                : caller.principal.user_id;
+    if (!caller.privileged && user_id != caller.principal.user_id) {
+      return absl::PermissionDeniedError(
+          "user_id: only your own notifications");
+    }
+    CRM_ASSIGN_OR_RETURN(int size,
+                         common::ResolvePageSize(request->page_size()));
+    const std::string query = absl::StrCat("notifications/", user_id);
+    CRM_ASSIGN_OR_RETURN(std::string after,
+                         KeyCursor(deps_, request->page_token(), query));
+    CRM_ASSIGN_OR_RETURN(Page<v1::Notification> page,
+                         deps_.engine.ListNotifications(user_id, after, size));
+    for (v1::Notification& note : page.items)
+      *response->add_notifications() = std::move(note);
+    if (page.more) {
+      response->set_next_page_token(
+          deps_.page_tokens.Encode(query, page.last_key));
+    }
+    return absl::OkStatus();
+  });
+}
+
+// ---------------------------------------------------------------- Event sink
+
+grpc::Status EventSinkImpl::DeliverEvents(
+    grpc::ServerContext* context,
+    const crm::deals::v1::DeliverEventsRequest* request,
+    crm::deals::v1::DeliverEventsResponse* response) {
+  return Answer([&]() -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(common::Principal caller,
+                         authenticator_.Authenticate(*context));
+    if (!caller.IsService()) {
+      return absl::PermissionDeniedError(
+          "only a service identity may deliver events");
+    }
+    for (int i = 0; i < request->events_size(); ++i) {
+      const auto& event = request->events(i);
+      if (i > 0 && event.shard() != request->events(0).shard()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("events[", i, "].shard: one shard per request"));
+      }
+      if (i > 0 && event.sequence() <= request->events(i - 1).sequence()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "events[", i, "].sequence: must increase within a request"));
+      }
+    }
+    CRM_ASSIGN_OR_RETURN(int64_t applied,
+                         engine_.ApplyEvents(request->events()));
+    response->set_applied_sequence(applied);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status EventSinkImpl::Ping(grpc::ServerContext*,
+                                 const google::protobuf::Empty*,
+                                 google::protobuf::Empty*) {
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------- HTTP
+
+namespace {
+
+common::HttpServer::Response JsonAnswer(int status, nlohmann::json body) {
+  common::HttpServer::Response response;
+  response.status = status;
+  response.content_type = "application/json";
+  response.body = body.dump();
+  return response;
+}
+
+int HttpStatusOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+}  // namespace
+
+void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
+                          Clock& clock) {
+  http.HandlePost("/hooks/*", [&engine](const common::HttpServer::Request&
+                                            request) {
+    const std::string prefix = "/hooks/";
+    const std::string token = request.path.substr(prefix.size());
+    std::optional<v1::Trigger> trigger = engine.FindTriggerByToken(token);
+    if (token.empty() || !trigger.has_value()) {
+      return JsonAnswer(404, {{"error", "unknown webhook token"}});
+    }
+    int64_t deal_id = 0;
+    std::string request_id;
+    if (auto it = request.query.find("deal_id"); it != request.query.end()) {
+      if (!absl::SimpleAtoi(it->second, &deal_id)) deal_id = -1;
+    } else if (!request.body.empty()) {
+      nlohmann::json body = nlohmann::json::parse(request.body, nullptr, false);
+      if (body.is_object() && body.contains("deal_id")) {
+        if (body["deal_id"].is_number_integer()) {
+          deal_id = body["deal_id"].get<int64_t>();
+        } else if (body["deal_id"].is_string()) {
+          if (!absl::SimpleAtoi(body["deal_id"].get<std::string>(), &deal_id))
+            deal_id = -1;
+        }
+      }
+      if (body.is_object() && body.contains("request_id") &&
+          body["request_id"].is_string()) {
+        request_id = body["request_id"].get<std::string>();
+      }
+    }
+    if (auto it = request.query.find("request_id"); it != request.query.end())
+      request_id = it->second;
+    if (deal_id <= 0) {
+      return JsonAnswer(
+          400, {{"error", "deal_id: a positive deal id is required (query or "
+                          "JSON body)"}});
+    }
+    absl::StatusOr<v1::FireTriggerResponse> fired = engine.FireTrigger(
+        deal_id, v1::TRIGGER_TYPE_INCOMING_WEBHOOK, "", request_id,
+        trigger->id());
+    if (!fired.ok()) {
+      return JsonAnswer(HttpStatusOf(fired.status()),
+                        {{"error", std::string(fired.status().message())}});
+    }
+    return JsonAnswer(200, {{"moved", fired->moved()},
+                            {"trigger_id", trigger->id()},
+                            {"to_stage_id", fired->to_stage_id()}});
+  });
+  if (!clock.adjustable()) return;
+  http.HandlePost("/test/clock", [&engine, &clock](
+                                     const common::HttpServer::Request&
+                                         request) {
+    int64_t seconds = 0;
+    auto it = request.query.find("advance_seconds");
+    if (it == request.query.end() || !absl::SimpleAtoi(it->second, &seconds)) {
+      return JsonAnswer(400,
+                        {{"error", "advance_seconds: a whole number needed"}});
+    }
+    if (absl::Status moved = clock.Advance(absl::Seconds(seconds));
+        !moved.ok()) {
+      return JsonAnswer(HttpStatusOf(moved),
+                        {{"error", std::string(moved.message())}});
+    }
+    engine.Wake();
+    return JsonAnswer(
+        200, {{"now_unix_micros", absl::ToUnixMicros(clock.Now())}});
+  });
+}
+
+}  // namespace crm::automation

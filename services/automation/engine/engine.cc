@@ -1,0 +1,1632 @@
+#include "services/automation/engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "grpcpp/client_context.h"
+#include "nlohmann/json.hpp"
+#include "openssl/rand.h"
+
+#include "common/log/log.h"
+#include "common/rocks/key_codec.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
+#include "services/automation/domain/rules.h"
+#include "services/automation/outbound/http_sender.h"
+#include "services/automation/outbound/signing.h"
+#include "services/automation/outbound/template.h"
+
+namespace crm::automation {
+namespace {
+
+namespace dv1 = ::crm::deals::v1;
+using google::protobuf::util::TimeUtil;
+
+constexpr size_t kMaxSnapshots = 20000;
+constexpr int kMaxDispatch = 256;
+
+google::protobuf::Timestamp ToTimestamp(absl::Time time) {
+  return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(time));
+}
+
+absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(ts));
+}
+
+bool IsTerminal(v1::Run::Outcome outcome) {
+  return outcome == v1::Run::OUTCOME_SUCCEEDED ||
+         outcome == v1::Run::OUTCOME_SKIPPED ||
+         outcome == v1::Run::OUTCOME_CANCELLED ||
+         outcome == v1::Run::OUTCOME_FAILED ||
+         outcome == v1::Run::OUTCOME_LOOP_STOPPED;
+}
+
+bool Enabled(const v1::Rule& rule) {
+  return !rule.has_enabled() || rule.enabled();
+}
+
+std::string Etag(int64_t revision) { return absl::StrCat("r", revision); }
+
+absl::Status CheckEtag(const std::string& stored, const std::string& given,
+                       const char* what, int64_t id) {
+  if (given.empty() || given == stored) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat("etag: ", what, " ", id,
+                                         " has changed (current etag ",
+                                         stored, ")"));
+}
+
+std::string NewWebhookToken() {
+  unsigned char bytes[24];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    // RAND_bytes fails only without an entropy source; absl's generator is
+    // seeded from the OS too.
+    absl::BitGen gen;
+    for (unsigned char& b : bytes) b = absl::Uniform<unsigned char>(gen);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string token;
+  for (unsigned char b : bytes) {
+    token.push_back(kHex[b >> 4]);
+    token.push_back(kHex[b & 15]);
+  }
+  return token;
+}
+
+// Failures of deals calls that mean "try again later" rather than "this
+// cannot work".
+bool DealsWillRecover(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kCancelled:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool OutsideWillRecover(const absl::Status& status) {
+  return status.code() != absl::StatusCode::kFailedPrecondition &&
+         status.code() != absl::StatusCode::kInvalidArgument &&
+         status.code() != absl::StatusCode::kPermissionDenied;
+}
+
+// Names the first part of an AND condition that fails, for the run log.
+std::string WhyNotMatched(const dv1::Filter& filter,
+                          const crm::deals::ConfigView& config,
+                          const dv1::Deal& deal) {
+  if (filter.has_group() &&
+      filter.group().op() != dv1::FilterGroup::OP_OR) {
+    for (int i = 0; i < filter.group().filters_size(); ++i) {
+      auto part = crm::deals::CompiledFilter::Compile(
+          filter.group().filters(i), config);
+      if (part.ok() && !part->Matches(deal)) {
+        const dv1::Filter& failed = filter.group().filters(i);
+        std::string detail;
+        if (failed.has_condition()) {
+          detail = absl::StrCat(
+              " (", failed.condition().field(), " ",
+              dv1::Condition::Operator_Name(failed.condition().op()), " ",
+              absl::StrJoin(failed.condition().values(), ","), ")");
+        }
+        return absl::StrCat("condition not met: rule.condition.group.filters[",
+                            i, "]", detail);
+      }
+    }
+  }
+  if (filter.has_condition()) {
+    return absl::StrCat("condition not met: ", filter.condition().field(), " ",
+                        dv1::Condition::Operator_Name(filter.condition().op()),
+                        " ", absl::StrJoin(filter.condition().values(), ","));
+  }
+  return "condition not met";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Clock
+
+absl::Time Clock::Now() const {
+  absl::MutexLock lock(&mu_);
+  return absl::Now() + offset_;
+}
+
+absl::Status Clock::Advance(absl::Duration d) {
+  if (!adjustable_) {
+    return absl::FailedPreconditionError(
+        "the clock is real time (start with --test_clock to move it)");
+  }
+  if (d < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("seconds: the clock only moves forward");
+  }
+  absl::MutexLock lock(&mu_);
+  offset_ += d;
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- Lifecycle
+
+struct AutomationEngine::RunResult {
+  v1::Run::Outcome outcome = v1::Run::OUTCOME_SUCCEEDED;
+  std::string error;
+  // Try again later; `counts` = towards max_attempts (outside calls).
+  bool retry = false;
+  bool counts = true;
+  std::optional<v1::Task> task;
+  bool complete_stage_tasks = false;
+  std::optional<v1::Notification> notification;
+};
+
+AutomationEngine::AutomationEngine(AutomationStore& store,
+                                   crm::deals::PipelineClient& config,
+                                   DealsStub& deals,
+                                   crm::deals::ServiceTokenSource& tokens,
+                                   Clock& clock, EngineOptions options)
+    : store_(store),
+      config_(config),
+      deals_(deals),
+      tokens_(tokens),
+      clock_(clock),
+      options_(std::move(options)) {}
+
+AutomationEngine::~AutomationEngine() { Stop(); }
+
+absl::Status AutomationEngine::Start() {
+  CRM_RETURN_IF_ERROR(LoadCaches());
+  common::WorkerPoolOptions pool;
+  pool.threads = std::max(1, options_.workers);
+  workers_ = std::make_unique<common::WorkerPool>(pool);
+  scheduler_ = std::thread([this] { SchedulerLoop(); });
+  return absl::OkStatus();
+}
+
+void AutomationEngine::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    wake_ = true;
+  }
+  if (scheduler_.joinable()) scheduler_.join();
+  if (workers_ != nullptr) workers_->Shutdown();
+}
+
+absl::Status AutomationEngine::LoadCaches() {
+  absl::MutexLock lock(&mu_);
+  rules_.clear();
+  triggers_.clear();
+  {
+    auto it = store_.db().NewIterator(store_.cf(kRulesCf));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      v1::Rule rule;
+      if (!rule.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+        return absl::DataLossError("unreadable rule record");
+      }
+      rules_[rule.id()] = std::move(rule);
+    }
+    CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "rules"));
+  }
+  {
+    auto it = store_.db().NewIterator(store_.cf(kTriggersCf));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      v1::Trigger trigger;
+      if (!trigger.ParseFromArray(it->value().data(),
+                                  static_cast<int>(it->value().size()))) {
+        return absl::DataLossError("unreadable trigger record");
+      }
+      triggers_[trigger.id()] = std::move(trigger);
+    }
+    CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "triggers"));
+  }
+  RebuildIndexes();
+  return absl::OkStatus();
+}
+
+void AutomationEngine::RebuildIndexes() {
+  stage_rules_.clear();
+  for (const auto& [id, rule] : rules_) {
+    stage_rules_[{rule.pipeline_id(), rule.stage_id()}].push_back(id);
+  }
+  for (auto& [stage, ids] : stage_rules_) {
+    std::sort(ids.begin(), ids.end(), [this](int64_t a, int64_t b) {
+      const v1::Rule& ra = rules_.at(a);
+      const v1::Rule& rb = rules_.at(b);
+      if (ra.sort() != rb.sort()) return ra.sort() < rb.sort();
+      return a < b;
+    });
+  }
+  pipeline_triggers_.clear();
+  trigger_tokens_.clear();
+  for (const auto& [id, trigger] : triggers_) {
+    pipeline_triggers_[trigger.pipeline_id()].push_back(id);
+    if (!trigger.webhook_token().empty())
+      trigger_tokens_[trigger.webhook_token()] = id;
+  }
+  for (auto& [pipeline, ids] : pipeline_triggers_)
+    std::sort(ids.begin(), ids.end());
+}
+
+std::vector<const v1::Rule*> AutomationEngine::StageRules(
+    int64_t pipeline_id, const std::string& stage_id) const {
+  std::vector<const v1::Rule*> out;
+  auto it = stage_rules_.find({pipeline_id, stage_id});
+  if (it == stage_rules_.end()) return out;
+  for (int64_t id : it->second) out.push_back(&rules_.at(id));
+  return out;
+}
+
+// ---------------------------------------------------------------- Rules
+
+absl::StatusOr<v1::Rule> AutomationEngine::CreateRule(v1::Rule rule) {
+  rule.clear_id();
+  rule.clear_create_time();
+  rule.clear_update_time();
+  rule.clear_etag();
+  if (!rule.has_enabled()) rule.set_enabled(true);
+  CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
+  absl::MutexLock lock(&mu_);
+  rule.set_id(store_.NewRuleId());
+  rule.set_etag(Etag(store_.NewRevision()));
+  *rule.mutable_create_time() = ToTimestamp(clock_.Now());
+  *rule.mutable_update_time() = rule.create_time();
+  rocksdb::WriteBatch batch;
+  store_.Put(&batch, kRulesCf, common::EncodeInt64(rule.id()), rule);
+  store_.PutCounters(&batch);
+  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  rules_[rule.id()] = rule;
+  RebuildIndexes();
+  return rule;
+}
+
+absl::StatusOr<v1::Rule> AutomationEngine::GetRule(int64_t rule_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = rules_.find(rule_id);
+  if (it == rules_.end()) {
+    return absl::NotFoundError(absl::StrCat("rule ", rule_id, " not found"));
+  }
+  return it->second;
+}
+
+std::vector<v1::Rule> AutomationEngine::ListRules(
+    int64_t pipeline_id, const std::string& stage_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<v1::Rule> out;
+  for (const auto& [stage, ids] : stage_rules_) {
+    if (stage.first != pipeline_id) continue;
+    if (!stage_id.empty() && stage.second != stage_id) continue;
+    for (int64_t id : ids) out.push_back(rules_.at(id));
+  }
+  // Stages in pipeline order, then the rules' own order.
+  const auto config = config_.GetConfig();
+  std::stable_sort(out.begin(), out.end(),
+                   [&](const v1::Rule& a, const v1::Rule& b) {
+                     auto ia = config->StageIndex(pipeline_id, a.stage_id());
+                     auto ib = config->StageIndex(pipeline_id, b.stage_id());
+                     const int sa = ia.value_or(INT32_MAX);
+                     const int sb = ib.value_or(INT32_MAX);
+                     if (sa != sb) return sa < sb;
+                     if (a.stage_id() != b.stage_id())
+                       return a.stage_id() < b.stage_id();
+                     if (a.sort() != b.sort()) return a.sort() < b.sort();
+                     return a.id() < b.id();
+                   });
+  return out;
+}
+
+absl::StatusOr<v1::Rule> AutomationEngine::UpdateRule(
+    const v1::Rule& input, const google::protobuf::FieldMask& mask,
+    const std::string& etag) {
+  if (mask.paths().empty()) {
+    return absl::InvalidArgumentError("update_mask: name at least one path");
+  }
+  CRM_ASSIGN_OR_RETURN(v1::Rule rule, GetRule(input.id()));
+  CRM_RETURN_IF_ERROR(CheckEtag(rule.etag(), etag, "rule", rule.id()));
+  for (const std::string& path : mask.paths()) {
+    if (path == "name") {
+      rule.set_name(input.name());
+    } else if (path == "sort") {
+      rule.set_sort(input.sort());
+    } else if (path == "timing") {
+      *rule.mutable_timing() = input.timing();
+    } else if (path == "execution") {
+      rule.set_execution(input.execution());
+    } else if (path == "condition") {
+      if (input.has_condition()) {
+        *rule.mutable_condition() = input.condition();
+      } else {
+        rule.clear_condition();
+      }
+    } else if (path == "action") {
+      // A webhook secret is write-only: an update that leaves it empty
+      // keeps the stored one.
+      std::string secret;
+      if (rule.action().has_call_webhook())
+        secret = rule.action().call_webhook().secret();
+      *rule.mutable_action() = input.action();
+      if (rule.action().has_call_webhook() &&
+          rule.action().call_webhook().secret().empty()) {
+        rule.mutable_action()->mutable_call_webhook()->set_secret(secret);
+      }
+    } else if (path == "enabled") {
+      rule.set_enabled(!input.has_enabled() || input.enabled());
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "update_mask: \"", path,
+          "\" is not one of name, sort, timing, execution, condition, action, "
+          "enabled"));
+    }
+  }
+  CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
+  absl::MutexLock lock(&mu_);
+  auto it = rules_.find(rule.id());
+  if (it == rules_.end()) {
+    return absl::NotFoundError(absl::StrCat("rule ", rule.id(), " not found"));
+  }
+  CRM_RETURN_IF_ERROR(
+      CheckEtag(it->second.etag(), etag.empty() ? rule.etag() : etag, "rule",
+                rule.id()));
+  rule.set_etag(Etag(store_.NewRevision()));
+  *rule.mutable_update_time() = ToTimestamp(clock_.Now());
+  rocksdb::WriteBatch batch;
+  store_.Put(&batch, kRulesCf, common::EncodeInt64(rule.id()), rule);
+  store_.PutCounters(&batch);
+  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  it->second = rule;
+  RebuildIndexes();
+  return rule;
+}
+
+absl::Status AutomationEngine::DeleteRule(int64_t rule_id,
+                                          const std::string& etag) {
+  absl::MutexLock lock(&mu_);
+  auto it = rules_.find(rule_id);
+  if (it == rules_.end()) {
+    return absl::NotFoundError(absl::StrCat("rule ", rule_id, " not found"));
+  }
+  CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(), etag, "rule", rule_id));
+  rocksdb::WriteBatch batch;
+  store_.Delete(&batch, kRulesCf, common::EncodeInt64(rule_id));
+  store_.Delete(&batch, kMetaCf, RoundRobinKey(rule_id));
+  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  rules_.erase(it);
+  RebuildIndexes();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- Triggers
+
+absl::StatusOr<v1::Trigger> AutomationEngine::CreateTrigger(
+    v1::Trigger trigger) {
+  trigger.clear_id();
+  trigger.clear_create_time();
+  trigger.clear_update_time();
+  trigger.clear_etag();
+  trigger.clear_webhook_token();
+  CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
+  if (trigger.type() == v1::TRIGGER_TYPE_INCOMING_WEBHOOK)
+    trigger.set_webhook_token(NewWebhookToken());
+  absl::MutexLock lock(&mu_);
+  trigger.set_id(store_.NewTriggerId());
+  trigger.set_etag(Etag(store_.NewRevision()));
+  *trigger.mutable_create_time() = ToTimestamp(clock_.Now());
+  *trigger.mutable_update_time() = trigger.create_time();
+  rocksdb::WriteBatch batch;
+  store_.Put(&batch, kTriggersCf, common::EncodeInt64(trigger.id()), trigger);
+  store_.PutCounters(&batch);
+  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  triggers_[trigger.id()] = trigger;
+  RebuildIndexes();
+  return trigger;
+}
+
+absl::StatusOr<v1::Trigger> AutomationEngine::GetTrigger(int64_t id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = triggers_.find(id);
+  if (it == triggers_.end()) {
+    return absl::NotFoundError(absl::StrCat("trigger ", id, " not found"));
+  }
+  return it->second;
+}
+
+std::vector<v1::Trigger> AutomationEngine::ListTriggers(
+    int64_t pipeline_id, const std::string& stage_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<v1::Trigger> out;
+  auto it = pipeline_triggers_.find(pipeline_id);
+  if (it == pipeline_triggers_.end()) return out;
+  for (int64_t id : it->second) {
+    const v1::Trigger& trigger = triggers_.at(id);
+    if (stage_id.empty() || trigger.stage_id() == stage_id)
+      out.push_back(trigger);
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Trigger> AutomationEngine::UpdateTrigger(
+    const v1::Trigger& input, const google::protobuf::FieldMask& mask,
+    const std::string& etag) {
+  if (mask.paths().empty()) {
+    return absl::InvalidArgumentError("update_mask: name at least one path");
+  }
+  CRM_ASSIGN_OR_RETURN(v1::Trigger trigger, GetTrigger(input.id()));
+  CRM_RETURN_IF_ERROR(CheckEtag(trigger.etag(), etag, "trigger", trigger.id()));
+  for (const std::string& path : mask.paths()) {
+    if (path == "name") {
+      trigger.set_name(input.name());
+    } else if (path == "condition") {
+      if (input.has_condition()) {
+        *trigger.mutable_condition() = input.condition();
+      } else {
+        trigger.clear_condition();
+      }
+    } else if (path == "allow_backwards") {
+      trigger.set_allow_backwards(input.allow_backwards());
+    } else if (path == "field") {
+      trigger.set_field(input.field());
+    } else if (path == "app_code") {
+      trigger.set_app_code(input.app_code());
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "update_mask: \"", path,
+          "\" is not one of name, condition, allow_backwards, field, "
+          "app_code"));
+    }
+  }
+  CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
+  absl::MutexLock lock(&mu_);
+  auto it = triggers_.find(trigger.id());
+  if (it == triggers_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("trigger ", trigger.id(), " not found"));
+  }
+  CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(),
+                                etag.empty() ? trigger.etag() : etag,
+                                "trigger", trigger.id()));
+  trigger.set_etag(Etag(store_.NewRevision()));
+  *trigger.mutable_update_time() = ToTimestamp(clock_.Now());
+  rocksdb::WriteBatch batch;
+  store_.Put(&batch, kTriggersCf, common::EncodeInt64(trigger.id()), trigger);
+  store_.PutCounters(&batch);
+  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  it->second = trigger;
+  RebuildIndexes();
+  return trigger;
+}
+
+absl::Status AutomationEngine::DeleteTrigger(int64_t id,
+                                             const std::string& etag) {
+  absl::MutexLock lock(&mu_);
+  auto it = triggers_.find(id);
+  if (it == triggers_.end()) {
+    return absl::NotFoundError(absl::StrCat("trigger ", id, " not found"));
+  }
+  CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(), etag, "trigger", id));
+  rocksdb::WriteBatch batch;
+  store_.Delete(&batch, kTriggersCf, common::EncodeInt64(id));
+  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  triggers_.erase(it);
+  RebuildIndexes();
+  return absl::OkStatus();
+}
+
+std::optional<v1::Trigger> AutomationEngine::FindTriggerByToken(
+    const std::string& token) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = trigger_tokens_.find(token);
+  if (it == trigger_tokens_.end()) return std::nullopt;
+  return triggers_.at(it->second);
+}
+
+const v1::Trigger* AutomationEngine::ChooseTrigger(
+    const dv1::Deal& deal,
+    const std::vector<const v1::Trigger*>& candidates) const {
+  const auto config = config_.GetConfig();
+  const std::optional<int> current =
+      config->StageIndex(deal.pipeline_id(), deal.stage_id());
+  const v1::Trigger* best = nullptr;
+  int best_index = INT32_MAX;
+  for (const v1::Trigger* trigger : candidates) {
+    if (trigger->pipeline_id() != deal.pipeline_id() ||
+        trigger->stage_id() == deal.stage_id()) {
+      continue;
+    }
+    const std::optional<int> index =
+        config->StageIndex(trigger->pipeline_id(), trigger->stage_id());
+    if (!index.has_value()) continue;  // its stage was deleted
+    if (!trigger->allow_backwards() && current.has_value() &&
+        *index <= *current) {
+      continue;
+    }
+    if (trigger->has_condition()) {
+      auto condition =
+          crm::deals::CompiledFilter::Compile(trigger->condition(), *config);
+      if (!condition.ok() || !condition->Matches(deal)) continue;
+    }
+    if (*index < best_index) {
+      best = trigger;
+      best_index = *index;
+    }
+  }
+  return best;
+}
+
+absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
+    int64_t deal_id, v1::TriggerType type, const std::string& app_code,
+    const std::string& request_id, int64_t only_trigger_id) {
+  if (deal_id <= 0) {
+    return absl::InvalidArgumentError("deal_id: must be a positive deal id");
+  }
+  if (type == v1::TRIGGER_TYPE_UNSPECIFIED || !v1::TriggerType_IsValid(type)) {
+    return absl::InvalidArgumentError("type: required");
+  }
+  if (type == v1::TRIGGER_TYPE_FIELD_CHANGED ||
+      type == v1::TRIGGER_TYPE_ASSIGNEE_CHANGED) {
+    return absl::InvalidArgumentError(
+        "type: field and assignee changes fire from deal events");
+  }
+  if (type == v1::TRIGGER_TYPE_APP && app_code.empty()) {
+    return absl::InvalidArgumentError("app_code: required for TRIGGER_TYPE_APP");
+  }
+  if (request_id.size() > 100) {
+    return absl::InvalidArgumentError("request_id: at most 100 characters");
+  }
+  CRM_ASSIGN_OR_RETURN(dv1::Deal deal, GetDeal(deal_id));
+  v1::Trigger chosen;
+  bool found = false;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    std::vector<const v1::Trigger*> candidates;
+    auto it = pipeline_triggers_.find(deal.pipeline_id());
+    if (it != pipeline_triggers_.end()) {
+      for (int64_t id : it->second) {
+        const v1::Trigger& trigger = triggers_.at(id);
+        if (trigger.type() != type) continue;
+        if (only_trigger_id != 0 && id != only_trigger_id) continue;
+        if (type == v1::TRIGGER_TYPE_APP && trigger.app_code() != app_code)
+          continue;
+        candidates.push_back(&trigger);
+      }
+    }
+    if (const v1::Trigger* best = ChooseTrigger(deal, candidates)) {
+      chosen = *best;
+      found = true;
+    }
+  }
+  v1::FireTriggerResponse response;
+  if (!found) return response;
+  CRM_ASSIGN_OR_RETURN(
+      dv1::Deal moved,
+      MoveStage(deal_id, chosen.stage_id(),
+                request_id.empty() ? "" : absl::StrCat("fire/", request_id),
+                dv1::CHANNEL_TRIGGER));
+  response.set_moved(moved.stage_id() == chosen.stage_id());
+  response.set_trigger_id(chosen.id());
+  response.set_to_stage_id(chosen.stage_id());
+  return response;
+}
+
+// ---------------------------------------------------------------- Intake
+
+absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
+    const google::protobuf::RepeatedPtrField<dv1::DealEvent>& events) {
+  int64_t applied = 0;
+  bool scheduled = false;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const dv1::DealEvent& event : events) {
+      if (event.sequence() <= 0) {
+        return absl::InvalidArgumentError(
+            "events.sequence: must be positive");
+      }
+      const std::string applied_key = AppliedKey(event.shard());
+      CRM_ASSIGN_OR_RETURN(int64_t done, store_.GetInt(kMetaCf, applied_key));
+      if (event.sequence() <= done) {
+        applied = std::max(applied, done);
+        continue;  // redelivered
+      }
+      rocksdb::WriteBatch batch;
+      CRM_RETURN_IF_ERROR(ApplyEvent(event, &batch));
+      store_.PutInt(&batch, kMetaCf, applied_key, event.sequence());
+      store_.PutCounters(&batch);
+      CRM_RETURN_IF_ERROR(store_.Write(&batch));
+      applied = event.sequence();
+      scheduled = true;
+    }
+    if (scheduled) wake_ = true;
+  }
+  return applied;
+}
+
+absl::Status AutomationEngine::ApplyEvent(const dv1::DealEvent& event,
+                                          rocksdb::WriteBatch* batch) {
+  switch (event.type()) {
+    case dv1::DEAL_EVENT_TYPE_CREATED:
+    case dv1::DEAL_EVENT_TYPE_STAGE_CHANGED:
+    case dv1::DEAL_EVENT_TYPE_PIPELINE_CHANGED:
+      return EnterStage(event, batch);
+    case dv1::DEAL_EVENT_TYPE_UPDATED:
+    case dv1::DEAL_EVENT_TYPE_ASSIGNEE_CHANGED:
+      return EventTriggers(event, batch);
+    case dv1::DEAL_EVENT_TYPE_DELETED: {
+      storage::EntryRecord entry;
+      const std::string key = common::EncodeInt64(event.deal_id());
+      CRM_ASSIGN_OR_RETURN(bool found,
+                           store_.GetProto(kEntriesCf, key, &entry));
+      if (found) {
+        CRM_RETURN_IF_ERROR(CancelPending(event.deal_id(), entry.entry_seq(),
+                                          "the deal was deleted", batch));
+        store_.Delete(batch, kEntriesCf, key);
+      }
+      return absl::OkStatus();
+    }
+    default:
+      return absl::OkStatus();
+  }
+}
+
+absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
+                                          rocksdb::WriteBatch* batch) {
+  const int64_t deal_id = event.deal_id();
+  const absl::Time now = clock_.Now();
+  const std::string entry_key = common::EncodeInt64(deal_id);
+  storage::EntryRecord previous;
+  CRM_ASSIGN_OR_RETURN(bool had_entry,
+                       store_.GetProto(kEntriesCf, entry_key, &previous));
+  if (had_entry) {
+    const crm::deals::StageView* stage = config_.GetConfig()->FindStage(
+        previous.pipeline_id(), previous.stage_id());
+    CRM_RETURN_IF_ERROR(CancelPending(
+        deal_id, previous.entry_seq(),
+        absl::StrCat("the deal left stage ",
+                     stage != nullptr ? stage->name : previous.stage_id(),
+                     " before the run was due"),
+        batch));
+  }
+
+  // Loop cut-off: count automated moves in a row within the window.
+  storage::EntryRecord entry;
+  entry.set_entry_seq(event.sequence());
+  entry.set_pipeline_id(event.to_pipeline_id());
+  entry.set_stage_id(event.to_stage_id());
+  entry.set_enter_micros(absl::ToUnixMicros(now));
+  const bool automated = event.channel() == dv1::CHANNEL_AUTOMATION ||
+                         event.channel() == dv1::CHANNEL_TRIGGER;
+  if (automated && had_entry && previous.chain_depth() > 0 &&
+      now - absl::FromUnixMicros(previous.chain_start_micros()) <=
+          options_.loop_window) {
+    entry.set_chain_depth(previous.chain_depth() + 1);
+    entry.set_chain_start_micros(previous.chain_start_micros());
+  } else if (automated) {
+    entry.set_chain_depth(1);
+    entry.set_chain_start_micros(entry.enter_micros());
+  }
+  store_.Put(batch, kEntriesCf, entry_key, entry);
+  const bool loop_stopped = entry.chain_depth() > options_.loop_max_depth;
+  if (loop_stopped) {
+    CRM_LOG(kWarning, "automated move chain cut off",
+            {{"deal_id", absl::StrCat(deal_id)},
+             {"depth", absl::StrCat(entry.chain_depth())},
+             {"stage_id", entry.stage_id()}});
+  }
+
+  int64_t previous_rule = 0;
+  bool previous_done = true;
+  for (const v1::Rule* rule : StageRules(entry.pipeline_id(), entry.stage_id())) {
+    if (!Enabled(*rule)) continue;
+    const std::string key = RunKey(deal_id, event.sequence(), rule->id());
+    storage::RunRecord record;
+    record.set_entry_seq(event.sequence());
+    v1::Run& run = *record.mutable_run();
+    run.set_run_id(RunIdOf({deal_id, event.sequence(), rule->id()}));
+    run.set_deal_id(deal_id);
+    run.set_rule_id(rule->id());
+    run.set_cause_event_id(event.event_id());
+    run.set_pipeline_id(entry.pipeline_id());
+    run.set_stage_id(entry.stage_id());
+    run.set_outcome(v1::Run::OUTCOME_SCHEDULED);
+    if (rule->action().has_change_assignee()) {
+      const auto& users = rule->action().change_assignee().user_ids();
+      if (!users.empty()) {
+        CRM_ASSIGN_OR_RETURN(int64_t position,
+                             store_.GetInt(kMetaCf, RoundRobinKey(rule->id())));
+        record.set_assignee_pick(users[static_cast<int>(position % users.size())]);
+        store_.PutInt(batch, kMetaCf, RoundRobinKey(rule->id()), position + 1);
+      }
+    }
+    auto finish_now = [&](v1::Run::Outcome outcome, std::string error) {
+      run.set_outcome(outcome);
+      run.set_error(std::move(error));
+      *run.mutable_finish_time() = ToTimestamp(now);
+    };
+    if (loop_stopped) {
+      finish_now(v1::Run::OUTCOME_LOOP_STOPPED,
+                 absl::StrCat("more than ", options_.loop_max_depth,
+                              " automated moves of this deal in a row"));
+    } else if (rule->execution() == v1::EXECUTION_AFTER_PREVIOUS &&
+               !previous_done) {
+      record.set_waiting_for_rule_id(previous_rule);
+    } else {
+      absl::StatusOr<absl::Time> due =
+          DueTime(rule->timing(), event.deal(), now, options_.zone);
+      if (!due.ok()) {
+        finish_now(v1::Run::OUTCOME_SKIPPED, std::string(due.status().message()));
+      } else {
+        Schedule(&record, key, *due, batch);
+        if (*due <= now && snapshots_.size() < kMaxSnapshots)
+          snapshots_[key] = event.deal();
+      }
+    }
+    store_.Put(batch, kRunsCf, key, record);
+    previous_rule = rule->id();
+    previous_done = IsTerminal(run.outcome());
+  }
+  return absl::OkStatus();
+}
+
+void AutomationEngine::Schedule(storage::RunRecord* record,
+                                const std::string& key, absl::Time due,
+                                rocksdb::WriteBatch* batch) {
+  if (record->due_micros() != 0)
+    store_.Delete(batch, kDueCf, DueKey(record->due_micros(), key));
+  record->set_due_micros(absl::ToUnixMicros(due));
+  record->set_waiting_for_rule_id(0);
+  *record->mutable_run()->mutable_scheduled_time() = ToTimestamp(due);
+  static_cast<void>(
+      batch->Put(store_.cf(kDueCf), DueKey(record->due_micros(), key), ""));
+}
+
+absl::Status AutomationEngine::CancelPending(int64_t deal_id, int64_t entry_seq,
+                                             const std::string& reason,
+                                             rocksdb::WriteBatch* batch) {
+  std::string prefix;
+  common::AppendInt64(&prefix, deal_id);
+  common::AppendInt64(&prefix, entry_seq);
+  const absl::Time now = clock_.Now();
+  auto it = store_.db().NewIterator(store_.cf(kRunsCf));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    const std::string key = it->key().ToString();
+    if (in_flight_.contains(key)) continue;  // already running
+    storage::RunRecord record;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("unreadable run record");
+    }
+    if (record.run().outcome() != v1::Run::OUTCOME_SCHEDULED) continue;
+    if (record.due_micros() != 0)
+      store_.Delete(batch, kDueCf, DueKey(record.due_micros(), key));
+    record.set_due_micros(0);
+    record.set_waiting_for_rule_id(0);
+    record.mutable_run()->set_outcome(v1::Run::OUTCOME_CANCELLED);
+    record.mutable_run()->set_error(reason);
+    *record.mutable_run()->mutable_finish_time() = ToTimestamp(now);
+    store_.Put(batch, kRunsCf, key, record);
+    snapshots_.erase(key);
+  }
+  return common::FromRocksStatus(it->status(), "runs");
+}
+
+absl::Status AutomationEngine::EventTriggers(const dv1::DealEvent& event,
+                                             rocksdb::WriteBatch* batch) {
+  const dv1::Deal& deal = event.deal();
+  auto it = pipeline_triggers_.find(deal.pipeline_id());
+  if (it == pipeline_triggers_.end()) return absl::OkStatus();
+  const bool assignee = event.type() == dv1::DEAL_EVENT_TYPE_ASSIGNEE_CHANGED;
+  std::vector<const v1::Trigger*> candidates;
+  for (int64_t id : it->second) {
+    const v1::Trigger& trigger = triggers_.at(id);
+    if (trigger.type() == v1::TRIGGER_TYPE_ASSIGNEE_CHANGED && assignee) {
+      candidates.push_back(&trigger);
+    } else if (trigger.type() == v1::TRIGGER_TYPE_FIELD_CHANGED) {
+      if (assignee) {
+        if (trigger.field().empty() || trigger.field() == "assignee_id")
+          candidates.push_back(&trigger);
+        continue;
+      }
+      for (const std::string& changed : event.changed_fields()) {
+        if (trigger.field().empty() || changed == trigger.field() ||
+            changed == "custom_fields." + trigger.field()) {
+          candidates.push_back(&trigger);
+          break;
+        }
+      }
+    }
+  }
+  if (candidates.empty()) return absl::OkStatus();
+  const v1::Trigger* chosen = ChooseTrigger(deal, candidates);
+  if (chosen == nullptr) return absl::OkStatus();
+  // The move is an internal effect like a rule's: a durable job, run once
+  // with the job's id as request id.
+  const std::string key =
+      RunKey(deal.id(), event.sequence(), -chosen->id());
+  storage::RunRecord record;
+  record.set_entry_seq(event.sequence());
+  record.set_target_stage_id(chosen->stage_id());
+  v1::Run& run = *record.mutable_run();
+  run.set_run_id(RunIdOf({deal.id(), event.sequence(), -chosen->id()}));
+  run.set_deal_id(deal.id());
+  run.set_trigger_id(chosen->id());
+  run.set_cause_event_id(event.event_id());
+  run.set_pipeline_id(deal.pipeline_id());
+  run.set_stage_id(chosen->stage_id());
+  run.set_outcome(v1::Run::OUTCOME_SCHEDULED);
+  Schedule(&record, key, clock_.Now(), batch);
+  store_.Put(batch, kRunsCf, key, record);
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- Scheduler
+
+void AutomationEngine::Wake() {
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+}
+
+bool AutomationEngine::Idle() const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (!in_flight_.empty()) return false;
+  auto it = store_.db().NewIterator(store_.cf(kDueCf));
+  it->SeekToFirst();
+  if (!it->Valid()) return true;
+  int64_t due = 0;
+  std::string key;
+  if (!ParseDueKey(it->key().ToString(), &due, &key)) return true;
+  return absl::FromUnixMicros(due) > clock_.Now();
+}
+
+void AutomationEngine::SchedulerLoop() {
+  absl::Duration wait = absl::ZeroDuration();
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      // Stop sets wake_ too.
+      if (wait > absl::ZeroDuration())
+        mu_.AwaitWithTimeout(absl::Condition(&wake_), wait);
+      if (stopping_) return;
+      wake_ = false;
+    }
+    // Collect what is due, outside the lock (the due index is only read).
+    const absl::Time now = clock_.Now();
+    std::vector<std::string> due_keys;
+    absl::Time next = now + absl::Seconds(1);
+    {
+      auto it = store_.db().NewIterator(store_.cf(kDueCf));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        int64_t due = 0;
+        std::string key;
+        if (!ParseDueKey(it->key().ToString(), &due, &key)) continue;
+        if (absl::FromUnixMicros(due) > now) {
+          next = std::min(next, absl::FromUnixMicros(due));
+          break;
+        }
+        due_keys.push_back(std::move(key));
+        if (due_keys.size() >= kMaxDispatch) {
+          next = now;
+          break;
+        }
+      }
+    }
+    int dispatched = 0;
+    for (const std::string& key : due_keys) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (!in_flight_.insert(key).second) continue;
+      }
+      if (!workers_->TrySubmit([this, key] { ExecuteRun(key); })) {
+        absl::MutexLock lock(&mu_);
+        in_flight_.erase(key);
+        next = now + absl::Milliseconds(50);  // pool full: come back soon
+        break;
+      }
+      ++dispatched;
+    }
+    // Everything due is running: wait for the next due time, a new event
+    // or a finished run.
+    wait = std::max(next - clock_.Now(), absl::Milliseconds(dispatched > 0 ? 1 : 0));
+    wait = std::min(wait, absl::Seconds(1));
+    if (wait <= absl::ZeroDuration()) wait = absl::Milliseconds(1);
+  }
+}
+
+void AutomationEngine::ExecuteRun(const std::string& key) {
+  storage::RunRecord record;
+  std::optional<v1::Rule> rule;
+  std::optional<dv1::Deal> snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<bool> found = store_.GetProto(kRunsCf, key, &record);
+    const bool runnable =
+        found.ok() && *found && !IsTerminal(record.run().outcome()) &&
+        record.due_micros() != 0 &&
+        absl::FromUnixMicros(record.due_micros()) <= clock_.Now();
+    if (!runnable) {
+      in_flight_.erase(key);
+      return;
+    }
+    if (record.run().rule_id() != 0) {
+      auto it = rules_.find(record.run().rule_id());
+      if (it != rules_.end()) rule = it->second;
+    }
+    auto snap = snapshots_.find(key);
+    if (snap != snapshots_.end()) {
+      snapshot = std::move(snap->second);
+      snapshots_.erase(snap);
+    }
+  }
+  RunResult result =
+      Perform(record, rule.has_value() ? &*rule : nullptr, std::move(snapshot));
+  Finish(key, std::move(result));
+}
+
+AutomationEngine::RunResult AutomationEngine::Perform(
+    const storage::RunRecord& record, const v1::Rule* rule,
+    std::optional<dv1::Deal> snapshot) {
+  RunResult result;
+  const v1::Run& run = record.run();
+  auto deals_failed = [&](const absl::Status& status) {
+    result.error = std::string(status.message());
+    if (DealsWillRecover(status)) {
+      result.outcome = v1::Run::OUTCOME_RETRYING;
+      result.retry = true;
+      result.counts = false;
+    } else {
+      result.outcome = v1::Run::OUTCOME_FAILED;
+      result.error = absl::StrCat(absl::StatusCodeToString(status.code()), ": ",
+                                  status.message());
+    }
+    return result;
+  };
+  if (run.trigger_id() != 0) {
+    auto moved = MoveStage(run.deal_id(), record.target_stage_id(),
+                           run.run_id(), dv1::CHANNEL_TRIGGER);
+    if (!moved.ok()) return deals_failed(moved.status());
+    return result;
+  }
+  if (rule == nullptr) {
+    result.outcome = v1::Run::OUTCOME_CANCELLED;
+    result.error = "the rule was deleted before the run was due";
+    return result;
+  }
+  if (!Enabled(*rule)) {
+    result.outcome = v1::Run::OUTCOME_CANCELLED;
+    result.error = "the rule was disabled before the run was due";
+    return result;
+  }
+  dv1::Deal deal;
+  if (snapshot.has_value()) {
+    deal = *std::move(snapshot);
+  } else {
+    auto fresh = GetDeal(run.deal_id());
+    if (!fresh.ok()) return deals_failed(fresh.status());
+    deal = *std::move(fresh);
+    if (deal.pipeline_id() != run.pipeline_id() ||
+        deal.stage_id() != run.stage_id()) {
+      result.outcome = v1::Run::OUTCOME_CANCELLED;
+      result.error = "the deal is no longer in the rule's stage";
+      return result;
+    }
+  }
+  if (rule->has_condition()) {
+    const auto config = config_.GetConfig();
+    auto condition = crm::deals::CompiledFilter::Compile(rule->condition(), *config);
+    if (!condition.ok()) {
+      result.outcome = v1::Run::OUTCOME_FAILED;
+      result.error = absl::StrCat("rule.condition no longer compiles: ",
+                                  condition.status().message());
+      return result;
+    }
+    if (!condition->Matches(deal)) {
+      result.outcome = v1::Run::OUTCOME_SKIPPED;
+      result.error = WhyNotMatched(rule->condition(), *config, deal);
+      return result;
+    }
+  }
+  return PerformRule(record, *rule, deal);
+}
+
+AutomationEngine::RunResult AutomationEngine::PerformRule(
+    const storage::RunRecord& record, const v1::Rule& rule,
+    const dv1::Deal& deal) {
+  RunResult result;
+  const v1::Run& run = record.run();
+  const std::string& request_id = run.run_id();
+  const absl::Time now = clock_.Now();
+  auto fail = [&](const absl::Status& status, bool outside) {
+    const bool recover =
+        outside ? OutsideWillRecover(status) : DealsWillRecover(status);
+    result.error = std::string(status.message());
+    if (recover) {
+      result.outcome = v1::Run::OUTCOME_RETRYING;
+      result.retry = true;
+      result.counts = outside;
+    } else {
+      result.outcome = v1::Run::OUTCOME_FAILED;
+    }
+    return result;
+  };
+  auto render = [&](const std::string& text) {
+    return RenderDealTemplate(text, deal);
+  };
+  const v1::Action& action = rule.action();
+  switch (action.kind_case()) {
+    case v1::Action::kSendEmail: {
+      const v1::SendEmail& email = action.send_email();
+      if (email.to().empty()) {
+        return fail(absl::FailedPreconditionError(
+                        "send_email: the deal's contact email is not "
+                        "available (contacts are not supported yet); set "
+                        "send_email.to"),
+                    true);
+      }
+      auto subject = render(email.subject());
+      if (!subject.ok()) return fail(subject.status(), true);
+      auto body = render(email.body());
+      if (!body.ok()) return fail(body.status(), true);
+      SmtpMail mail;
+      mail.from = options_.mail_from;
+      mail.to = email.to();
+      mail.subject = *subject;
+      mail.text_body = *body;
+      const size_t at = options_.mail_from.find('@');
+      mail.message_id = MakeMessageId(
+          request_id, at == std::string::npos ? "localhost"
+                                              : options_.mail_from.substr(at + 1));
+      SmtpServer server = options_.smtp;
+      server.timeout = options_.outbound_timeout;
+      if (absl::Status sent = SendSmtpMail(server, mail); !sent.ok())
+        return fail(sent, true);
+      return result;
+    }
+    case v1::Action::kSendSms: {
+      const v1::SendSms& sms = action.send_sms();
+      if (sms.to().empty()) {
+        return fail(absl::FailedPreconditionError(
+                        "send_sms: the deal's contact phone is not available "
+                        "(contacts are not supported yet); set send_sms.to"),
+                    true);
+      }
+      if (options_.sms_gateway_url.empty()) {
+        return fail(absl::FailedPreconditionError(
+                        "send_sms: no SMS gateway is configured "
+                        "(--sms_gateway_url)"),
+                    true);
+      }
+      auto text = render(sms.text());
+      if (!text.ok()) return fail(text.status(), true);
+      HttpPost post;
+      post.url = options_.sms_gateway_url;
+      post.content_type = kFormContentType;
+      post.body = FormEncode({{"to", sms.to()}, {"text", *text},
+                              {"message_id", request_id}});
+      post.headers.emplace_back(kIdempotencyKeyHeader, request_id);
+      post.timeout = options_.outbound_timeout;
+      auto sent = SendHttpPost(post);
+      if (!sent.ok()) return fail(sent.status(), true);
+      if (sent->status_code / 100 != 2) {
+        const bool again = sent->status_code == 408 || sent->status_code == 429;
+        return fail(again ? absl::UnavailableError(absl::StrCat(
+                                "SMS gateway answered HTTP ", sent->status_code))
+                          : absl::FailedPreconditionError(absl::StrCat(
+                                "SMS gateway answered HTTP ", sent->status_code)),
+                    true);
+      }
+      return result;
+    }
+    case v1::Action::kCallWebhook: {
+      const v1::CallWebhook& hook = action.call_webhook();
+      std::string deal_json;
+      google::protobuf::util::JsonPrintOptions print;
+      print.preserve_proto_field_names = true;
+      static_cast<void>(
+          google::protobuf::util::MessageToJsonString(deal, &deal_json, print));
+      nlohmann::json body = {
+          {"event", "automation.rule_run"},
+          {"run_id", request_id},
+          {"rule_id", rule.id()},
+          {"deal_id", deal.id()},
+          {"pipeline_id", run.pipeline_id()},
+          {"stage_id", run.stage_id()},
+          {"cause_event_id", run.cause_event_id()},
+          {"deal", nlohmann::json::parse(deal_json, nullptr, false)}};
+      HttpPost post;
+      post.url = hook.url();
+      post.body = body.dump();
+      const std::string timestamp = absl::StrCat(absl::ToUnixSeconds(absl::Now()));
+      post.headers.emplace_back(kTimestampHeader, timestamp);
+      post.headers.emplace_back(kSignatureHeader,
+                                SignWebhook(hook.secret(), timestamp, post.body));
+      post.headers.emplace_back(kIdempotencyKeyHeader, request_id);
+      post.timeout = options_.outbound_timeout;
+      auto sent = SendHttpPost(post);
+      if (!sent.ok()) return fail(sent.status(), true);
+      if (sent->status_code / 100 != 2) {
+        const bool again = sent->status_code == 408 || sent->status_code == 429;
+        const std::string message =
+            absl::StrCat("webhook answered HTTP ", sent->status_code);
+        return fail(again ? absl::UnavailableError(message)
+                          : absl::FailedPreconditionError(message),
+                    true);
+      }
+      return result;
+    }
+    case v1::Action::kCreateTask: {
+      const v1::CreateTask& spec = action.create_task();
+      auto title = render(spec.title());
+      if (!title.ok()) return fail(title.status(), true);
+      auto description = render(spec.description());
+      if (!description.ok()) return fail(description.status(), true);
+      v1::Task task;
+      task.set_deal_id(deal.id());
+      task.set_title(*title);
+      task.set_description(*description);
+      task.set_responsible_id(spec.responsible_id() != 0 ? spec.responsible_id()
+                                                         : deal.assignee_id());
+      if (spec.has_deadline_after() && (spec.deadline_after().seconds() != 0 ||
+                                        spec.deadline_after().nanos() != 0)) {
+        *task.mutable_deadline() = ToTimestamp(
+            now + absl::Seconds(spec.deadline_after().seconds()));
+      }
+      task.set_status(v1::Task::STATUS_OPEN);
+      task.set_rule_id(rule.id());
+      task.set_pipeline_id(run.pipeline_id());
+      task.set_stage_id(run.stage_id());
+      *task.mutable_create_time() = ToTimestamp(now);
+      result.task = std::move(task);
+      return result;
+    }
+    case v1::Action::kCompleteStageTasks:
+      result.complete_stage_tasks = true;
+      return result;
+    case v1::Action::kNotifyEmployee: {
+      auto text = render(action.notify_employee().text());
+      if (!text.ok()) return fail(text.status(), true);
+      v1::Notification note;
+      note.set_user_id(action.notify_employee().user_id() != 0
+                           ? action.notify_employee().user_id()
+                           : deal.assignee_id());
+      note.set_deal_id(deal.id());
+      note.set_text(*text);
+      note.set_rule_id(rule.id());
+      *note.mutable_create_time() = ToTimestamp(now);
+      result.notification = std::move(note);
+      return result;
+    }
+    case v1::Action::kChangeStage: {
+      auto moved = MoveStage(deal.id(), action.change_stage().stage_id(),
+                             request_id, dv1::CHANNEL_AUTOMATION);
+      if (!moved.ok()) return fail(moved.status(), false);
+      return result;
+    }
+    case v1::Action::kMoveToPipeline: {
+      auto moved = MoveToPipeline(deal.id(), action.move_to_pipeline().pipeline_id(),
+                                  action.move_to_pipeline().stage_id(), request_id);
+      if (!moved.ok()) return fail(moved.status(), false);
+      return result;
+    }
+    case v1::Action::kChangeAssignee: {
+      dv1::Deal change;
+      change.set_id(deal.id());
+      change.set_assignee_id(record.assignee_pick());
+      google::protobuf::FieldMask mask;
+      mask.add_paths("assignee_id");
+      auto updated = UpdateDeal(change, mask, request_id);
+      if (!updated.ok()) return fail(updated.status(), false);
+      return result;
+    }
+    case v1::Action::kSetFields: {
+      const auto config = config_.GetConfig();
+      nlohmann::json fields = nlohmann::json::object();
+      dv1::Deal change;
+      google::protobuf::FieldMask mask;
+      for (const auto& [name, values] : action.set_fields().values()) {
+        std::vector<std::string> rendered;
+        for (const std::string& value : values.values()) {
+          auto text = render(value);
+          if (!text.ok()) return fail(text.status(), true);
+          rendered.push_back(*std::move(text));
+        }
+        if (config->FindField(name) != nullptr) {
+          auto& target = (*change.mutable_custom_fields())[name];
+          for (auto& value : rendered) target.add_values(std::move(value));
+          mask.add_paths("custom_fields." + name);
+          continue;
+        }
+        mask.add_paths(name);
+        if (name == "contact_ids" || name == "observer_ids") {
+          fields[name] = rendered;
+        } else if (name == "opened" || name == "manual_amount") {
+          const std::string value = rendered.empty() ? "" : rendered[0];
+          if (value != "true" && value != "false") {
+            return fail(absl::InvalidArgumentError(absl::StrCat(
+                            "set_fields.", name, ": \"", value,
+                            "\" is not true or false")),
+                        false);
+          }
+          fields[name] = value == "true";
+        } else if (!rendered.empty()) {
+          fields[name] = rendered[0];
+        }
+      }
+      if (!fields.empty()) {
+        dv1::Deal parsed;
+        google::protobuf::util::JsonParseOptions parse;
+        auto status =
+            google::protobuf::util::JsonStringToMessage(fields.dump(), &parsed, parse);
+        if (!status.ok()) {
+          return fail(absl::InvalidArgumentError(absl::StrCat(
+                          "set_fields: ", status.message().as_string())),
+                      false);
+        }
+        parsed.MergeFrom(change);
+        change = std::move(parsed);
+      }
+      change.set_id(deal.id());
+      auto updated = UpdateDeal(change, mask, request_id);
+      if (!updated.ok()) return fail(updated.status(), false);
+      return result;
+    }
+    case v1::Action::kAddComment: {
+      auto text = render(action.add_comment().text());
+      if (!text.ok()) return fail(text.status(), true);
+      // Appended to the current comments (fresh copy, guarded by its etag).
+      auto current = GetDeal(deal.id());
+      if (!current.ok()) return fail(current.status(), false);
+      dv1::Deal change;
+      change.set_id(deal.id());
+      change.set_comments(current->comments().empty()
+                              ? *text
+                              : absl::StrCat(current->comments(), "\n\n", *text));
+      google::protobuf::FieldMask mask;
+      mask.add_paths("comments");
+      auto updated = UpdateDeal(change, mask, request_id, current->etag());
+      if (!updated.ok()) return fail(updated.status(), false);
+      return result;
+    }
+    case v1::Action::KIND_NOT_SET:
+      break;
+  }
+  result.outcome = v1::Run::OUTCOME_FAILED;
+  result.error = "the rule has no action";
+  return result;
+}
+
+void AutomationEngine::Finish(const std::string& key, RunResult result) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_.Now();
+  storage::RunRecord record;
+  absl::StatusOr<bool> found = store_.GetProto(kRunsCf, key, &record);
+  if (!found.ok() || !*found) {
+    in_flight_.erase(key);
+    return;
+  }
+  v1::Run& run = *record.mutable_run();
+  rocksdb::WriteBatch batch;
+  if (!run.has_start_time()) *run.mutable_start_time() = ToTimestamp(now);
+  run.set_attempts(run.attempts() + 1);
+  run.set_error(result.error);
+  if (result.retry &&
+      (!result.counts || run.attempts() < options_.max_attempts)) {
+    // Doubling backoff with +-20% jitter; deals outages retry forever but
+    // no slower than deals_retry_max.
+    const int exponent = std::min(run.attempts() - 1, 20);
+    absl::Duration backoff = options_.retry_base * std::pow(2.0, exponent);
+    backoff = std::min(backoff, result.counts ? options_.retry_max
+                                              : options_.deals_retry_max);
+    static thread_local absl::BitGen gen;
+    backoff *= absl::Uniform(gen, 0.8, 1.2);
+    run.set_outcome(v1::Run::OUTCOME_RETRYING);
+    Schedule(&record, key, now + backoff, &batch);
+    store_.Put(&batch, kRunsCf, key, record);
+  } else {
+    if (result.retry) {
+      result.outcome = v1::Run::OUTCOME_FAILED;
+      run.set_error(absl::StrCat("gave up after ", run.attempts(),
+                                 " attempts: ", result.error));
+    }
+    run.set_outcome(result.outcome);
+    *run.mutable_finish_time() = ToTimestamp(now);
+    if (record.due_micros() != 0)
+      store_.Delete(&batch, kDueCf, DueKey(record.due_micros(), key));
+    record.set_due_micros(0);
+    if (result.task.has_value()) {
+      v1::Task& task = *result.task;
+      task.set_id(store_.NewTaskId());
+      std::string by_deal, by_user;
+      common::AppendInt64(&by_deal, task.deal_id());
+      common::AppendInt64(&by_deal, task.id());
+      common::AppendInt64(&by_user, task.responsible_id());
+      common::AppendInt64(&by_user, task.id());
+      store_.Put(&batch, kTasksCf, common::EncodeInt64(task.id()), task);
+      static_cast<void>(batch.Put(store_.cf(kTasksByDealCf), by_deal, ""));
+      static_cast<void>(batch.Put(store_.cf(kTasksByUserCf), by_user, ""));
+    }
+    if (result.complete_stage_tasks) {
+      std::string prefix;
+      common::AppendInt64(&prefix, run.deal_id());
+      auto it = store_.db().NewIterator(store_.cf(kTasksByDealCf));
+      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+           it->Next()) {
+        common::KeyReader reader(it->key().ToString());
+        int64_t deal_id = 0, task_id = 0;
+        if (!reader.ReadInt64(&deal_id) || !reader.ReadInt64(&task_id)) continue;
+        v1::Task task;
+        absl::StatusOr<bool> got =
+            store_.GetProto(kTasksCf, common::EncodeInt64(task_id), &task);
+        if (!got.ok() || !*got) continue;
+        if (task.status() != v1::Task::STATUS_OPEN ||
+            task.pipeline_id() != run.pipeline_id() ||
+            task.stage_id() != run.stage_id()) {
+          continue;
+        }
+        task.set_status(v1::Task::STATUS_COMPLETED);
+        *task.mutable_complete_time() = ToTimestamp(now);
+        store_.Put(&batch, kTasksCf, common::EncodeInt64(task_id), task);
+      }
+    }
+    if (result.notification.has_value()) {
+      v1::Notification& note = *result.notification;
+      note.set_id(store_.NewNotificationId());
+      std::string nkey;
+      common::AppendInt64(&nkey, note.user_id());
+      common::AppendInt64(&nkey, note.id());
+      store_.Put(&batch, kNotificationsCf, nkey, note);
+    }
+    store_.Put(&batch, kRunsCf, key, record);
+    // The next rule of the stage that waits for this one.
+    if (run.rule_id() != 0) {
+      std::string prefix;
+      common::AppendInt64(&prefix, run.deal_id());
+      common::AppendInt64(&prefix, record.entry_seq());
+      auto it = store_.db().NewIterator(store_.cf(kRunsCf));
+      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+           it->Next()) {
+        storage::RunRecord next;
+        if (!next.ParseFromArray(it->value().data(),
+                                 static_cast<int>(it->value().size())) ||
+            next.waiting_for_rule_id() != run.rule_id() ||
+            next.run().outcome() != v1::Run::OUTCOME_SCHEDULED) {
+          continue;
+        }
+        auto rule = rules_.find(next.run().rule_id());
+        const std::string next_key = it->key().ToString();
+        absl::StatusOr<absl::Time> due =
+            rule == rules_.end()
+                ? absl::StatusOr<absl::Time>(now)
+                : DueTime(rule->second.timing(), dv1::Deal(), now, options_.zone);
+        if (!due.ok()) {
+          // Date-relative timing: the date comes from the deal at run time;
+          // without the deal here, run now and let the run fetch it.
+          due = now;
+        }
+        Schedule(&next, next_key, *due, &batch);
+        store_.Put(&batch, kRunsCf, next_key, next);
+        break;
+      }
+    }
+  }
+  store_.PutCounters(&batch);
+  absl::Status written = store_.Write(&batch);
+  if (!written.ok()) {
+    CRM_LOG(kError, "cannot record a run",
+            {{"run_id", run.run_id()}, {"error", written.ToString()}});
+  }
+  if (run.outcome() == v1::Run::OUTCOME_FAILED) {
+    CRM_LOG(kWarning, "rule run failed",
+            {{"run_id", run.run_id()}, {"error", run.error()}});
+  }
+  in_flight_.erase(key);
+  wake_ = true;
+}
+
+// ---------------------------------------------------------------- Queries
+
+absl::StatusOr<Page<v1::Task>> AutomationEngine::ListTasks(
+    const TaskQuery& query, const std::string& after_key, int limit) const {
+  if (query.deal_id <= 0 && query.responsible_id <= 0) {
+    return absl::InvalidArgumentError(
+        "deal_id: name a deal or a responsible_id");
+  }
+  const bool by_deal = query.deal_id > 0;
+  std::string prefix;
+  common::AppendInt64(&prefix, by_deal ? query.deal_id : query.responsible_id);
+  Page<v1::Task> page;
+  auto it = store_.db().NewIterator(
+      store_.cf(by_deal ? kTasksByDealCf : kTasksByUserCf));
+  if (after_key.empty()) {
+    it->Seek(prefix);
+  } else {
+    it->Seek(after_key);
+    if (it->Valid() && it->key().ToString() == after_key) it->Next();
+  }
+  for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    common::KeyReader reader(it->key().ToString());
+    int64_t owner = 0, task_id = 0;
+    if (!reader.ReadInt64(&owner) || !reader.ReadInt64(&task_id)) continue;
+    v1::Task task;
+    CRM_ASSIGN_OR_RETURN(
+        bool found,
+        store_.GetProto(kTasksCf, common::EncodeInt64(task_id), &task));
+    if (!found) continue;
+    if (query.responsible_id > 0 && task.responsible_id() != query.responsible_id)
+      continue;
+    if (query.status != v1::Task::STATUS_UNSPECIFIED &&
+        task.status() != query.status)
+      continue;
+    if (static_cast<int>(page.items.size()) >= limit) {
+      page.more = true;
+      break;
+    }
+    page.items.push_back(std::move(task));
+    page.last_key = it->key().ToString();
+  }
+  CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "tasks"));
+  return page;
+}
+
+absl::StatusOr<v1::Task> AutomationEngine::GetTask(int64_t task_id) const {
+  v1::Task task;
+  CRM_ASSIGN_OR_RETURN(
+      bool found,
+      store_.GetProto(kTasksCf, common::EncodeInt64(task_id), &task));
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("task ", task_id, " not found"));
+  }
+  return task;
+}
+
+absl::StatusOr<v1::Task> AutomationEngine::CompleteTask(int64_t task_id) {
+  absl::MutexLock lock(&mu_);
+  CRM_ASSIGN_OR_RETURN(v1::Task task, GetTask(task_id));
+  if (task.status() == v1::Task::STATUS_COMPLETED) return task;
+  task.set_status(v1::Task::STATUS_COMPLETED);
+  *task.mutable_complete_time() = ToTimestamp(clock_.Now());
+  rocksdb::WriteBatch batch;
+  store_.Put(&batch, kTasksCf, common::EncodeInt64(task_id), task);
+  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  return task;
+}
+
+namespace {
+
+// Newest-first page over keys starting with `prefix`.
+template <typename Record, typename Emit>
+absl::Status ReversePage(const AutomationStore& store, std::string_view cf,
+                         const std::string& prefix,
+                         const std::string& after_key, int limit, Emit emit,
+                         std::string* last_key, bool* more) {
+  auto it = const_cast<AutomationStore&>(store).db().NewIterator(
+      store.cf(cf));
+  if (after_key.empty()) {
+    it->SeekForPrev(common::PrefixSuccessor(prefix));
+    if (it->Valid() && !it->key().starts_with(prefix)) it->Prev();
+  } else {
+    it->SeekForPrev(after_key);
+    if (it->Valid() && it->key().ToString() == after_key) it->Prev();
+  }
+  int count = 0;
+  for (; it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+    if (count >= limit) {
+      *more = true;
+      break;
+    }
+    Record record;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("unreadable ", std::string(cf), " record"));
+    }
+    emit(std::move(record));
+    *last_key = it->key().ToString();
+    ++count;
+  }
+  return common::FromRocksStatus(it->status(), cf);
+}
+
+}  // namespace
+
+absl::StatusOr<Page<v1::Run>> AutomationEngine::ListRuns(
+    int64_t deal_id, const std::string& after_key, int limit) const {
+  if (deal_id <= 0)
+    return absl::InvalidArgumentError("deal_id: must be a positive deal id");
+  Page<v1::Run> page;
+  CRM_RETURN_IF_ERROR(ReversePage<storage::RunRecord>(
+      store_, kRunsCf, common::EncodeInt64(deal_id), after_key, limit,
+      [&](storage::RunRecord record) {
+        page.items.push_back(std::move(*record.mutable_run()));
+      },
+      &page.last_key, &page.more));
+  return page;
+}
+
+absl::StatusOr<Page<v1::Notification>> AutomationEngine::ListNotifications(
+    int64_t user_id, const std::string& after_key, int limit) const {
+  if (user_id <= 0)
+    return absl::InvalidArgumentError("user_id: must be a positive user id");
+  Page<v1::Notification> page;
+  CRM_RETURN_IF_ERROR(ReversePage<v1::Notification>(
+      store_, kNotificationsCf, common::EncodeInt64(user_id), after_key, limit,
+      [&](v1::Notification note) { page.items.push_back(std::move(note)); },
+      &page.last_key, &page.more));
+  return page;
+}
+
+// ---------------------------------------------------------------- Deals calls
+
+void AutomationEngine::PrepareContext(grpc::ClientContext* context) {
+  context->AddMetadata("authorization", tokens_.AuthorizationHeader());
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoMilliseconds(options_.deals_timeout));
+}
+
+absl::StatusOr<dv1::Deal> AutomationEngine::GetDeal(int64_t deal_id) {
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  dv1::GetDealRequest request;
+  request.set_deal_id(deal_id);
+  dv1::Deal deal;
+  CRM_RETURN_IF_ERROR(
+      common::FromGrpcStatus(deals_.GetDeal(&context, request, &deal)));
+  return deal;
+}
+
+absl::StatusOr<dv1::Deal> AutomationEngine::MoveStage(
+    int64_t deal_id, const std::string& stage_id, const std::string& request_id,
+    dv1::Channel channel) {
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  dv1::MoveDealStageRequest request;
+  request.set_deal_id(deal_id);
+  request.set_stage_id(stage_id);
+  request.set_request_id(request_id);
+  request.set_channel(channel);
+  dv1::Deal deal;
+  CRM_RETURN_IF_ERROR(
+      common::FromGrpcStatus(deals_.MoveDealStage(&context, request, &deal)));
+  return deal;
+}
+
+absl::StatusOr<dv1::Deal> AutomationEngine::UpdateDeal(
+    const dv1::Deal& change, const google::protobuf::FieldMask& mask,
+    const std::string& request_id, const std::string& etag) {
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  dv1::UpdateDealRequest request;
+  *request.mutable_deal() = change;
+  *request.mutable_update_mask() = mask;
+  request.set_request_id(request_id);
+  request.set_etag(etag);
+  request.set_channel(dv1::CHANNEL_AUTOMATION);
+  dv1::Deal deal;
+  CRM_RETURN_IF_ERROR(
+      common::FromGrpcStatus(deals_.UpdateDeal(&context, request, &deal)));
+  return deal;
+}
+
+absl::StatusOr<dv1::Deal> AutomationEngine::MoveToPipeline(
+    int64_t deal_id, int64_t pipeline_id, const std::string& stage_id,
+    const std::string& request_id) {
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  dv1::MoveDealToPipelineRequest request;
+  request.set_deal_id(deal_id);
+  request.set_pipeline_id(pipeline_id);
+  request.set_stage_id(stage_id);
+  request.set_request_id(request_id);
+  request.set_channel(dv1::CHANNEL_AUTOMATION);
+  dv1::Deal deal;
+  CRM_RETURN_IF_ERROR(common::FromGrpcStatus(
+      deals_.MoveDealToPipeline(&context, request, &deal)));
+  return deal;
+}
+
+}  // namespace crm::automation

@@ -1,0 +1,248 @@
+// The automation engine: takes deal events in (stage entries schedule the
+// stage's rules, leaving a stage cancels what has not run, field and
+// assignee changes fire triggers), runs due rules on a worker pool and keeps
+// rules, triggers, tasks, the run log and notifications.
+//
+// Exactly-once internal effects: a run's change to a deal carries the run id
+// as request id (deals applies a request id once); a run's own records (a
+// task, a notification, completed tasks) are written in the same batch as
+// its outcome. Outside effects (email, SMS, webhook) are at-least-once with
+// the run id as idempotency key.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "google/protobuf/field_mask.pb.h"
+
+#include "crm/automation/v1/automation.pb.h"
+#include "crm/automation/v1/automation_service.pb.h"
+#include "crm/deals/v1/deal_events.pb.h"
+#include "crm/deals/v1/deals_service.grpc.pb.h"
+
+#include "common/concurrency/worker_pool.h"
+#include "services/automation/outbound/smtp_sender.h"
+#include "services/automation/storage/automation_store.h"
+#include "services/deals/clients/pipeline_client.h"
+#include "services/deals/clients/service_token.h"
+
+namespace crm::automation {
+
+namespace v1 = ::crm::automation::v1;
+
+// Real time plus an offset that tests (and --test_clock) can move forward.
+class Clock {
+ public:
+  explicit Clock(bool adjustable = false) : adjustable_(adjustable) {}
+  absl::Time Now() const;
+  bool adjustable() const { return adjustable_; }
+  // FAILED_PRECONDITION unless adjustable; INVALID_ARGUMENT for d < 0.
+  [[nodiscard]] absl::Status Advance(absl::Duration d);
+
+ private:
+  const bool adjustable_;
+  mutable absl::Mutex mu_;
+  absl::Duration offset_ ABSL_GUARDED_BY(mu_);
+};
+
+struct EngineOptions {
+  absl::TimeZone zone = absl::UTCTimeZone();
+  SmtpServer smtp;
+  std::string mail_from = "crm@localhost";
+  // Empty: SendSms runs fail with a clear reason.
+  std::string sms_gateway_url;
+  // Outside calls (email, SMS, webhook): attempts before a run parks as
+  // FAILED, and the backoff between them (doubling, +-20% jitter).
+  int max_attempts = 5;
+  absl::Duration retry_base = absl::Seconds(1);
+  absl::Duration retry_max = absl::Minutes(5);
+  // Calls to deals that fail for its unavailability retry without limit,
+  // waiting at most this long between attempts.
+  absl::Duration deals_retry_max = absl::Seconds(5);
+  // Automated moves of one deal (channel AUTOMATION or TRIGGER) in a row,
+  // each within `loop_window` of the chain's start, past which the entered
+  // stage's rules are not run (LOOP_STOPPED).
+  int loop_max_depth = 10;
+  absl::Duration loop_window = absl::Minutes(1);
+  int workers = 4;
+  absl::Duration deals_timeout = absl::Seconds(5);
+  absl::Duration outbound_timeout = absl::Seconds(10);
+};
+
+// A page of a keyed listing: items and the key of the last one.
+template <typename T>
+struct Page {
+  std::vector<T> items;
+  std::string last_key;
+  bool more = false;
+};
+
+struct TaskQuery {
+  int64_t deal_id = 0;
+  int64_t responsible_id = 0;
+  v1::Task::Status status = v1::Task::STATUS_UNSPECIFIED;
+};
+
+class AutomationEngine {
+ public:
+  using DealsStub = crm::deals::v1::DealsService::StubInterface;
+
+  AutomationEngine(AutomationStore& store, crm::deals::PipelineClient& config,
+                   DealsStub& deals, crm::deals::ServiceTokenSource& tokens,
+                   Clock& clock, EngineOptions options);
+  ~AutomationEngine();
+  AutomationEngine(const AutomationEngine&) = delete;
+  AutomationEngine& operator=(const AutomationEngine&) = delete;
+
+  // Loads rules and triggers, then starts the scheduler and workers.
+  [[nodiscard]] absl::Status Start();
+  // Waits for running runs to finish their current step.
+  void Stop();
+
+  // Applies consecutive events of one shard; returns the highest sequence
+  // applied (events at or below the shard's applied sequence are skipped).
+  [[nodiscard]] absl::StatusOr<int64_t> ApplyEvents(
+      const google::protobuf::RepeatedPtrField<crm::deals::v1::DealEvent>&
+          events);
+
+  // Rules. Secrets are returned as stored; callers strip them.
+  [[nodiscard]] absl::StatusOr<v1::Rule> CreateRule(v1::Rule rule);
+  [[nodiscard]] absl::StatusOr<v1::Rule> GetRule(int64_t rule_id) const;
+  // In sort order (then id); stage_id empty = the whole pipeline.
+  std::vector<v1::Rule> ListRules(int64_t pipeline_id,
+                                  const std::string& stage_id) const;
+  [[nodiscard]] absl::StatusOr<v1::Rule> UpdateRule(
+      const v1::Rule& rule, const google::protobuf::FieldMask& mask,
+      const std::string& etag);
+  [[nodiscard]] absl::Status DeleteRule(int64_t rule_id,
+                                        const std::string& etag);
+
+  [[nodiscard]] absl::StatusOr<v1::Trigger> CreateTrigger(v1::Trigger trigger);
+  [[nodiscard]] absl::StatusOr<v1::Trigger> GetTrigger(int64_t id) const;
+  std::vector<v1::Trigger> ListTriggers(int64_t pipeline_id,
+                                        const std::string& stage_id) const;
+  [[nodiscard]] absl::StatusOr<v1::Trigger> UpdateTrigger(
+      const v1::Trigger& trigger, const google::protobuf::FieldMask& mask,
+      const std::string& etag);
+  [[nodiscard]] absl::Status DeleteTrigger(int64_t id, const std::string& etag);
+  std::optional<v1::Trigger> FindTriggerByToken(const std::string& token) const;
+
+  // Applies the matching triggers of the deal's pipeline now (outside
+  // events); `only_trigger_id` restricts to one (incoming webhooks).
+  [[nodiscard]] absl::StatusOr<v1::FireTriggerResponse> FireTrigger(
+      int64_t deal_id, v1::TriggerType type, const std::string& app_code,
+      const std::string& request_id, int64_t only_trigger_id = 0);
+
+  [[nodiscard]] absl::StatusOr<Page<v1::Task>> ListTasks(
+      const TaskQuery& query, const std::string& after_key, int limit) const;
+  [[nodiscard]] absl::StatusOr<v1::Task> GetTask(int64_t task_id) const;
+  [[nodiscard]] absl::StatusOr<v1::Task> CompleteTask(int64_t task_id);
+  // Newest first.
+  [[nodiscard]] absl::StatusOr<Page<v1::Run>> ListRuns(
+      int64_t deal_id, const std::string& after_key, int limit) const;
+  // Newest first.
+  [[nodiscard]] absl::StatusOr<Page<v1::Notification>> ListNotifications(
+      int64_t user_id, const std::string& after_key, int limit) const;
+
+  // Nothing due now and nothing running (tests wait for it).
+  bool Idle() const;
+  // Re-checks the due index now (after a clock move).
+  void Wake();
+  const Clock& clock() const { return clock_; }
+
+ private:
+  struct RunResult;
+
+  absl::Status LoadCaches();
+  void RebuildIndexes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<const v1::Rule*> StageRules(int64_t pipeline_id,
+                                          const std::string& stage_id) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  absl::Status ApplyEvent(const crm::deals::v1::DealEvent& event,
+                          rocksdb::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status EnterStage(const crm::deals::v1::DealEvent& event,
+                          rocksdb::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CancelPending(int64_t deal_id, int64_t entry_seq,
+                             const std::string& reason,
+                             rocksdb::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status EventTriggers(const crm::deals::v1::DealEvent& event,
+                             rocksdb::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The trigger that wins for `deal` among `candidates`, or null.
+  const v1::Trigger* ChooseTrigger(
+      const crm::deals::v1::Deal& deal,
+      const std::vector<const v1::Trigger*>& candidates) const;
+  void Schedule(storage::RunRecord* record, const std::string& key,
+                absl::Time due, rocksdb::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void SchedulerLoop();
+  void ExecuteRun(const std::string& key);
+  RunResult Perform(const storage::RunRecord& record, const v1::Rule* rule,
+                    std::optional<crm::deals::v1::Deal> snapshot);
+  RunResult PerformRule(const storage::RunRecord& record, const v1::Rule& rule,
+                        const crm::deals::v1::Deal& deal);
+  void Finish(const std::string& key, RunResult result);
+
+  // Calls to deals as the automation service identity.
+  absl::StatusOr<crm::deals::v1::Deal> GetDeal(int64_t deal_id);
+  absl::StatusOr<crm::deals::v1::Deal> MoveStage(int64_t deal_id,
+                                                 const std::string& stage_id,
+                                                 const std::string& request_id,
+                                                 crm::deals::v1::Channel channel);
+  absl::StatusOr<crm::deals::v1::Deal> UpdateDeal(
+      const crm::deals::v1::Deal& deal, const google::protobuf::FieldMask& mask,
+      const std::string& request_id, const std::string& etag = "");
+  absl::StatusOr<crm::deals::v1::Deal> MoveToPipeline(
+      int64_t deal_id, int64_t pipeline_id, const std::string& stage_id,
+      const std::string& request_id);
+  void PrepareContext(grpc::ClientContext* context);
+
+  AutomationStore& store_;
+  crm::deals::PipelineClient& config_;
+  DealsStub& deals_;
+  crm::deals::ServiceTokenSource& tokens_;
+  Clock& clock_;
+  const EngineOptions options_;
+
+  // Serialises writes; guards the caches.
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<int64_t, v1::Rule> rules_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int64_t, v1::Trigger> triggers_ ABSL_GUARDED_BY(mu_);
+  // (pipeline, stage) -> rule ids in sort order.
+  absl::flat_hash_map<std::pair<int64_t, std::string>, std::vector<int64_t>>
+      stage_rules_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int64_t, std::vector<int64_t>> pipeline_triggers_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int64_t> trigger_tokens_
+      ABSL_GUARDED_BY(mu_);
+  // Runs handed to a worker and not finished.
+  absl::flat_hash_set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);
+  // Deal as of the entry, for runs due at once (saves a GetDeal).
+  absl::flat_hash_map<std::string, crm::deals::v1::Deal> snapshots_
+      ABSL_GUARDED_BY(mu_);
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::unique_ptr<common::WorkerPool> workers_;
+  std::thread scheduler_;
+};
+
+}  // namespace crm::automation

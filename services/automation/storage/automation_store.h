@@ -1,0 +1,107 @@
+// The automation service's RocksDB store. Column families:
+//   rules           rule id                          -> v1::Rule
+//   triggers        trigger id                       -> v1::Trigger
+//   runs            deal id, entry seq, job id       -> RunRecord
+//   due             due micros, run key              -> "" (scheduled runs)
+//   entries         deal id                          -> EntryRecord
+//   tasks           task id                          -> v1::Task
+//   tasks_by_deal   deal id, task id                 -> ""
+//   tasks_by_user   responsible id, task id          -> ""
+//   notifications   user id, notification id         -> v1::Notification
+//   meta            "counters" -> Counters, "applied/<shard>" -> sequence,
+//                   "rr/<rule id>" -> round-robin position
+// Job ids in run keys are rule ids (> 0) or minus the trigger id (< 0).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "google/protobuf/message.h"
+#include "rocksdb/write_batch.h"
+
+#include "common/rocks/rocks_db.h"
+#include "services/automation/storage/automation_records.pb.h"
+
+namespace crm::automation {
+
+inline constexpr char kRulesCf[] = "rules";
+inline constexpr char kTriggersCf[] = "triggers";
+inline constexpr char kRunsCf[] = "runs";
+inline constexpr char kDueCf[] = "due";
+inline constexpr char kEntriesCf[] = "entries";
+inline constexpr char kTasksCf[] = "tasks";
+inline constexpr char kTasksByDealCf[] = "tasks_by_deal";
+inline constexpr char kTasksByUserCf[] = "tasks_by_user";
+inline constexpr char kNotificationsCf[] = "notifications";
+inline constexpr char kMetaCf[] = "meta";
+
+// The key of a run: deal id, entry sequence, job id (big-endian, so a
+// deal's runs are contiguous and ordered by entry).
+std::string RunKey(int64_t deal_id, int64_t entry_seq, int64_t job_id);
+struct RunKeyParts {
+  int64_t deal_id = 0;
+  int64_t entry_seq = 0;
+  int64_t job_id = 0;
+};
+std::optional<RunKeyParts> ParseRunKey(std::string_view key);
+// "<deal>/<entry>/<rule>" or "<deal>/<entry>/t<trigger>".
+std::string RunIdOf(const RunKeyParts& parts);
+std::string DueKey(int64_t due_micros, std::string_view run_key);
+// The run key inside a due key, and the due time.
+bool ParseDueKey(std::string_view key, int64_t* due_micros,
+                 std::string* run_key);
+std::string AppliedKey(int32_t shard);
+std::string RoundRobinKey(int64_t rule_id);
+
+class AutomationStore {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<AutomationStore>> Open(
+      const std::string& path, const common::RocksOptions& options);
+
+  common::RocksDb& db() { return *db_; }
+  rocksdb::ColumnFamilyHandle* cf(std::string_view name) const {
+    return db_->Handle(name);
+  }
+
+  // Reads and parses one record; nullopt when absent, DATA_LOSS when
+  // unreadable.
+  [[nodiscard]] absl::StatusOr<bool> GetProto(std::string_view cf,
+                                              std::string_view key,
+                                              google::protobuf::Message* out)
+      const;
+  [[nodiscard]] absl::StatusOr<int64_t> GetInt(std::string_view cf,
+                                               std::string_view key) const;
+  void Put(rocksdb::WriteBatch* batch, std::string_view cf,
+           std::string_view key, const google::protobuf::Message& value);
+  void PutInt(rocksdb::WriteBatch* batch, std::string_view cf,
+              std::string_view key, int64_t value);
+  void Delete(rocksdb::WriteBatch* batch, std::string_view cf,
+              std::string_view key);
+  [[nodiscard]] absl::Status Write(rocksdb::WriteBatch* batch) {
+    return db_->Write(batch);
+  }
+
+  // Id counters (the last id handed out). Call under the caller's write
+  // lock (the engine serialises its writes) and add PutCounters to the
+  // batch that uses the id, so stored counters only grow.
+  int64_t NewRuleId();
+  int64_t NewTriggerId();
+  int64_t NewTaskId();
+  int64_t NewNotificationId();
+  int64_t NewRevision();
+  void PutCounters(rocksdb::WriteBatch* batch);
+
+ private:
+  AutomationStore() = default;
+  std::unique_ptr<common::RocksDb> db_;
+  storage::Counters counters_;
+};
+
+}  // namespace crm::automation
