@@ -12,6 +12,7 @@
 
 #include "common/status/status_macros.h"
 #include "common/text/text.h"
+#include "services/automation/outbound/template.h"
 #include "services/deals/query/deal_query.h"
 
 namespace crm::automation {
@@ -43,10 +44,12 @@ absl::StatusOr<absl::Duration> ToDuration(std::string_view field,
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
+// Action texts are deal templates: plain text rules plus Mustache syntax.
 absl::Status CheckText(std::string_view field, const std::string& text,
                        bool allow_empty) {
-  return common::ValidateText(field, text,
-                              {kMaxTextChars, allow_empty, /*newlines=*/true});
+  CRM_RETURN_IF_ERROR(common::ValidateText(
+      field, text, {kMaxTextChars, allow_empty, /*newlines=*/true}));
+  return ValidateTemplate(field, text);
 }
 
 absl::Status CheckUrl(std::string_view field, const std::string& url) {

@@ -873,7 +873,7 @@ void AutomationEngine::Wake() {
   wake_ = true;
 }
 
-bool AutomationEngine::Idle() const {
+bool AutomationEngine::Idle(absl::Duration horizon) const {
   absl::ReaderMutexLock lock(&mu_);
   if (!in_flight_.empty()) return false;
   auto it = store_.db().NewIterator(store_.cf(kDueCf));
@@ -882,7 +882,7 @@ bool AutomationEngine::Idle() const {
   int64_t due = 0;
   std::string key;
   if (!ParseDueKey(it->key().ToString(), &due, &key)) return true;
-  return absl::FromUnixMicros(due) > clock_.Now();
+  return absl::FromUnixMicros(due) > clock_.Now() + horizon;
 }
 
 void AutomationEngine::SchedulerLoop() {
@@ -1357,7 +1357,8 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
       auto it = store_.db().NewIterator(store_.cf(kTasksByDealCf));
       for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
            it->Next()) {
-        common::KeyReader reader(it->key().ToString());
+        const std::string index_key = it->key().ToString();
+        common::KeyReader reader(index_key);
         int64_t deal_id = 0, task_id = 0;
         if (!reader.ReadInt64(&deal_id) || !reader.ReadInt64(&task_id)) continue;
         v1::Task task;
@@ -1450,7 +1451,8 @@ absl::StatusOr<Page<v1::Task>> AutomationEngine::ListTasks(
     if (it->Valid() && it->key().ToString() == after_key) it->Next();
   }
   for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    common::KeyReader reader(it->key().ToString());
+    const std::string index_key = it->key().ToString();
+        common::KeyReader reader(index_key);
     int64_t owner = 0, task_id = 0;
     if (!reader.ReadInt64(&owner) || !reader.ReadInt64(&task_id)) continue;
     v1::Task task;

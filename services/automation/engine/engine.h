@@ -157,8 +157,9 @@ class AutomationEngine {
   [[nodiscard]] absl::StatusOr<Page<v1::Notification>> ListNotifications(
       int64_t user_id, const std::string& after_key, int limit) const;
 
-  // Nothing due now and nothing running (tests wait for it).
-  bool Idle() const;
+  // Nothing running and nothing due within `horizon` (tests wait for it;
+  // quick retries count as pending work).
+  bool Idle(absl::Duration horizon = absl::Seconds(1)) const;
   // Re-checks the due index now (after a clock move).
   void Wake();
   const Clock& clock() const { return clock_; }
