@@ -179,6 +179,8 @@ int main(int argc, char** argv) {
   auto deals_stub = crm::deals::v1::DealsService::NewStub(
       DealsChannel(absl::GetFlag(FLAGS_deals_addr)));
   crm::deals::ServiceTokenSource tokens(secret, "automation");
+  crm::common::MetricsRegistry metrics;
+  engine_options.metrics = &metrics;
   crm::automation::Clock clock(absl::GetFlag(FLAGS_test_clock));
   crm::automation::AutomationEngine engine(**store, *pipelines, *deals_stub,
                                            tokens, clock, engine_options);
@@ -203,7 +205,6 @@ int main(int argc, char** argv) {
                                    page_tokens, *admins});
   crm::automation::EventSinkImpl event_sink(engine, authenticator);
 
-  crm::common::MetricsRegistry metrics;
   crm::common::ServerOptions options = crm::common::ServerOptionsFromFlags(
       "automation", absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_http_port));
   crm::common::ServerRunner runner(options, metrics);

@@ -56,6 +56,7 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     store_ = *std::move(store);
     tokens_ = std::make_unique<crm::deals::ServiceTokenSource>(kSecret,
                                                                "automation");
+    options_.metrics = &metrics_;
     engine_ = std::make_unique<AutomationEngine>(
         *store_, pipeline_client(), deals(), *tokens_, clock_, options_);
     ASSERT_OK(engine_->Start());
@@ -412,6 +413,8 @@ TEST_F(AutomationServiceTest, EntryRunsRulesOnceEvenWhenEventsAreRedelivered) {
   RestartAutomation();
   Pump(/*from_start=*/true);
   EXPECT_EQ(Tasks(deal.id()).size(), 1u);
+  EXPECT_THAT(metrics_.RenderPrometheus(),
+              HasSubstr("crm_automation_runs_succeeded_total 1\n"));
   std::vector<v1::Run> runs = Runs(deal.id());
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].outcome(), v1::Run::OUTCOME_SUCCEEDED);

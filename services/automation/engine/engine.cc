@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "absl/random/random.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -642,6 +644,11 @@ absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
       CRM_RETURN_IF_ERROR(store_.Write(&batch));
       applied = event.sequence();
       scheduled = true;
+      if (options_.metrics != nullptr) {
+        options_.metrics->IncrementCounter(
+            "crm_automation_events_applied_total",
+            "Deal events taken in (redeliveries not counted).");
+      }
     }
     if (scheduled) wake_ = true;
   }
@@ -777,6 +784,10 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
 void AutomationEngine::Schedule(storage::RunRecord* record,
                                 const std::string& key, absl::Time due,
                                 rocksdb::WriteBatch* batch) {
+  // A time already past runs now; keeping every due key at or after the
+  // moment it was written lets the scheduler skip the consumed head of the
+  // index (see SchedulerLoop).
+  due = std::max(due, clock_.Now());
   if (record->due_micros() != 0)
     store_.Delete(batch, kDueCf, DueKey(record->due_micros(), key));
   record->set_due_micros(absl::ToUnixMicros(due));
@@ -887,6 +898,13 @@ bool AutomationEngine::Idle(absl::Duration horizon) const {
 
 void AutomationEngine::SchedulerLoop() {
   absl::Duration wait = absl::ZeroDuration();
+  // Consumed due keys leave tombstones at the head of the index until
+  // compaction; scanning from the start each time would walk them all.
+  // Scans start a second before the previous scan's time instead (new keys
+  // are never earlier than the moment they are written), with a full scan
+  // now and then as a safety net.
+  int64_t scan_from_micros = 0;
+  absl::Time last_full_scan = absl::InfinitePast();
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -896,13 +914,20 @@ void AutomationEngine::SchedulerLoop() {
       if (stopping_) return;
       wake_ = false;
     }
-    // Collect what is due, outside the lock (the due index is only read).
+    // Collect what is due and not running yet (the index is read outside
+    // the lock; claiming a key takes it briefly).
     const absl::Time now = clock_.Now();
     std::vector<std::string> due_keys;
     absl::Time next = now + absl::Seconds(1);
     {
+      if (now - last_full_scan > absl::Seconds(30)) {
+        scan_from_micros = 0;
+        last_full_scan = now;
+      }
+      int64_t resume_at = absl::ToUnixMicros(now - absl::Seconds(1));
       auto it = store_.db().NewIterator(store_.cf(kDueCf));
-      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      for (it->Seek(common::EncodeInt64(scan_from_micros)); it->Valid();
+           it->Next()) {
         int64_t due = 0;
         std::string key;
         if (!ParseDueKey(it->key().ToString(), &due, &key)) continue;
@@ -910,23 +935,30 @@ void AutomationEngine::SchedulerLoop() {
           next = std::min(next, absl::FromUnixMicros(due));
           break;
         }
+        {
+          absl::MutexLock lock(&mu_);
+          if (!in_flight_.insert(key).second) continue;
+        }
         due_keys.push_back(std::move(key));
         if (due_keys.size() >= kMaxDispatch) {
+          // More may be due: come back at once, from here.
           next = now;
+          resume_at = std::min(resume_at, due);
           break;
         }
       }
+      scan_from_micros = std::max(int64_t{0}, resume_at);
     }
     int dispatched = 0;
-    for (const std::string& key : due_keys) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (!in_flight_.insert(key).second) continue;
-      }
+    for (size_t i = 0; i < due_keys.size(); ++i) {
+      const std::string& key = due_keys[i];
       if (!workers_->TrySubmit([this, key] { ExecuteRun(key); })) {
+        // Pool full: release the rest and come back soon.
         absl::MutexLock lock(&mu_);
-        in_flight_.erase(key);
-        next = now + absl::Milliseconds(50);  // pool full: come back soon
+        for (size_t j = i; j < due_keys.size(); ++j)
+          in_flight_.erase(due_keys[j]);
+        next = now + absl::Milliseconds(50);
+        scan_from_micros = 0;
         break;
       }
       ++dispatched;
@@ -1421,6 +1453,15 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
   if (!written.ok()) {
     CRM_LOG(kError, "cannot record a run",
             {{"run_id", run.run_id()}, {"error", written.ToString()}});
+  }
+  if (options_.metrics != nullptr) {
+    std::string outcome = v1::Run::Outcome_Name(run.outcome());
+    absl::AsciiStrToLower(&outcome);
+    options_.metrics->IncrementCounter(
+        absl::StrCat("crm_automation_runs_", outcome.substr(strlen("outcome_")),
+                     "_total"),
+        "Rule runs and trigger moves that reached this outcome (retries "
+        "count each attempt).");
   }
   if (run.outcome() == v1::Run::OUTCOME_FAILED) {
     CRM_LOG(kWarning, "rule run failed",

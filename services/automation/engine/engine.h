@@ -34,6 +34,7 @@
 #include "crm/deals/v1/deals_service.grpc.pb.h"
 
 #include "common/concurrency/worker_pool.h"
+#include "common/metrics/metrics.h"
 #include "services/automation/outbound/smtp_sender.h"
 #include "services/automation/storage/automation_store.h"
 #include "services/deals/clients/pipeline_client.h"
@@ -80,6 +81,8 @@ struct EngineOptions {
   int workers = 4;
   absl::Duration deals_timeout = absl::Seconds(5);
   absl::Duration outbound_timeout = absl::Seconds(10);
+  // Optional: counters of applied events and finished runs by outcome.
+  common::MetricsRegistry* metrics = nullptr;
 };
 
 // A page of a keyed listing: items and the key of the last one.
