@@ -1042,8 +1042,14 @@ AutomationEngine::RunResult AutomationEngine::Perform(
     auto fresh = GetDeal(run.deal_id());
     if (!fresh.ok()) return deals_failed(fresh.status());
     deal = *std::move(fresh);
-    if (deal.pipeline_id() != run.pipeline_id() ||
-        deal.stage_id() != run.stage_id()) {
+    // A delayed run whose deal left the stage while the leave event was on
+    // its way. Runs due at the entry count as run at the entry (after a
+    // crash mid-run the deal may already show the run's own move).
+    const v1::Timing::Kind kind = rule->timing().kind();
+    const bool immediate = kind == v1::Timing::KIND_UNSPECIFIED ||
+                           kind == v1::Timing::KIND_IMMEDIATE;
+    if (!immediate && (deal.pipeline_id() != run.pipeline_id() ||
+                       deal.stage_id() != run.stage_id())) {
       result.outcome = v1::Run::OUTCOME_CANCELLED;
       result.error = "the deal is no longer in the rule's stage";
       return result;
