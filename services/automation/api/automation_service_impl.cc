@@ -58,6 +58,30 @@ absl::Status RequireAutomation(const ServiceDeps& deps, const Caller& caller,
                    edit ? "EDIT" : "READ", " permission"));
 }
 
+// Creating a rule or trigger: the caller, an existing pipeline (named in
+// `field`) and AUTOMATION EDIT on it.
+absl::Status AuthorizeCreate(const ServiceDeps& deps,
+                             const grpc::ServerContext& context,
+                             int64_t pipeline_id, const char* field) {
+  CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps, context));
+  if (deps.config.GetConfig()->FindPipeline(pipeline_id) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": pipeline ", pipeline_id, " does not exist"));
+  }
+  return RequireAutomation(deps, caller, pipeline_id, true);
+}
+
+// Changing a stored rule or trigger (read by `get`): the caller and
+// AUTOMATION EDIT on its pipeline.
+template <typename Get>
+absl::Status AuthorizeChange(const ServiceDeps& deps,
+                             const grpc::ServerContext& context, Get get) {
+  CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps, context));
+  auto stored = get();
+  if (!stored.ok()) return stored.status();
+  return RequireAutomation(deps, caller, stored->pipeline_id(), true);
+}
+
 v1::Rule Redacted(v1::Rule rule) {
   if (rule.action().has_call_webhook())
     rule.mutable_action()->mutable_call_webhook()->clear_secret();
@@ -106,15 +130,8 @@ grpc::Status AutomationServiceImpl::CreateRule(
     grpc::ServerContext* context, const v1::CreateRuleRequest* request,
     v1::Rule* response) {
   return Answer([&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    if (deps_.config.GetConfig()->FindPipeline(request->rule().pipeline_id()) ==
-        nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("rule.pipeline_id: pipeline ",
-                       request->rule().pipeline_id(), " does not exist"));
-    }
-    CRM_RETURN_IF_ERROR(RequireAutomation(deps_, caller,
-                                          request->rule().pipeline_id(), true));
+    CRM_RETURN_IF_ERROR(AuthorizeCreate(
+        deps_, *context, request->rule().pipeline_id(), "rule.pipeline_id"));
     CRM_ASSIGN_OR_RETURN(v1::Rule rule,
                          deps_.engine.CreateRule(request->rule()));
     *response = Redacted(std::move(rule));
@@ -171,11 +188,8 @@ grpc::Status AutomationServiceImpl::UpdateRule(
     grpc::ServerContext* context, const v1::UpdateRuleRequest* request,
     v1::Rule* response) {
   return Answer([&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_ASSIGN_OR_RETURN(v1::Rule stored,
-                         deps_.engine.GetRule(request->rule().id()));
-    CRM_RETURN_IF_ERROR(
-        RequireAutomation(deps_, caller, stored.pipeline_id(), true));
+    CRM_RETURN_IF_ERROR(AuthorizeChange(
+        deps_, *context, [&] { return deps_.engine.GetRule(request->rule().id()); }));
     CRM_ASSIGN_OR_RETURN(
         v1::Rule rule,
         deps_.engine.UpdateRule(request->rule(), request->update_mask(),
@@ -189,11 +203,8 @@ grpc::Status AutomationServiceImpl::DeleteRule(
     grpc::ServerContext* context, const v1::DeleteRuleRequest* request,
     google::protobuf::Empty*) {
   return Answer([&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_ASSIGN_OR_RETURN(v1::Rule stored,
-                         deps_.engine.GetRule(request->rule_id()));
-    CRM_RETURN_IF_ERROR(
-        RequireAutomation(deps_, caller, stored.pipeline_id(), true));
+    CRM_RETURN_IF_ERROR(AuthorizeChange(
+        deps_, *context, [&] { return deps_.engine.GetRule(request->rule_id()); }));
     return deps_.engine.DeleteRule(request->rule_id(), request->etag());
   });
 }
@@ -204,15 +215,9 @@ grpc::Status AutomationServiceImpl::CreateTrigger(
     grpc::ServerContext* context, const v1::CreateTriggerRequest* request,
     v1::Trigger* response) {
   return Answer([&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    if (deps_.config.GetConfig()->FindPipeline(
-            request->trigger().pipeline_id()) == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("trigger.pipeline_id: pipeline ",
-                       request->trigger().pipeline_id(), " does not exist"));
-    }
-    CRM_RETURN_IF_ERROR(RequireAutomation(
-        deps_, caller, request->trigger().pipeline_id(), true));
+    CRM_RETURN_IF_ERROR(AuthorizeCreate(deps_, *context,
+                                        request->trigger().pipeline_id(),
+                                        "trigger.pipeline_id"));
     CRM_ASSIGN_OR_RETURN(*response,
                          deps_.engine.CreateTrigger(request->trigger()));
     return absl::OkStatus();
@@ -277,11 +282,8 @@ grpc::Status AutomationServiceImpl::UpdateTrigger(
     grpc::ServerContext* context, const v1::UpdateTriggerRequest* request,
     v1::Trigger* response) {
   return Answer([&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_ASSIGN_OR_RETURN(v1::Trigger stored,
-                         deps_.engine.GetTrigger(request->trigger().id()));
-    CRM_RETURN_IF_ERROR(
-        RequireAutomation(deps_, caller, stored.pipeline_id(), true));
+    CRM_RETURN_IF_ERROR(AuthorizeChange(
+        deps_, *context, [&] { return deps_.engine.GetTrigger(request->trigger().id()); }));
     CRM_ASSIGN_OR_RETURN(
         *response, deps_.engine.UpdateTrigger(request->trigger(),
                                               request->update_mask(),
@@ -294,11 +296,8 @@ grpc::Status AutomationServiceImpl::DeleteTrigger(
     grpc::ServerContext* context, const v1::DeleteTriggerRequest* request,
     google::protobuf::Empty*) {
   return Answer([&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_ASSIGN_OR_RETURN(v1::Trigger stored,
-                         deps_.engine.GetTrigger(request->trigger_id()));
-    CRM_RETURN_IF_ERROR(
-        RequireAutomation(deps_, caller, stored.pipeline_id(), true));
+    CRM_RETURN_IF_ERROR(AuthorizeChange(
+        deps_, *context, [&] { return deps_.engine.GetTrigger(request->trigger_id()); }));
     return deps_.engine.DeleteTrigger(request->trigger_id(), request->etag());
   });
 }

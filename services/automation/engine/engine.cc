@@ -268,6 +268,68 @@ std::vector<const v1::Rule*> AutomationEngine::StageRules(
   return out;
 }
 
+// ---------------------------------------------------------------- Cached
+
+template <typename T>
+absl::StatusOr<T> AutomationEngine::Find(
+    const absl::flat_hash_map<int64_t, T>& items, const char* what,
+    int64_t id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = items.find(id);
+  if (it == items.end()) {
+    return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
+  }
+  return it->second;
+}
+
+template <typename T>
+absl::StatusOr<T> AutomationEngine::Save(absl::flat_hash_map<int64_t, T>& items,
+                                         const char* cf, const char* what,
+                                         T item, const std::string& etag) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_.Now();
+  if (item.id() == 0) {
+    item.set_id(cf == kRulesCf ? store_.NewRuleId() : store_.NewTriggerId());
+    *item.mutable_create_time() = ToTimestamp(now);
+  } else {
+    auto it = items.find(item.id());
+    if (it == items.end()) {
+      return absl::NotFoundError(
+          absl::StrCat(what, " ", item.id(), " not found"));
+    }
+    CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(), etag, what, item.id()));
+  }
+  item.set_etag(Etag(store_.NewRevision()));
+  *item.mutable_update_time() = ToTimestamp(now);
+  rocksdb::WriteBatch batch;
+  store_.Put(&batch, cf, common::EncodeInt64(item.id()), item);
+  store_.PutCounters(&batch);
+  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  items[item.id()] = item;
+  RebuildIndexes();
+  return item;
+}
+
+template <typename T>
+absl::Status AutomationEngine::Remove(absl::flat_hash_map<int64_t, T>& items,
+                                      const char* cf, const char* what,
+                                      int64_t id, const std::string& etag,
+                                      const std::string& meta_key) {
+  absl::MutexLock lock(&mu_);
+  auto it = items.find(id);
+  if (it == items.end()) {
+    return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
+  }
+  CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(), etag, what, id));
+  rocksdb::WriteBatch batch;
+  store_.Delete(&batch, cf, common::EncodeInt64(id));
+  if (!meta_key.empty()) store_.Delete(&batch, kMetaCf, meta_key);
+  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  items.erase(it);
+  RebuildIndexes();
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------- Rules
 
 absl::StatusOr<v1::Rule> AutomationEngine::CreateRule(v1::Rule rule) {
@@ -277,27 +339,11 @@ absl::StatusOr<v1::Rule> AutomationEngine::CreateRule(v1::Rule rule) {
   rule.clear_etag();
   if (!rule.has_enabled()) rule.set_enabled(true);
   CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
-  absl::MutexLock lock(&mu_);
-  rule.set_id(store_.NewRuleId());
-  rule.set_etag(Etag(store_.NewRevision()));
-  *rule.mutable_create_time() = ToTimestamp(clock_.Now());
-  *rule.mutable_update_time() = rule.create_time();
-  rocksdb::WriteBatch batch;
-  store_.Put(&batch, kRulesCf, common::EncodeInt64(rule.id()), rule);
-  store_.PutCounters(&batch);
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
-  rules_[rule.id()] = rule;
-  RebuildIndexes();
-  return rule;
+  return Save(rules_, kRulesCf, "rule", std::move(rule), "");
 }
 
 absl::StatusOr<v1::Rule> AutomationEngine::GetRule(int64_t rule_id) const {
-  absl::ReaderMutexLock lock(&mu_);
-  auto it = rules_.find(rule_id);
-  if (it == rules_.end()) {
-    return absl::NotFoundError(absl::StrCat("rule ", rule_id, " not found"));
-  }
-  return it->second;
+  return Find(rules_, "rule", rule_id);
 }
 
 std::vector<v1::Rule> AutomationEngine::ListRules(
@@ -370,40 +416,14 @@ absl::StatusOr<v1::Rule> AutomationEngine::UpdateRule(
     }
   }
   CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
-  absl::MutexLock lock(&mu_);
-  auto it = rules_.find(rule.id());
-  if (it == rules_.end()) {
-    return absl::NotFoundError(absl::StrCat("rule ", rule.id(), " not found"));
-  }
-  CRM_RETURN_IF_ERROR(
-      CheckEtag(it->second.etag(), etag.empty() ? rule.etag() : etag, "rule",
-                rule.id()));
-  rule.set_etag(Etag(store_.NewRevision()));
-  *rule.mutable_update_time() = ToTimestamp(clock_.Now());
-  rocksdb::WriteBatch batch;
-  store_.Put(&batch, kRulesCf, common::EncodeInt64(rule.id()), rule);
-  store_.PutCounters(&batch);
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
-  it->second = rule;
-  RebuildIndexes();
-  return rule;
+  const std::string expected = etag.empty() ? rule.etag() : etag;
+  return Save(rules_, kRulesCf, "rule", std::move(rule), expected);
 }
 
 absl::Status AutomationEngine::DeleteRule(int64_t rule_id,
                                           const std::string& etag) {
-  absl::MutexLock lock(&mu_);
-  auto it = rules_.find(rule_id);
-  if (it == rules_.end()) {
-    return absl::NotFoundError(absl::StrCat("rule ", rule_id, " not found"));
-  }
-  CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(), etag, "rule", rule_id));
-  rocksdb::WriteBatch batch;
-  store_.Delete(&batch, kRulesCf, common::EncodeInt64(rule_id));
-  store_.Delete(&batch, kMetaCf, RoundRobinKey(rule_id));
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
-  rules_.erase(it);
-  RebuildIndexes();
-  return absl::OkStatus();
+  return Remove(rules_, kRulesCf, "rule", rule_id, etag,
+                RoundRobinKey(rule_id));
 }
 
 // ---------------------------------------------------------------- Triggers
@@ -418,27 +438,11 @@ absl::StatusOr<v1::Trigger> AutomationEngine::CreateTrigger(
   CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
   if (trigger.type() == v1::TRIGGER_TYPE_INCOMING_WEBHOOK)
     trigger.set_webhook_token(NewWebhookToken());
-  absl::MutexLock lock(&mu_);
-  trigger.set_id(store_.NewTriggerId());
-  trigger.set_etag(Etag(store_.NewRevision()));
-  *trigger.mutable_create_time() = ToTimestamp(clock_.Now());
-  *trigger.mutable_update_time() = trigger.create_time();
-  rocksdb::WriteBatch batch;
-  store_.Put(&batch, kTriggersCf, common::EncodeInt64(trigger.id()), trigger);
-  store_.PutCounters(&batch);
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
-  triggers_[trigger.id()] = trigger;
-  RebuildIndexes();
-  return trigger;
+  return Save(triggers_, kTriggersCf, "trigger", std::move(trigger), "");
 }
 
 absl::StatusOr<v1::Trigger> AutomationEngine::GetTrigger(int64_t id) const {
-  absl::ReaderMutexLock lock(&mu_);
-  auto it = triggers_.find(id);
-  if (it == triggers_.end()) {
-    return absl::NotFoundError(absl::StrCat("trigger ", id, " not found"));
-  }
-  return it->second;
+  return Find(triggers_, "trigger", id);
 }
 
 std::vector<v1::Trigger> AutomationEngine::ListTriggers(
@@ -486,40 +490,13 @@ absl::StatusOr<v1::Trigger> AutomationEngine::UpdateTrigger(
     }
   }
   CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
-  absl::MutexLock lock(&mu_);
-  auto it = triggers_.find(trigger.id());
-  if (it == triggers_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("trigger ", trigger.id(), " not found"));
-  }
-  CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(),
-                                etag.empty() ? trigger.etag() : etag,
-                                "trigger", trigger.id()));
-  trigger.set_etag(Etag(store_.NewRevision()));
-  *trigger.mutable_update_time() = ToTimestamp(clock_.Now());
-  rocksdb::WriteBatch batch;
-  store_.Put(&batch, kTriggersCf, common::EncodeInt64(trigger.id()), trigger);
-  store_.PutCounters(&batch);
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
-  it->second = trigger;
-  RebuildIndexes();
-  return trigger;
+  const std::string expected = etag.empty() ? trigger.etag() : etag;
+  return Save(triggers_, kTriggersCf, "trigger", std::move(trigger), expected);
 }
 
 absl::Status AutomationEngine::DeleteTrigger(int64_t id,
                                              const std::string& etag) {
-  absl::MutexLock lock(&mu_);
-  auto it = triggers_.find(id);
-  if (it == triggers_.end()) {
-    return absl::NotFoundError(absl::StrCat("trigger ", id, " not found"));
-  }
-  CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(), etag, "trigger", id));
-  rocksdb::WriteBatch batch;
-  store_.Delete(&batch, kTriggersCf, common::EncodeInt64(id));
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
-  triggers_.erase(it);
-  RebuildIndexes();
-  return absl::OkStatus();
+  return Remove(triggers_, kTriggersCf, "trigger", id, etag);
 }
 
 std::optional<v1::Trigger> AutomationEngine::FindTriggerByToken(

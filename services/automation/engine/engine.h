@@ -170,6 +170,21 @@ class AutomationEngine {
  private:
   struct RunResult;
 
+  // Rules and triggers: read from the cache; store a new one (id 0) or a
+  // changed one (etag checked) with a fresh etag and times; delete one
+  // (and `meta_key` with it). Each writes one batch, then the cache.
+  template <typename T>
+  absl::StatusOr<T> Find(const absl::flat_hash_map<int64_t, T>& items,
+                         const char* what, int64_t id) const;
+  template <typename T>
+  absl::StatusOr<T> Save(absl::flat_hash_map<int64_t, T>& items,
+                         const char* cf, const char* what, T item,
+                         const std::string& etag);
+  template <typename T>
+  absl::Status Remove(absl::flat_hash_map<int64_t, T>& items, const char* cf,
+                      const char* what, int64_t id, const std::string& etag,
+                      const std::string& meta_key = "");
+
   absl::Status LoadCaches();
   void RebuildIndexes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<const v1::Rule*> StageRules(int64_t pipeline_id,
