@@ -19,6 +19,7 @@
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "common/time/proto_time.h"
 #include "services/automation/domain/rules.h"
 #include "services/automation/outbound/http_sender.h"
 #include "services/automation/outbound/signing.h"
@@ -33,13 +34,7 @@ using google::protobuf::util::TimeUtil;
 constexpr size_t kMaxSnapshots = 20000;
 constexpr int kMaxDispatch = 256;
 
-google::protobuf::Timestamp ToTimestamp(absl::Time time) {
-  return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(time));
-}
-
-absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(ts));
-}
+using ::crm::common::ToTimestamp;
 
 bool IsTerminal(v1::Run::Outcome outcome) {
   return outcome == v1::Run::OUTCOME_SUCCEEDED ||

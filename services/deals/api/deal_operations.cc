@@ -12,6 +12,7 @@
 #include "common/money/decimal.h"
 #include "common/money/product_rows.h"
 #include "common/status/status_macros.h"
+#include "common/time/proto_time.h"
 #include "common/text/text.h"
 #include "openssl/evp.h"
 #include "services/deals/domain/deal_rules.h"
@@ -27,13 +28,8 @@ constexpr int kMaxRaceRetries = 5;
 constexpr int kMaxProductRows = 500;
 constexpr int kMaxProductNameChars = 255;
 
-google::protobuf::Timestamp ToTimestamp(absl::Time time) {
-  return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(time));
-}
-
-absl::Time FromTimestamp(const google::protobuf::Timestamp& time) {
-  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(time));
-}
+using ::crm::common::FromTimestamp;
+using ::crm::common::ToTimestamp;
 
 // Fields UpdateDeal may change, by API name.
 const std::vector<std::string>& UpdatableFields() {

@@ -11,6 +11,7 @@
 #include "common/money/currency.h"
 #include "common/money/decimal.h"
 #include "common/status/status_macros.h"
+#include "common/time/proto_time.h"
 #include "common/text/text.h"
 
 namespace crm::deals {
@@ -19,10 +20,7 @@ namespace {
 namespace v1 = ::crm::deals::v1;
 namespace pv1 = ::crm::pipelines::v1;
 
-google::protobuf::Timestamp ToTimestamp(absl::Time time) {
-  return google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
-      absl::ToUnixMicros(time));
-}
+using ::crm::common::ToTimestamp;
 
 bool IsClosing(pv1::StageSemantics semantics) {
   return semantics == pv1::STAGE_SEMANTICS_SUCCESS ||

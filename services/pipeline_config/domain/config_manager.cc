@@ -9,6 +9,7 @@
 #include "google/protobuf/util/time_util.h"
 
 #include "common/status/status_macros.h"
+#include "common/time/proto_time.h"
 #include "services/pipeline_config/domain/validation.h"
 
 namespace crm::pipeline_config {
@@ -27,10 +28,7 @@ struct ConfigManager::Change {
 
 namespace {
 
-google::protobuf::Timestamp ToTimestamp(absl::Time time) {
-  return google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
-      absl::ToUnixMicros(time));
-}
+using ::crm::common::ToTimestamp;
 
 absl::Status CheckEtag(const std::string& given, const std::string& current,
                        std::string_view what) {
