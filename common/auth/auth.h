@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -41,6 +42,11 @@ struct Principal {
   // When the token stops being accepted (its exp plus the leeway).
   absl::Time expires = absl::InfiniteFuture();
   bool IsService() const { return !service.empty(); }
+  // Passes every permission check: an administrator by token claim or by
+  // the service's admin list, or a service identity.
+  bool IsPrivileged(const std::set<int64_t>& admin_user_ids) const {
+    return is_admin || IsService() || admin_user_ids.count(user_id) > 0;
+  }
 };
 
 // Signs claims as a compact HS256 JWT (header {"alg":"HS256","typ":"JWT"}).

@@ -24,8 +24,7 @@ absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps,
   CRM_ASSIGN_OR_RETURN(common::Principal principal,
                        deps.authenticator.Authenticate(context));
   Caller caller;
-  caller.privileged = principal.is_admin || principal.IsService() ||
-                      deps.admin_user_ids.count(principal.user_id) > 0;
+  caller.privileged = principal.IsPrivileged(deps.admin_user_ids);
   caller.principal = std::move(principal);
   return caller;
 }

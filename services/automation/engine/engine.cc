@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
-#include "google/protobuf/util/time_util.h"
 #include "grpcpp/client_context.h"
 #include "nlohmann/json.hpp"
 #include "openssl/rand.h"
@@ -29,7 +28,6 @@ namespace crm::automation {
 namespace {
 
 namespace dv1 = ::crm::deals::v1;
-using google::protobuf::util::TimeUtil;
 
 constexpr size_t kMaxSnapshots = 20000;
 constexpr int kMaxDispatch = 256;

@@ -79,8 +79,7 @@ DealsServiceImpl::DealsServiceImpl(DealsServiceDeps deps)
       lister_(deps_.store, deps_.page_tokens) {}
 
 bool DealsServiceImpl::Privileged(const common::Principal& principal) const {
-  return principal.is_admin || principal.IsService() ||
-         deps_.admin_user_ids.count(principal.user_id) > 0;
+  return principal.IsPrivileged(deps_.admin_user_ids);
 }
 
 absl::StatusOr<OperationContext> DealsServiceImpl::MakeContext(
