@@ -110,10 +110,13 @@ grpc::Status DealsClient::Delete(int64_t deal_id) const {
 void DealsE2eTest::TearDown() {
   if (!HasFailure()) return;
   // What the services said is usually the quickest way to the cause.
-  for (const std::string& log :
-       {deals_log_, sink_files_.log_file, pipeline_config_log_}) {
+  std::vector<std::string> logs = {deals_log_, pipeline_config_log_};
+  if (sink_started_) logs.push_back(sink_files_.log_file);
+  logs.insert(logs.end(), extra_logs_.begin(), extra_logs_.end());
+  for (const std::string& log : logs) {
     std::cerr << "--- " << log << " (tail)\n" << Tail(log, 60) << "\n";
   }
+  if (!sink_started_) return;
   std::cerr << "--- sink refusals\n"
             << ReadFileOrEmpty(sink_files_.reject_file)
             << "--- sink: " << ReadLines(sink_files_.out_file).size()
@@ -172,6 +175,7 @@ std::unique_ptr<ServiceProcess> DealsE2eTest::StartDeals(
 }
 
 std::unique_ptr<ServiceProcess> DealsE2eTest::StartSink(int port) {
+  sink_started_ = true;
   SinkOptions options;
   options.port = port;
   // The relay must call as a service identity signed with the shared secret.

@@ -90,6 +90,14 @@ class DealsE2eTest : public ::testing::Test {
 
   const SinkFiles& sink_files() const { return sink_files_; }
   const std::string& deals_data_dir() const { return deals_data_; }
+  // The test's temp dir (data dirs and logs live here).
+  const std::string& work_dir() const { return temp_.path(); }
+
+  // Another file whose tail TearDown prints when the test failed (the logs
+  // of processes a derived fixture starts).
+  void DumpOnFailure(std::string path) {
+    extra_logs_.push_back(std::move(path));
+  }
 
   // Polls the sink's out file until `done` holds for its events or `timeout`
   // passes; returns the last events read (check `done` again to assert).
@@ -109,6 +117,8 @@ class DealsE2eTest : public ::testing::Test {
   SinkFiles sink_files_{temp_.path()};
   std::string pipeline_config_log_ = temp_.path() + "/pipeline-config.log";
   std::string deals_log_ = temp_.path() + "/deals.log";
+  std::vector<std::string> extra_logs_;
+  bool sink_started_ = false;
 };
 
 // Checks that `events` are exactly the sequences 1..n of shard 0, in order,

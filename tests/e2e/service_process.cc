@@ -138,8 +138,12 @@ absl::Status WaitForServing(const std::shared_ptr<grpc::Channel>& channel,
   }
 }
 
-absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& path,
-                                     absl::Duration timeout) {
+namespace {
+
+// Sends `request` (a whole HTTP/1.1 request with "Connection: close") to
+// 127.0.0.1:port and reads the response until the server closes.
+absl::StatusOr<HttpResponse> HttpExchange(int port, const std::string& request,
+                                          absl::Duration timeout) {
   Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0)
     return absl::UnavailableError(absl::StrCat("socket: ", strerror(errno)));
@@ -155,9 +159,6 @@ absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& path,
     return absl::UnavailableError(
         absl::StrCat("connect 127.0.0.1:", port, ": ", strerror(errno)));
   }
-  const std::string request = absl::StrCat("GET ", path,
-                                           " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                           "Connection: close\r\n\r\n");
   for (size_t sent = 0; sent < request.size();) {
     const ssize_t n = send(fd.get(), request.data() + sent,
                            request.size() - sent, MSG_NOSIGNAL);
@@ -193,6 +194,31 @@ absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& path,
   response.headers = raw.substr(line_end + 2, head_end - line_end - 2);
   response.body = raw.substr(head_end + 4);
   return response;
+}
+
+}  // namespace
+
+absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& path,
+                                     absl::Duration timeout) {
+  return HttpExchange(port,
+                      absl::StrCat("GET ", path,
+                                   " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   "Connection: close\r\n\r\n"),
+                      timeout);
+}
+
+absl::StatusOr<HttpResponse> HttpPost(int port, const std::string& path,
+                                      const std::string& body,
+                                      const std::string& content_type,
+                                      absl::Duration timeout) {
+  return HttpExchange(
+      port,
+      absl::StrCat("POST ", path,
+                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                   "Content-Type: ",
+                   content_type, "\r\nContent-Length: ", body.size(),
+                   "\r\n\r\n", body),
+      timeout);
 }
 
 }  // namespace crm::testing

@@ -106,4 +106,10 @@ struct HttpResponse {
     int port, const std::string& path,
     absl::Duration timeout = absl::Seconds(5));
 
+// The same for a POST of `body` (sent with Content-Length).
+[[nodiscard]] absl::StatusOr<HttpResponse> HttpPost(
+    int port, const std::string& path, const std::string& body,
+    const std::string& content_type = "application/json",
+    absl::Duration timeout = absl::Seconds(5));
+
 }  // namespace crm::testing

@@ -668,7 +668,7 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
         absl::StrCat("the deal left stage ",
                      stage != nullptr ? stage->name : previous.stage_id(),
                      " before the run was due"),
-        batch));
+        batch, event.request_id()));
   }
 
   // Loop cut-off: count automated moves in a row within the window.
@@ -769,7 +769,8 @@ void AutomationEngine::Schedule(storage::RunRecord* record,
 
 absl::Status AutomationEngine::CancelPending(int64_t deal_id, int64_t entry_seq,
                                              const std::string& reason,
-                                             rocksdb::WriteBatch* batch) {
+                                             rocksdb::WriteBatch* batch,
+                                             const std::string& moved_by_run) {
   std::string prefix;
   common::AppendInt64(&prefix, deal_id);
   common::AppendInt64(&prefix, entry_seq);
@@ -784,13 +785,28 @@ absl::Status AutomationEngine::CancelPending(int64_t deal_id, int64_t entry_seq,
                                static_cast<int>(it->value().size()))) {
       return absl::DataLossError("unreadable run record");
     }
-    if (record.run().outcome() != v1::Run::OUTCOME_SCHEDULED) continue;
+    const bool moved_the_deal =
+        !moved_by_run.empty() && record.run().run_id() == moved_by_run;
+    if (IsTerminal(record.run().outcome())) continue;
+    if (!moved_the_deal &&
+        record.run().outcome() != v1::Run::OUTCOME_SCHEDULED) {
+      continue;  // retrying an outside call: it ran already
+    }
     if (record.due_micros() != 0)
       store_.Delete(batch, kDueCf, DueKey(record.due_micros(), key));
     record.set_due_micros(0);
     record.set_waiting_for_rule_id(0);
-    record.mutable_run()->set_outcome(v1::Run::OUTCOME_CANCELLED);
-    record.mutable_run()->set_error(reason);
+    if (moved_the_deal) {
+      // This very run moved the deal (its request id is on the event) and
+      // was cut before it recorded that, e.g. by a crash: it succeeded.
+      record.mutable_run()->set_outcome(v1::Run::OUTCOME_SUCCEEDED);
+      record.mutable_run()->set_error("");
+      if (!record.run().has_start_time())
+        *record.mutable_run()->mutable_start_time() = ToTimestamp(now);
+    } else {
+      record.mutable_run()->set_outcome(v1::Run::OUTCOME_CANCELLED);
+      record.mutable_run()->set_error(reason);
+    }
     *record.mutable_run()->mutable_finish_time() = ToTimestamp(now);
     store_.Put(batch, kRunsCf, key, record);
     snapshots_.erase(key);

@@ -197,9 +197,13 @@ class AutomationEngine {
   absl::Status EnterStage(const crm::deals::v1::DealEvent& event,
                           rocksdb::WriteBatch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cancels the entry's runs that have not started. The run whose id is
+  // `moved_by_run` (the request id of the event that moved the deal out)
+  // made that move: it is recorded as succeeded instead.
   absl::Status CancelPending(int64_t deal_id, int64_t entry_seq,
                              const std::string& reason,
-                             rocksdb::WriteBatch* batch)
+                             rocksdb::WriteBatch* batch,
+                             const std::string& moved_by_run = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status EventTriggers(const crm::deals::v1::DealEvent& event,
                              rocksdb::WriteBatch* batch)
