@@ -679,3 +679,78 @@ TEST_F(AutomationE2eTest, SigkillDuringABurstLosesAndDuplicatesNothing) {
 
 }  // namespace
 }  // namespace crm::testing
+
+namespace crm::testing {
+namespace {
+
+// Deals down while a run is due: the run retries (RETRYING, deals'
+// unavailability does not count against the attempt limit) and applies
+// once deals is back on the same port and data.
+TEST_F(AutomationE2eTest, RunsWaitWhileDealsIsDownAndNothingIsLost) {
+  ASSERT_NO_FATAL_FAILURE(StartStack());
+  AutomationClient automation(automation_->NewChannel());
+  automation_v1::Rule advance = NewRule("PREPARATION", "Advance", 10);
+  advance.mutable_timing()->set_kind(automation_v1::Timing::KIND_DELAY);
+  advance.mutable_timing()->mutable_delay()->set_seconds(600);
+  advance.mutable_action()->mutable_change_stage()->set_stage_id("EXECUTING");
+  ASSERT_TRUE(IsOk(automation.CreateRule(advance, &advance)));
+  automation_v1::Rule task = TaskRule("EXECUTING", "Execute {{title}}", 10);
+  ASSERT_TRUE(IsOk(automation.CreateRule(task, &task)));
+
+  int64_t deal_id = 0;
+  {
+    DealsClient deals(deals_->NewChannel());
+    deals_v1::Deal input;
+    input.set_title("Patient");
+    deals_v1::Deal created;
+    ASSERT_TRUE(IsOk(deals.Create(input, &created)));
+    deal_id = created.id();
+    deals_v1::Deal moved;
+    ASSERT_TRUE(IsOk(deals.Move(deal_id, "PREPARATION", &moved)));
+  }
+  std::vector<RuleRun> runs;
+  ASSERT_TRUE(WaitUntil([&] {
+    return automation.ListRuns(deal_id, &runs).ok() && runs.size() == 1;
+  }));
+  EXPECT_EQ(runs[0].outcome(), RuleRun::OUTCOME_SCHEDULED);
+
+  const int deals_port = deals_->grpc_port();
+  absl::StatusOr<ExitInfo> killed = deals_->process().Kill();
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  deals_.reset();
+  AdvanceClock(601);
+  ASSERT_TRUE(WaitUntil([&] {
+    return automation.ListRuns(deal_id, &runs).ok() && runs.size() == 1 &&
+           runs[0].outcome() == RuleRun::OUTCOME_RETRYING &&
+           runs[0].attempts() >= 2;
+  })) << (runs.empty() ? "no runs" : Describe(runs[0]));
+
+  DealsOptions options;
+  options.port = deals_port;
+  options.pipeline_config_addr = config_->grpc_address();
+  options.subscribers = absl::StrCat("automation=127.0.0.1:", automation_port_);
+  deals_ = StartDeals(options);
+  ASSERT_NE(deals_, nullptr);
+  DealsClient deals(deals_->NewChannel());
+  std::vector<Task> tasks;
+  ASSERT_TRUE(WaitUntil([&] {
+    return automation.ListTasks(deal_id, &tasks).ok() && tasks.size() == 1;
+  })) << tasks.size() << " tasks";
+  EXPECT_EQ(tasks[0].title(), "Execute Patient");
+  deals_v1::Deal now;
+  ASSERT_TRUE(IsOk(deals.Get(deal_id, &now)));
+  EXPECT_EQ(now.stage_id(), "EXECUTING");
+  ASSERT_TRUE(IsOk(automation.ListRuns(deal_id, &runs)));
+  ASSERT_EQ(runs.size(), 2u);
+  for (const RuleRun& run : runs)
+    EXPECT_EQ(run.outcome(), RuleRun::OUTCOME_SUCCEEDED) << Describe(run);
+  std::vector<deals_v1::StageHistoryEntry> history;
+  ASSERT_TRUE(IsOk(ListAllStageHistory(deals, deal_id, &history)));
+  int automated = 0;
+  for (const auto& entry : history)
+    automated += entry.channel() == deals_v1::CHANNEL_AUTOMATION ? 1 : 0;
+  EXPECT_EQ(automated, 1);
+}
+
+}  // namespace
+}  // namespace crm::testing
