@@ -30,7 +30,7 @@ namespace {
 namespace dv1 = ::crm::deals::v1;
 
 constexpr size_t kMaxSnapshots = 20000;
-constexpr int kMaxDispatch = 256;
+constexpr size_t kMaxDispatch = 256;
 
 using ::crm::common::ToTimestamp;
 
@@ -223,6 +223,19 @@ absl::Status AutomationEngine::LoadCaches() {
       triggers_[trigger.id()] = std::move(trigger);
     }
     CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "triggers"));
+  }
+  due_.clear();
+  {
+    auto it = store_.db().NewIterator(store_.cf(kDueCf));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      int64_t due = 0;
+      std::string key;
+      if (!ParseDueKey(it->key().ToString(), &due, &key)) {
+        return absl::DataLossError("unreadable due index key");
+      }
+      due_.insert({due, std::move(key)});
+    }
+    CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "due"));
   }
   RebuildIndexes();
   return absl::OkStatus();
@@ -758,9 +771,13 @@ void AutomationEngine::Schedule(storage::RunRecord* record,
   // moment it was written lets the scheduler skip the consumed head of the
   // index (see SchedulerLoop).
   due = std::max(due, clock_.Now());
-  if (record->due_micros() != 0)
+  if (record->due_micros() != 0) {
     store_.Delete(batch, kDueCf, DueKey(record->due_micros(), key));
+    due_.erase({record->due_micros(), key});
+  }
   record->set_due_micros(absl::ToUnixMicros(due));
+  due_.insert({record->due_micros(), key});
+  wake_ = true;
   record->set_waiting_for_rule_id(0);
   *record->mutable_run()->mutable_scheduled_time() = ToTimestamp(due);
   static_cast<void>(
@@ -792,8 +809,10 @@ absl::Status AutomationEngine::CancelPending(int64_t deal_id, int64_t entry_seq,
         record.run().outcome() != v1::Run::OUTCOME_SCHEDULED) {
       continue;  // retrying an outside call: it ran already
     }
-    if (record.due_micros() != 0)
+    if (record.due_micros() != 0) {
       store_.Delete(batch, kDueCf, DueKey(record.due_micros(), key));
+      due_.erase({record.due_micros(), key});
+    }
     record.set_due_micros(0);
     record.set_waiting_for_rule_id(0);
     if (moved_the_deal) {
@@ -873,25 +892,19 @@ void AutomationEngine::Wake() {
 bool AutomationEngine::Idle(absl::Duration horizon) const {
   absl::ReaderMutexLock lock(&mu_);
   if (!in_flight_.empty()) return false;
-  auto it = store_.db().NewIterator(store_.cf(kDueCf));
-  it->SeekToFirst();
-  if (!it->Valid()) return true;
-  int64_t due = 0;
-  std::string key;
-  if (!ParseDueKey(it->key().ToString(), &due, &key)) return true;
-  return absl::FromUnixMicros(due) > clock_.Now() + horizon;
+  return due_.empty() ||
+         absl::FromUnixMicros(due_.begin()->first) > clock_.Now() + horizon;
 }
 
 void AutomationEngine::SchedulerLoop() {
   absl::Duration wait = absl::ZeroDuration();
-  // Consumed due keys leave tombstones at the head of the index until
-  // compaction; scanning from the start each time would walk them all.
-  // Scans start a second before the previous scan's time instead (new keys
-  // are never earlier than the moment they are written), with a full scan
-  // now and then as a safety net.
-  int64_t scan_from_micros = 0;
-  absl::Time last_full_scan = absl::InfinitePast();
   while (true) {
+    // Take what is due off the in-memory index (a mirror of the `due`
+    // column family, which is only read at start): no RocksDB scan, so the
+    // tombstones of consumed keys cost nothing here.
+    std::vector<std::pair<int64_t, std::string>> due_keys;
+    absl::Time now;
+    absl::Time next;
     {
       absl::MutexLock lock(&mu_);
       // Stop sets wake_ too.
@@ -899,61 +912,33 @@ void AutomationEngine::SchedulerLoop() {
         mu_.AwaitWithTimeout(absl::Condition(&wake_), wait);
       if (stopping_) return;
       wake_ = false;
-    }
-    // Collect what is due and not running yet (the index is read outside
-    // the lock; claiming a key takes it briefly).
-    const absl::Time now = clock_.Now();
-    std::vector<std::string> due_keys;
-    absl::Time next = now + absl::Seconds(1);
-    {
-      if (now - last_full_scan > absl::Seconds(30)) {
-        scan_from_micros = 0;
-        last_full_scan = now;
+      now = clock_.Now();
+      const int64_t now_micros = absl::ToUnixMicros(now);
+      while (!due_.empty() && due_.begin()->first <= now_micros &&
+             due_keys.size() < kMaxDispatch) {
+        auto head = due_.extract(due_.begin());
+        if (in_flight_.insert(head.value().second).second)
+          due_keys.push_back(std::move(head.value()));
       }
-      int64_t resume_at = absl::ToUnixMicros(now - absl::Seconds(1));
-      auto it = store_.db().NewIterator(store_.cf(kDueCf));
-      for (it->Seek(common::EncodeInt64(scan_from_micros)); it->Valid();
-           it->Next()) {
-        int64_t due = 0;
-        std::string key;
-        if (!ParseDueKey(it->key().ToString(), &due, &key)) continue;
-        if (absl::FromUnixMicros(due) > now) {
-          next = std::min(next, absl::FromUnixMicros(due));
-          break;
-        }
-        {
-          absl::MutexLock lock(&mu_);
-          if (!in_flight_.insert(key).second) continue;
-        }
-        due_keys.push_back(std::move(key));
-        if (due_keys.size() >= kMaxDispatch) {
-          // More may be due: come back at once, from here.
-          next = now;
-          resume_at = std::min(resume_at, due);
-          break;
-        }
-      }
-      scan_from_micros = std::max(int64_t{0}, resume_at);
+      next = now + absl::Seconds(1);
+      if (!due_.empty())
+        next = std::min(next, absl::FromUnixMicros(due_.begin()->first));
     }
-    int dispatched = 0;
     for (size_t i = 0; i < due_keys.size(); ++i) {
-      const std::string& key = due_keys[i];
+      const std::string key = due_keys[i].second;
       if (!workers_->TrySubmit([this, key] { ExecuteRun(key); })) {
-        // Pool full: release the rest and come back soon.
+        // Pool full: put the rest back and come back soon.
         absl::MutexLock lock(&mu_);
-        for (size_t j = i; j < due_keys.size(); ++j)
-          in_flight_.erase(due_keys[j]);
+        for (size_t j = i; j < due_keys.size(); ++j) {
+          in_flight_.erase(due_keys[j].second);
+          due_.insert(due_keys[j]);
+        }
         next = now + absl::Milliseconds(50);
-        scan_from_micros = 0;
         break;
       }
-      ++dispatched;
     }
-    // Everything due is running: wait for the next due time, a new event
-    // or a finished run.
-    wait = std::max(next - clock_.Now(), absl::Milliseconds(dispatched > 0 ? 1 : 0));
-    wait = std::min(wait, absl::Seconds(1));
-    if (wait <= absl::ZeroDuration()) wait = absl::Milliseconds(1);
+    wait = std::clamp(next - clock_.Now(), absl::Milliseconds(1),
+                      absl::Seconds(1));
   }
 }
 
@@ -1360,8 +1345,10 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
     }
     run.set_outcome(result.outcome);
     *run.mutable_finish_time() = ToTimestamp(now);
-    if (record.due_micros() != 0)
+    if (record.due_micros() != 0) {
       store_.Delete(&batch, kDueCf, DueKey(record.due_micros(), key));
+      due_.erase({record.due_micros(), key});
+    }
     record.set_due_micros(0);
     if (result.task.has_value()) {
       v1::Task& task = *result.task;
@@ -1460,7 +1447,6 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
             {{"run_id", run.run_id()}, {"error", run.error()}});
   }
   in_flight_.erase(key);
-  wake_ = true;
 }
 
 // ---------------------------------------------------------------- Queries

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -256,6 +257,8 @@ class AutomationEngine {
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> trigger_tokens_
       ABSL_GUARDED_BY(mu_);
+  // The due index (`due` column family) in memory: (due micros, run key).
+  std::set<std::pair<int64_t, std::string>> due_ ABSL_GUARDED_BY(mu_);
   // Runs handed to a worker and not finished.
   absl::flat_hash_set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);
   // Deal as of the entry, for runs due at once (saves a GetDeal).
