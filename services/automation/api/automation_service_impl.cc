@@ -81,6 +81,24 @@ absl::Status AuthorizeChange(const ServiceDeps& deps,
   return RequireAutomation(deps, caller, stored->pipeline_id(), true);
 }
 
+absl::Status CheckFireRequestId(const std::string& request_id) {
+  if (request_id.size() > 64) {
+    return absl::InvalidArgumentError("request_id: at most 64 characters");
+  }
+  return absl::OkStatus();
+}
+
+// A rule that moves deals into another pipeline needs AUTOMATION EDIT there
+// too: otherwise it would feed deals to automation its author may not run.
+absl::Status AuthorizeMoveTarget(const ServiceDeps& deps,
+                                 const grpc::ServerContext& context,
+                                 const v1::Action& action) {
+  if (!action.has_move_to_pipeline()) return absl::OkStatus();
+  CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps, context));
+  return RequireAutomation(deps, caller, action.move_to_pipeline().pipeline_id(),
+                           true);
+}
+
 v1::Rule Redacted(v1::Rule rule) {
   if (rule.action().has_call_webhook())
     rule.mutable_action()->mutable_call_webhook()->clear_secret();
@@ -131,6 +149,8 @@ grpc::Status AutomationServiceImpl::CreateRule(
   return Answer([&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeCreate(
         deps_, *context, request->rule().pipeline_id(), "rule.pipeline_id"));
+    CRM_RETURN_IF_ERROR(
+        AuthorizeMoveTarget(deps_, *context, request->rule().action()));
     CRM_ASSIGN_OR_RETURN(v1::Rule rule,
                          deps_.engine.CreateRule(request->rule()));
     *response = Redacted(std::move(rule));
@@ -189,6 +209,12 @@ grpc::Status AutomationServiceImpl::UpdateRule(
   return Answer([&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeChange(
         deps_, *context, [&] { return deps_.engine.GetRule(request->rule().id()); }));
+    for (const std::string& path : request->update_mask().paths()) {
+      if (path == "action") {
+        CRM_RETURN_IF_ERROR(
+            AuthorizeMoveTarget(deps_, *context, request->rule().action()));
+      }
+    }
     CRM_ASSIGN_OR_RETURN(
         v1::Rule rule,
         deps_.engine.UpdateRule(request->rule(), request->update_mask(),
@@ -311,10 +337,19 @@ grpc::Status AutomationServiceImpl::FireTrigger(
       return absl::PermissionDeniedError(
           "firing triggers is for service identities and administrators");
     }
+    CRM_RETURN_IF_ERROR(CheckFireRequestId(request->request_id()));
+    // Each caller's request ids are its own.
+    const std::string request_id =
+        request->request_id().empty()
+            ? ""
+            : absl::StrCat(caller.principal.IsService()
+                               ? caller.principal.service
+                               : absl::StrCat("u", caller.principal.user_id),
+                           "/", request->request_id());
     CRM_ASSIGN_OR_RETURN(
         *response,
         deps_.engine.FireTrigger(request->deal_id(), request->type(),
-                                 request->app_code(), request->request_id()));
+                                 request->app_code(), request_id));
     return absl::OkStatus();
   });
 }
@@ -517,6 +552,7 @@ int HttpStatusOf(const absl::Status& status) {
       return 403;
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kAborted:
+    case absl::StatusCode::kAlreadyExists:
       return 409;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
@@ -564,8 +600,14 @@ void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
           400, {{"error", "deal_id: a positive deal id is required (query or "
                           "JSON body)"}});
     }
+    if (!CheckFireRequestId(request_id).ok()) {
+      return JsonAnswer(400, {{"error", "request_id: at most 64 characters"}});
+    }
     absl::StatusOr<v1::FireTriggerResponse> fired = engine.FireTrigger(
-        deal_id, v1::TRIGGER_TYPE_INCOMING_WEBHOOK, "", request_id,
+        deal_id, v1::TRIGGER_TYPE_INCOMING_WEBHOOK, "",
+        request_id.empty()
+            ? ""
+            : absl::StrCat("hook", trigger->id(), "/", request_id),
         trigger->id());
     if (!fired.ok()) {
       return JsonAnswer(HttpStatusOf(fired.status()),
@@ -581,9 +623,11 @@ void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
                                          request) {
     int64_t seconds = 0;
     auto it = request.query.find("advance_seconds");
-    if (it == request.query.end() || !absl::SimpleAtoi(it->second, &seconds)) {
-      return JsonAnswer(400,
-                        {{"error", "advance_seconds: a whole number needed"}});
+    if (it == request.query.end() || !absl::SimpleAtoi(it->second, &seconds) ||
+        seconds < 0 || seconds > int64_t{10} * 366 * 24 * 3600) {
+      return JsonAnswer(400, {{"error",
+                               "advance_seconds: a whole number of seconds, "
+                               "0 to 10 years"}});
     }
     if (absl::Status moved = clock.Advance(absl::Seconds(seconds));
         !moved.ok()) {

@@ -347,6 +347,16 @@ TEST_F(AutomationServiceTest, RuleCrudWithEtagsAndSecretsHidden) {
   EXPECT_THAT(Auto(&AutomationStub::GetRule, get),
               StatusIs(absl::StatusCode::kNotFound));
 
+  // Bounded per stage.
+  for (int i = 0; i < 100; ++i) {
+    absl::StatusOr<v1::Rule> added =
+        AddRule(TaskRule("EXECUTING", absl::StrCat("Rule ", i)));
+    ASSERT_TRUE(added.ok()) << i << ": " << added.status();
+  }
+  EXPECT_THAT(AddRule(TaskRule("EXECUTING", "One too many")),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("per stage")));
+
   // Rules survive a restart.
   RestartAutomation();
   get.set_rule_id(first.id());
@@ -380,6 +390,18 @@ TEST_F(AutomationServiceTest, AutomationPermissionGuardsRules) {
               StatusIs(absl::StatusCode::kPermissionDenied,
                        HasSubstr("AUTOMATION EDIT")));
   EXPECT_OK(AutoAs(UserToken(kEditor), &AutomationStub::CreateRule, create));
+  // Moving deals into a pipeline needs AUTOMATION EDIT there as well.
+  ASSERT_OK_AND_ASSIGN(pv1::Pipeline other, CreatePipeline("Other"));
+  WaitForConfigSync();
+  v1::CreateRuleRequest export_rule;
+  *export_rule.mutable_rule() = TaskRule("NEW", "Export");
+  export_rule.mutable_rule()->mutable_action()->mutable_move_to_pipeline()
+      ->set_pipeline_id(other.id());
+  EXPECT_THAT(
+      AutoAs(UserToken(kEditor), &AutomationStub::CreateRule, export_rule),
+      StatusIs(absl::StatusCode::kPermissionDenied,
+               HasSubstr(absl::StrCat("pipeline ", other.id()))));
+  EXPECT_OK(Auto(&AutomationStub::CreateRule, export_rule));
   EXPECT_THAT(AutoAs(UserToken(kNobody), &AutomationStub::ListRules, list),
               StatusIs(absl::StatusCode::kPermissionDenied));
   v1::DeleteRuleRequest del;
@@ -497,15 +519,23 @@ TEST_F(AutomationServiceTest, AfterPreviousWaitsForThePreviousRule) {
   v1::Rule second = TaskRule("NEW", "Second", 2);
   second.set_execution(v1::EXECUTION_AFTER_PREVIOUS);
   v1::Rule parallel = TaskRule("NEW", "Parallel", 3);
-  ASSERT_OK(AddRule(first).status());
-  ASSERT_OK(AddRule(second).status());
-  ASSERT_OK(AddRule(parallel).status());
+  // After "Parallel", but due by the deal's date (close in 7 days - 2).
+  v1::Rule dated = TaskRule("NEW", "Dated", 4);
+  dated.set_execution(v1::EXECUTION_AFTER_PREVIOUS);
+  dated.mutable_timing()->set_kind(v1::Timing::KIND_RELATIVE_TO_DATE);
+  dated.mutable_timing()->set_date_field("close_date");
+  dated.mutable_timing()->mutable_offset()->set_seconds(-2 * 24 * 3600);
+  for (const v1::Rule* rule : {&first, &second, &parallel, &dated})
+    ASSERT_OK(AddRule(*rule).status());
   ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Chain")));
   Pump();
   EXPECT_THAT(TaskTitles(deal.id()), ElementsAre("Parallel"));
   Advance(absl::Seconds(601));
   EXPECT_THAT(TaskTitles(deal.id()),
               ElementsAre("Parallel", "First", "Second"));
+  Advance(absl::Hours(24 * 5 + 1));
+  EXPECT_THAT(TaskTitles(deal.id()),
+              ElementsAre("Parallel", "First", "Second", "Dated"));
 }
 
 TEST_F(AutomationServiceTest, DateRelativeTimingUsesTheDealsDate) {

@@ -73,6 +73,26 @@ std::string NewWebhookToken() {
   return token;
 }
 
+// When a deal entered its stage: its last move, or its creation.
+int64_t EnteredMicros(const dv1::Deal& deal) {
+  const google::protobuf::Timestamp& time =
+      deal.has_move_time() ? deal.move_time() : deal.create_time();
+  return absl::ToUnixMicros(common::FromTimestamp(time));
+}
+
+bool Immediate(const v1::Timing& timing) {
+  return timing.kind() == v1::Timing::KIND_UNSPECIFIED ||
+         timing.kind() == v1::Timing::KIND_IMMEDIATE;
+}
+
+// Actions that change the deal: a retry after the deal left the stage
+// would drag it back or edit it out of context.
+bool ChangesDeal(const v1::Action& action) {
+  return action.has_change_stage() || action.has_move_to_pipeline() ||
+         action.has_change_assignee() || action.has_set_fields() ||
+         action.has_add_comment();
+}
+
 // Failures of deals calls that mean "try again later" rather than "this
 // cannot work".
 bool DealsWillRecover(const absl::Status& status) {
@@ -224,20 +244,26 @@ absl::Status AutomationEngine::LoadCaches() {
     }
     CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "triggers"));
   }
-  due_.clear();
-  {
-    auto it = store_.db().NewIterator(store_.cf(kDueCf));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      int64_t due = 0;
-      std::string key;
-      if (!ParseDueKey(it->key().ToString(), &due, &key)) {
-        return absl::DataLossError("unreadable due index key");
-      }
-      due_.insert({due, std::move(key)});
-    }
-    CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "due"));
-  }
+  CRM_RETURN_IF_ERROR(ReloadDueIndex());
   RebuildIndexes();
+  return absl::OkStatus();
+}
+
+absl::Status AutomationEngine::ReloadDueIndex() {
+  std::set<std::pair<int64_t, std::string>> due;
+  auto it = store_.db().NewIterator(store_.cf(kDueCf));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    int64_t micros = 0;
+    std::string key;
+    if (!ParseDueKey(it->key().ToString(), &micros, &key)) {
+      return absl::DataLossError("unreadable due index key");
+    }
+    // Running ones are back in the index when they finish or retry.
+    if (!in_flight_.contains(key)) due.insert({micros, std::move(key)});
+  }
+  CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "due"));
+  due_ = std::move(due);
+  wake_ = true;
   return absl::OkStatus();
 }
 
@@ -295,7 +321,22 @@ absl::StatusOr<T> AutomationEngine::Save(absl::flat_hash_map<int64_t, T>& items,
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
   if (item.id() == 0) {
-    item.set_id(cf == kRulesCf ? store_.NewRuleId() : store_.NewTriggerId());
+    // Bounded, so one stage entry stays one small batch.
+    const bool is_rule = cf == kRulesCf;
+    size_t same_place = 0;
+    for (const auto& [id, other] : items) {
+      if (other.pipeline_id() == item.pipeline_id() &&
+          (!is_rule || other.stage_id() == item.stage_id())) {
+        ++same_place;
+      }
+    }
+    const size_t limit = is_rule ? kMaxRulesPerStage : kMaxTriggersPerPipeline;
+    if (same_place >= limit) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "at most ", limit, " ", what, "s per ",
+          is_rule ? "stage" : "pipeline"));
+    }
+    item.set_id(is_rule ? store_.NewRuleId() : store_.NewTriggerId());
     *item.mutable_create_time() = ToTimestamp(now);
   } else {
     auto it = items.find(item.id());
@@ -725,6 +766,7 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
     run.set_pipeline_id(entry.pipeline_id());
     run.set_stage_id(entry.stage_id());
     run.set_outcome(v1::Run::OUTCOME_SCHEDULED);
+    record.set_entry_move_micros(EnteredMicros(event.deal()));
     if (rule->action().has_change_assignee()) {
       const auto& users = rule->action().change_assignee().user_ids();
       if (!users.empty()) {
@@ -746,6 +788,18 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
     } else if (rule->execution() == v1::EXECUTION_AFTER_PREVIOUS &&
                !previous_done) {
       record.set_waiting_for_rule_id(previous_rule);
+      // A date or a fixed time comes from the deal as it entered; a delay
+      // counts from the previous rule's end.
+      if (rule->timing().kind() == v1::Timing::KIND_RELATIVE_TO_DATE ||
+          rule->timing().kind() == v1::Timing::KIND_AT_TIME) {
+        absl::StatusOr<absl::Time> due =
+            DueTime(rule->timing(), event.deal(), now, options_.zone);
+        if (due.ok()) {
+          record.set_fixed_due_micros(absl::ToUnixMicros(*due));
+        } else {
+          record.set_skip_reason(std::string(due.status().message()));
+        }
+      }
     } else {
       absl::StatusOr<absl::Time> due =
           DueTime(rule->timing(), event.deal(), now, options_.zone);
@@ -877,6 +931,11 @@ absl::Status AutomationEngine::EventTriggers(const dv1::DealEvent& event,
   run.set_pipeline_id(deal.pipeline_id());
   run.set_stage_id(chosen->stage_id());
   run.set_outcome(v1::Run::OUTCOME_SCHEDULED);
+  storage::EntryRecord entry;
+  CRM_ASSIGN_OR_RETURN(
+      bool has_entry,
+      store_.GetProto(kEntriesCf, common::EncodeInt64(deal.id()), &entry));
+  if (has_entry) record.set_entry_at_schedule(entry.entry_seq());
   Schedule(&record, key, clock_.Now(), batch);
   store_.Put(batch, kRunsCf, key, record);
   return absl::OkStatus();
@@ -946,6 +1005,7 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
   storage::RunRecord record;
   std::optional<v1::Rule> rule;
   std::optional<dv1::Deal> snapshot;
+  std::string cancel_reason;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<bool> found = store_.GetProto(kRunsCf, key, &record);
@@ -953,6 +1013,13 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
         found.ok() && *found && !IsTerminal(record.run().outcome()) &&
         record.due_micros() != 0 &&
         absl::FromUnixMicros(record.due_micros()) <= clock_.Now();
+    if (!found.ok()) {
+      // The due index entry was taken off; rebuild it from the store so the
+      // run is tried again.
+      CRM_LOG(kError, "cannot read a run",
+              {{"error", found.status().ToString()}});
+      static_cast<void>(ReloadDueIndex());
+    }
     if (!runnable) {
       in_flight_.erase(key);
       return;
@@ -961,11 +1028,35 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
       auto it = rules_.find(record.run().rule_id());
       if (it != rules_.end()) rule = it->second;
     }
+    // The deal entered another stage (or this one again) since: runs that
+    // have not started are cancelled, and so are retries of changes to the
+    // deal and trigger moves, which would act on a deal that moved on.
+    const int64_t expected_entry = record.run().trigger_id() != 0
+                                       ? record.entry_at_schedule()
+                                       : record.entry_seq();
+    storage::EntryRecord entry;
+    absl::StatusOr<bool> has_entry = store_.GetProto(
+        kEntriesCf, common::EncodeInt64(record.run().deal_id()), &entry);
+    const bool moved_on = has_entry.ok() && expected_entry != 0 &&
+                          (!*has_entry || entry.entry_seq() != expected_entry);
+    const bool started = record.run().attempts() > 0;
+    if (moved_on &&
+        (!started || record.run().trigger_id() != 0 ||
+         (rule.has_value() && ChangesDeal(rule->action())))) {
+      cancel_reason = "the deal moved on before the run";
+    }
     auto snap = snapshots_.find(key);
     if (snap != snapshots_.end()) {
       snapshot = std::move(snap->second);
       snapshots_.erase(snap);
     }
+  }
+  if (!cancel_reason.empty()) {
+    RunResult cancelled;
+    cancelled.outcome = v1::Run::OUTCOME_CANCELLED;
+    cancelled.error = cancel_reason;
+    Finish(key, std::move(cancelled));
+    return;
   }
   RunResult result =
       Perform(record, rule.has_value() ? &*rule : nullptr, std::move(snapshot));
@@ -1016,11 +1107,11 @@ AutomationEngine::RunResult AutomationEngine::Perform(
     // A delayed run whose deal left the stage while the leave event was on
     // its way. Runs due at the entry count as run at the entry (after a
     // crash mid-run the deal may already show the run's own move).
-    const v1::Timing::Kind kind = rule->timing().kind();
-    const bool immediate = kind == v1::Timing::KIND_UNSPECIFIED ||
-                           kind == v1::Timing::KIND_IMMEDIATE;
-    if (!immediate && (deal.pipeline_id() != run.pipeline_id() ||
-                       deal.stage_id() != run.stage_id())) {
+    const bool left = deal.pipeline_id() != run.pipeline_id() ||
+                      deal.stage_id() != run.stage_id() ||
+                      (record.entry_move_micros() != 0 &&
+                       EnteredMicros(deal) != record.entry_move_micros());
+    if (!Immediate(rule->timing()) && left) {
       result.outcome = v1::Run::OUTCOME_CANCELLED;
       result.error = "the deal is no longer in the rule's stage";
       return result;
@@ -1181,6 +1272,12 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       task.set_description(*description);
       task.set_responsible_id(spec.responsible_id() != 0 ? spec.responsible_id()
                                                          : deal.assignee_id());
+      if (task.responsible_id() <= 0) {
+        return fail(absl::FailedPreconditionError(
+                        "create_task: the deal has no assignee to give the "
+                        "task to; set create_task.responsible_id"),
+                    true);
+      }
       if (spec.has_deadline_after() && (spec.deadline_after().seconds() != 0 ||
                                         spec.deadline_after().nanos() != 0)) {
         *task.mutable_deadline() = ToTimestamp(
@@ -1204,6 +1301,12 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       note.set_user_id(action.notify_employee().user_id() != 0
                            ? action.notify_employee().user_id()
                            : deal.assignee_id());
+      if (note.user_id() <= 0) {
+        return fail(absl::FailedPreconditionError(
+                        "notify_employee: the deal has no assignee to notify; "
+                        "set notify_employee.user_id"),
+                    true);
+      }
       note.set_deal_id(deal.id());
       note.set_text(*text);
       note.set_rule_id(rule.id());
@@ -1323,12 +1426,17 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
   rocksdb::WriteBatch batch;
   if (!run.has_start_time()) *run.mutable_start_time() = ToTimestamp(now);
   run.set_attempts(run.attempts() + 1);
+  if (result.retry && result.counts)
+    record.set_outside_attempts(record.outside_attempts() + 1);
   run.set_error(result.error);
   if (result.retry &&
-      (!result.counts || run.attempts() < options_.max_attempts)) {
+      (!result.counts || record.outside_attempts() < options_.max_attempts)) {
     // Doubling backoff with +-20% jitter; deals outages retry forever but
     // no slower than deals_retry_max.
-    const int exponent = std::min(run.attempts() - 1, 20);
+    const int exponent =
+        std::min((result.counts ? record.outside_attempts() : run.attempts()) -
+                     1,
+                 20);
     absl::Duration backoff = options_.retry_base * std::pow(2.0, exponent);
     backoff = std::min(backoff, result.counts ? options_.retry_max
                                               : options_.deals_retry_max);
@@ -1340,7 +1448,7 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
   } else {
     if (result.retry) {
       result.outcome = v1::Run::OUTCOME_FAILED;
-      run.set_error(absl::StrCat("gave up after ", run.attempts(),
+      run.set_error(absl::StrCat("gave up after ", record.outside_attempts(),
                                  " attempts: ", result.error));
     }
     run.set_outcome(result.outcome);
@@ -1395,36 +1503,49 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
       store_.Put(&batch, kNotificationsCf, nkey, note);
     }
     store_.Put(&batch, kRunsCf, key, record);
-    // The next rule of the stage that waits for this one.
-    if (run.rule_id() != 0) {
+    // The next rule of the stage that waits for this one (and past it, any
+    // that is skipped at once).
+    int64_t finished_rule = run.rule_id();
+    while (finished_rule != 0) {
       std::string prefix;
       common::AppendInt64(&prefix, run.deal_id());
       common::AppendInt64(&prefix, record.entry_seq());
+      std::optional<std::pair<std::string, storage::RunRecord>> waiting;
       auto it = store_.db().NewIterator(store_.cf(kRunsCf));
       for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
            it->Next()) {
         storage::RunRecord next;
-        if (!next.ParseFromArray(it->value().data(),
-                                 static_cast<int>(it->value().size())) ||
-            next.waiting_for_rule_id() != run.rule_id() ||
-            next.run().outcome() != v1::Run::OUTCOME_SCHEDULED) {
-          continue;
+        if (next.ParseFromArray(it->value().data(),
+                                static_cast<int>(it->value().size())) &&
+            next.waiting_for_rule_id() == finished_rule &&
+            next.run().outcome() == v1::Run::OUTCOME_SCHEDULED) {
+          waiting.emplace(it->key().ToString(), std::move(next));
+          break;
         }
-        auto rule = rules_.find(next.run().rule_id());
-        const std::string next_key = it->key().ToString();
-        absl::StatusOr<absl::Time> due =
-            rule == rules_.end()
-                ? absl::StatusOr<absl::Time>(now)
-                : DueTime(rule->second.timing(), dv1::Deal(), now, options_.zone);
-        if (!due.ok()) {
-          // Date-relative timing: the date comes from the deal at run time;
-          // without the deal here, run now and let the run fetch it.
-          due = now;
-        }
-        Schedule(&next, next_key, *due, &batch);
-        store_.Put(&batch, kRunsCf, next_key, next);
-        break;
       }
+      finished_rule = 0;
+      if (!waiting.has_value()) break;
+      auto& [next_key, next] = *waiting;
+      if (!next.skip_reason().empty()) {
+        next.set_waiting_for_rule_id(0);
+        next.mutable_run()->set_outcome(v1::Run::OUTCOME_SKIPPED);
+        next.mutable_run()->set_error(next.skip_reason());
+        *next.mutable_run()->mutable_finish_time() = ToTimestamp(now);
+        store_.Put(&batch, kRunsCf, next_key, next);
+        finished_rule = next.run().rule_id();
+        continue;
+      }
+      absl::Time due = now;
+      auto rule = rules_.find(next.run().rule_id());
+      if (next.fixed_due_micros() != 0) {
+        due = absl::FromUnixMicros(next.fixed_due_micros());
+      } else if (rule != rules_.end()) {
+        // A delay (or nothing): from now.
+        due = DueTime(rule->second.timing(), dv1::Deal(), now, options_.zone)
+                  .value_or(now);
+      }
+      Schedule(&next, next_key, due, &batch);
+      store_.Put(&batch, kRunsCf, next_key, next);
     }
   }
   store_.PutCounters(&batch);
@@ -1432,6 +1553,9 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
   if (!written.ok()) {
     CRM_LOG(kError, "cannot record a run",
             {{"run_id", run.run_id()}, {"error", written.ToString()}});
+    // The in-memory index may now be ahead of the store: rebuild it from
+    // the store, where the run is still due.
+    static_cast<void>(ReloadDueIndex());
   }
   if (options_.metrics != nullptr) {
     std::string outcome = v1::Run::Outcome_Name(run.outcome());

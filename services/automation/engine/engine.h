@@ -45,6 +45,9 @@ namespace crm::automation {
 
 namespace v1 = ::crm::automation::v1;
 
+inline constexpr size_t kMaxRulesPerStage = 100;
+inline constexpr size_t kMaxTriggersPerPipeline = 200;
+
 // Real time plus an offset that tests (and --test_clock) can move forward.
 class Clock {
  public:
@@ -187,6 +190,8 @@ class AutomationEngine {
                       const std::string& meta_key = "");
 
   absl::Status LoadCaches();
+  // Rebuilds due_ from the `due` column family (runs in flight excepted).
+  absl::Status ReloadDueIndex() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RebuildIndexes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<const v1::Rule*> StageRules(int64_t pipeline_id,
                                           const std::string& stage_id) const

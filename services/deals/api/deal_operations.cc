@@ -319,6 +319,15 @@ absl::Status ValidateRequestId(const std::string& request_id) {
   return absl::OkStatus();
 }
 
+// Request ids are remembered per caller: one caller can neither replay nor
+// block another's (automation's run ids are visible in its run log).
+static std::string RequestKey(const OperationContext& ctx) {
+  if (ctx.request_id.empty()) return "";
+  return ctx.actor_service.empty()
+             ? absl::StrCat("u", ctx.actor_id, "|", ctx.request_id)
+             : absl::StrCat("s:", ctx.actor_service, "|", ctx.request_id);
+}
+
 std::string CreateFingerprint(const OperationContext& ctx,
                               const v1::Deal& input) {
   std::string payload;
@@ -436,10 +445,11 @@ absl::StatusOr<CommitResult> DealOperations::Mutate(
   // is now instead of applying the change a second time.
   const std::string fingerprint =
       ctx.request_id.empty() ? "" : absl::StrCat("change:", deal_id);
+  const std::string request_key = RequestKey(ctx);
   for (int attempt = 0;; ++attempt) {
-    if (!ctx.request_id.empty()) {
+    if (!request_key.empty()) {
       CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> earlier,
-                           store_.FindRequest(ctx.request_id));
+                           store_.FindRequest(request_key));
       if (earlier.has_value()) {
         if (earlier->fingerprint() != fingerprint) {
           return absl::AlreadyExistsError(
@@ -465,7 +475,7 @@ absl::StatusOr<CommitResult> DealOperations::Mutate(
     }
     write->before = record;
     if (write->event.has_value()) write->event->set_request_id(ctx.request_id);
-    write->request_id = ctx.request_id;
+    write->request_id = request_key;
     write->request_fingerprint = fingerprint;
     absl::StatusOr<CommitResult> result = store_.Commit(*std::move(write));
     if (result.ok()) {
@@ -488,10 +498,11 @@ absl::StatusOr<v1::Deal> DealOperations::Create(const OperationContext& ctx,
   CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
   const std::string fingerprint =
       ctx.request_id.empty() ? "" : CreateFingerprint(ctx, input);
+  const std::string request_key = RequestKey(ctx);
   for (int attempt = 0;; ++attempt) {
-    if (!ctx.request_id.empty()) {
+    if (!request_key.empty()) {
       CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> earlier,
-                           store_.FindRequest(ctx.request_id));
+                           store_.FindRequest(request_key));
       if (earlier.has_value()) {
         if (earlier->fingerprint() != fingerprint) {
           return absl::AlreadyExistsError(
@@ -527,7 +538,7 @@ absl::StatusOr<v1::Deal> DealOperations::Create(const OperationContext& ctx,
     event.set_to_assignee_id(deal.assignee_id());
     write.event = std::move(event);
     write.after = std::move(deal);
-    write.request_id = ctx.request_id;
+    write.request_id = request_key;
     write.request_fingerprint = fingerprint;
     absl::StatusOr<CommitResult> result = store_.Commit(std::move(write));
     if (result.ok()) {

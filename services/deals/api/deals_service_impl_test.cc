@@ -110,6 +110,11 @@ TEST_F(DealsServiceTest, ChangesAreIdempotentByRequestId) {
   EXPECT_THAT(
       Call(&DealsStub::MoveDealStage, move),
       StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("request_id")));
+  // Request ids are per caller: another caller's "run-1" is its own.
+  ASSERT_OK_AND_ASSIGN(v1::Deal theirs,
+                       CallAs(ServiceToken(), &DealsStub::MoveDealStage, move));
+  EXPECT_EQ(theirs.stage_id(), "PREPARATION");
+  EXPECT_EQ(theirs.id(), other.id());
   move.set_request_id("bad id");
   EXPECT_THAT(
       Call(&DealsStub::MoveDealStage, move),
