@@ -64,6 +64,11 @@ ABSL_FLAG(std::string, sms_gateway_url, EnvString("CRM_SMS_GATEWAY_URL", ""),
           "HTTP endpoint SendSms posts to (form fields to, text, message_id); "
           "empty = SMS runs fail with a clear reason (env "
           "CRM_SMS_GATEWAY_URL)");
+ABSL_FLAG(bool, allow_private_webhooks,
+          EnvBool("CRM_AUTOMATION_ALLOW_PRIVATE_WEBHOOKS", false),
+          "Let webhook rules call loopback, private and link-local addresses "
+          "(local development and tests; env "
+          "CRM_AUTOMATION_ALLOW_PRIVATE_WEBHOOKS)");
 ABSL_FLAG(std::string, time_zone, EnvString("CRM_TIME_ZONE", "UTC"),
           "IANA zone of calendar dates in rule timings (env CRM_TIME_ZONE)");
 ABSL_FLAG(int, max_attempts,
@@ -142,6 +147,8 @@ int main(int argc, char** argv) {
   engine_options.smtp.port = absl::GetFlag(FLAGS_smtp_port);
   engine_options.mail_from = absl::GetFlag(FLAGS_mail_from);
   engine_options.sms_gateway_url = absl::GetFlag(FLAGS_sms_gateway_url);
+  engine_options.allow_private_webhooks =
+      absl::GetFlag(FLAGS_allow_private_webhooks);
   engine_options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   engine_options.retry_base =
       absl::Milliseconds(absl::GetFlag(FLAGS_retry_base_ms));

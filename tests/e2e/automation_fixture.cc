@@ -353,6 +353,7 @@ std::unique_ptr<ServiceProcess> AutomationE2eTest::StartAutomation() {
                   absl::StrCat("--mail_from=", kMailFrom),
                   "--sms_gateway_url=" + receiver_.Url("/sms"),
                   "--time_zone=UTC",
+                  "--allow_private_webhooks=true",
                   "--test_clock=true",
                   "--max_attempts=5",
                   "--retry_base_ms=50",

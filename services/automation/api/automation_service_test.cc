@@ -224,6 +224,7 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     options.loop_max_depth = 4;
     options.smtp.host = "127.0.0.1";
     options.smtp.port = 1;  // nothing listens: email runs fail
+    options.allow_private_webhooks = true;  // receivers are on loopback
     return options;
   }();
   std::unique_ptr<AutomationStore> store_;
@@ -915,6 +916,22 @@ TEST_F(AutomationServiceTest, WebhookTriggerOverHttpAndSignedWebhookAction) {
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(header(kIdempotencyKeyHeader), runs[0].run_id());
   EXPECT_THAT(request.body, HasSubstr("\"title\":\"Hooked\""));
+}
+
+TEST_F(AutomationServiceTest, WebhooksToPrivateAddressesFailUnlessAllowed) {
+  options_.allow_private_webhooks = false;
+  RestartAutomation();
+  v1::Rule hook = TaskRule("NEW", "inside");
+  hook.mutable_action()->mutable_call_webhook()->set_url(
+      "http://169.254.169.254/latest/meta-data");
+  ASSERT_OK(AddRule(hook).status());
+  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Probe")));
+  Pump();
+  std::vector<v1::Run> runs = Runs(deal.id());
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].outcome(), v1::Run::OUTCOME_FAILED);
+  EXPECT_EQ(runs[0].attempts(), 1);  // not retried
+  EXPECT_THAT(runs[0].error(), HasSubstr("private"));
 }
 
 TEST_F(AutomationServiceTest, BadEventDeliveriesAreRefused) {

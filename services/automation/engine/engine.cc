@@ -1248,6 +1248,7 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
                                 SignWebhook(hook.secret(), timestamp, post.body));
       post.headers.emplace_back(kIdempotencyKeyHeader, request_id);
       post.timeout = options_.outbound_timeout;
+      post.public_addresses_only = !options_.allow_private_webhooks;
       auto sent = SendHttpPost(post);
       if (!sent.ok()) return fail(sent.status(), true);
       if (sent->status_code / 100 != 2) {

@@ -69,6 +69,10 @@ struct EngineOptions {
   std::string mail_from = "crm@localhost";
   // Empty: SendSms runs fail with a clear reason.
   std::string sms_gateway_url;
+  // Webhook URLs are written by users: by default they may not reach
+  // loopback, private or link-local addresses (the SMS gateway, set by the
+  // operator, may).
+  bool allow_private_webhooks = false;
   // Outside calls (email, SMS, webhook): attempts before a run parks as
   // FAILED, and the backoff between them (doubling, +-20% jitter).
   int max_attempts = 5;

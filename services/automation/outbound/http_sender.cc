@@ -1,8 +1,12 @@
 #include "services/automation/outbound/http_sender.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -54,7 +58,58 @@ absl::Status CheckUrl(const std::string& url) {
   return absl::OkStatus();
 }
 
+struct SocketGuard {
+  bool public_only = false;
+  bool refused = false;
+};
+
+curl_socket_t OpenCheckedSocket(void* user, curlsocktype,
+                                struct curl_sockaddr* address) {
+  auto* guard = static_cast<SocketGuard*>(user);
+  if (guard->public_only && IsNonPublicAddress(&address->addr)) {
+    guard->refused = true;
+    return CURL_SOCKET_BAD;
+  }
+  return socket(address->family, address->socktype, address->protocol);
+}
+
+bool NonPublicIpv4(uint32_t ip) {  // host byte order
+  const auto in = [ip](uint32_t net, int bits) {
+    return (ip >> (32 - bits)) == (net >> (32 - bits));
+  };
+  return in(0x00000000, 8) ||    // 0.0.0.0/8
+         in(0x0A000000, 8) ||    // 10/8
+         in(0x64400000, 10) ||   // 100.64/10
+         in(0x7F000000, 8) ||    // 127/8
+         in(0xA9FE0000, 16) ||   // 169.254/16
+         in(0xAC100000, 12) ||   // 172.16/12
+         in(0xC0A80000, 16) ||   // 192.168/16
+         in(0xE0000000, 4) ||    // multicast
+         ip == 0xFFFFFFFF;
+}
+
 }  // namespace
+
+bool IsNonPublicAddress(const struct sockaddr* address) {
+  if (address->sa_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(address);
+    return NonPublicIpv4(ntohl(v4->sin_addr.s_addr));
+  }
+  if (address->sa_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(address);
+    const uint8_t* b = v6->sin6_addr.s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+      return NonPublicIpv4((uint32_t{b[12]} << 24) | (uint32_t{b[13]} << 16) |
+                           (uint32_t{b[14]} << 8) | b[15]);
+    }
+    return IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr) ||
+           IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr) ||
+           IN6_IS_ADDR_LINKLOCAL(&v6->sin6_addr) ||
+           IN6_IS_ADDR_MULTICAST(&v6->sin6_addr) ||
+           (b[0] & 0xFE) == 0xFC;  // fc00::/7
+  }
+  return true;  // other families are not for webhooks
+}
 
 std::string FormEncode(
     const std::vector<std::pair<std::string, std::string>>& fields) {
@@ -108,8 +163,17 @@ absl::StatusOr<HttpResult> SendHttpPost(const HttpPost& post) {
   SetCommonOptions(h, post.timeout);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendCapped);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &result.body);
+  SocketGuard guard;
+  guard.public_only = post.public_addresses_only;
+  curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, &OpenCheckedSocket);
+  curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &guard);
 
   const CURLcode code = curl_easy_perform(h);
+  if (guard.refused && code != CURLE_OK) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "url: ", post.url,
+        " resolves to a loopback, private or link-local address"));
+  }
   if (code != CURLE_OK) return CurlError(code, curl.error(), post.url);
   long status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);

@@ -12,6 +12,8 @@
 // is); proxies from the environment are ignored.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -34,7 +36,15 @@ struct HttpPost {
   std::vector<std::pair<std::string, std::string>> headers;
   // Whole request, connection included.
   absl::Duration timeout = absl::Seconds(10);
+  // Refuse to connect to loopback, private, link-local, carrier-grade NAT,
+  // multicast and unspecified addresses (checked on the resolved address,
+  // so a public name pointing inside is refused too): FAILED_PRECONDITION.
+  // For URLs that users write (webhooks), not for operator-set ones.
+  bool public_addresses_only = false;
 };
+
+// True for the address ranges public_addresses_only refuses.
+bool IsNonPublicAddress(const struct sockaddr* address);
 
 struct HttpResult {
   int status_code = 0;

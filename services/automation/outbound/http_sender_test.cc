@@ -1,5 +1,8 @@
 #include "services/automation/outbound/http_sender.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <chrono>
 #include <string>
 #include <thread>
@@ -135,6 +138,53 @@ TEST_F(HttpSenderTest, ConnectionRefusedIsUnavailable) {
   post.url = Url("/hooks");
   post.timeout = absl::Seconds(1);
   EXPECT_THAT(SendHttpPost(post), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(HttpSenderTest, PublicOnlyRefusesLocalAddressesWithoutConnecting) {
+  HttpPost post;
+  post.timeout = absl::Seconds(2);
+  post.public_addresses_only = true;
+  for (const std::string& url :
+       {Url("/hook"), absl::StrCat("http://localhost:", port_, "/hook")}) {
+    post.url = url;
+    EXPECT_THAT(SendHttpPost(post),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("private")))
+        << url;
+  }
+  EXPECT_TRUE(Requests().empty());
+  post.public_addresses_only = false;
+  post.url = Url("/hook");
+  ASSERT_OK(SendHttpPost(post).status());
+  EXPECT_EQ(Requests().size(), 1u);
+}
+
+TEST(HttpSenderAddressTest, ClassifiesAddressRanges) {
+  auto v4 = [](const char* text) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    EXPECT_EQ(inet_pton(AF_INET, text, &a.sin_addr), 1) << text;
+    return IsNonPublicAddress(reinterpret_cast<const sockaddr*>(&a));
+  };
+  auto v6 = [](const char* text) {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    EXPECT_EQ(inet_pton(AF_INET6, text, &a.sin6_addr), 1) << text;
+    return IsNonPublicAddress(reinterpret_cast<const sockaddr*>(&a));
+  };
+  for (const char* ip : {"127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.1",
+                         "192.168.1.1", "169.254.169.254", "100.64.0.1",
+                         "0.0.0.0", "224.0.0.1", "255.255.255.255"}) {
+    EXPECT_TRUE(v4(ip)) << ip;
+  }
+  for (const char* ip : {"8.8.8.8", "172.32.0.1", "192.169.0.1", "1.1.1.1"})
+    EXPECT_FALSE(v4(ip)) << ip;
+  for (const char* ip : {"::1", "::", "fe80::1", "fd00::1", "ff02::1",
+                         "::ffff:10.0.0.1"}) {
+    EXPECT_TRUE(v6(ip)) << ip;
+  }
+  for (const char* ip : {"2001:4860:4860::8888", "::ffff:8.8.8.8"})
+    EXPECT_FALSE(v6(ip)) << ip;
 }
 
 TEST(HttpSenderValidationTest, RejectsBadUrlsAndHeaders) {
