@@ -25,7 +25,6 @@
 #include "services/automation/engine/engine.h"
 #include "services/automation/storage/automation_store.h"
 #include "services/deals/clients/grpc_pipeline_client.h"
-#include "services/deals/clients/pipeline_channel.h"
 #include "services/deals/clients/service_token.h"
 
 using crm::common::EnvBool;
@@ -170,18 +169,16 @@ int main(int argc, char** argv) {
   if (!store.ok())
     return crm::common::FailStartup(store.status(), "cannot open store");
 
-  crm::deals::GrpcPipelineClientOptions client_options;
-  client_options.jwt_secret = secret;
-  client_options.start_timeout = absl::Seconds(
-      std::max(1, absl::GetFlag(FLAGS_pipeline_config_start_timeout_seconds)));
-  auto pipelines = crm::deals::GrpcPipelineClient::Create(
-      crm::deals::CreatePipelineConfigChannel(
-          absl::GetFlag(FLAGS_pipeline_config_addr)),
-      client_options);
-  if (absl::Status started = pipelines->Start(); !started.ok()) {
-    return crm::common::FailStartup(started,
+  auto connected = crm::deals::GrpcPipelineClient::Connect(
+      absl::GetFlag(FLAGS_pipeline_config_addr), secret,
+      absl::Seconds(std::max(
+          1, absl::GetFlag(FLAGS_pipeline_config_start_timeout_seconds))));
+  if (!connected.ok()) {
+    return crm::common::FailStartup(connected.status(),
                                     "cannot load the pipeline configuration");
   }
+  std::unique_ptr<crm::deals::GrpcPipelineClient> pipelines =
+      *std::move(connected);
 
   auto deals_stub = crm::deals::v1::DealsService::NewStub(
       DealsChannel(absl::GetFlag(FLAGS_deals_addr)));

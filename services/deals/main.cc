@@ -27,7 +27,6 @@
 #include "common/pagination/page_token.h"
 #include "services/deals/api/deals_service_impl.h"
 #include "services/deals/clients/grpc_pipeline_client.h"
-#include "services/deals/clients/pipeline_channel.h"
 #include "services/deals/demo_data.h"
 #include "services/deals/events/grpc_event_publisher.h"
 #include "services/deals/events/outbox_relay.h"
@@ -159,18 +158,16 @@ int main(int argc, char** argv) {
   if (!store.ok())
     return crm::common::FailStartup(store.status(), "cannot open store");
 
-  crm::deals::GrpcPipelineClientOptions client_options;
-  client_options.jwt_secret = secret;
-  client_options.start_timeout = absl::Seconds(
-      std::max(1, absl::GetFlag(FLAGS_pipeline_config_start_timeout_seconds)));
-  auto pipelines = crm::deals::GrpcPipelineClient::Create(
-      crm::deals::CreatePipelineConfigChannel(
-          absl::GetFlag(FLAGS_pipeline_config_addr)),
-      client_options);
-  if (absl::Status started = pipelines->Start(); !started.ok()) {
-    return crm::common::FailStartup(started,
+  auto connected = crm::deals::GrpcPipelineClient::Connect(
+      absl::GetFlag(FLAGS_pipeline_config_addr), secret,
+      absl::Seconds(std::max(
+          1, absl::GetFlag(FLAGS_pipeline_config_start_timeout_seconds))));
+  if (!connected.ok()) {
+    return crm::common::FailStartup(connected.status(),
                                     "cannot load the pipeline configuration");
   }
+  std::unique_ptr<crm::deals::GrpcPipelineClient> pipelines =
+      *std::move(connected);
 
   // Relays, one per subscriber.
   std::vector<std::unique_ptr<crm::deals::GrpcEventPublisher>> publishers;

@@ -10,6 +10,7 @@
 #include "common/log/log.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "services/deals/clients/pipeline_channel.h"
 
 namespace crm::deals {
 
@@ -31,6 +32,18 @@ std::unique_ptr<GrpcPipelineClient> GrpcPipelineClient::Create(
       pipelines_v1::PipelinesService::NewStub(channel),
       pipelines_v1::DealFieldsService::NewStub(channel),
       pipelines_v1::AccessService::NewStub(channel), std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<GrpcPipelineClient>> GrpcPipelineClient::Connect(
+    const std::string& address, const std::string& jwt_secret,
+    absl::Duration start_timeout) {
+  GrpcPipelineClientOptions options;
+  options.jwt_secret = jwt_secret;
+  options.start_timeout = start_timeout;
+  std::unique_ptr<GrpcPipelineClient> client =
+      Create(CreatePipelineConfigChannel(address), std::move(options));
+  CRM_RETURN_IF_ERROR(client->Start());
+  return client;
 }
 
 GrpcPipelineClient::GrpcPipelineClient(std::unique_ptr<PipelinesStub> pipelines,

@@ -108,6 +108,12 @@ class GrpcPipelineClient final : public PipelineClient {
       const std::shared_ptr<grpc::ChannelInterface>& channel,
       GrpcPipelineClientOptions options);
 
+  // What a service does at start: a client of pipeline-config at `address`
+  // (CreatePipelineConfigChannel), started (Start()'s errors).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GrpcPipelineClient>>
+  Connect(const std::string& address, const std::string& jwt_secret,
+          absl::Duration start_timeout);
+
   // Takes the stubs so tests can pass generated Mock*Stub objects.
   // REQUIRES: all three non-null, options.jwt_secret non-empty.
   GrpcPipelineClient(std::unique_ptr<PipelinesStub> pipelines,
