@@ -735,7 +735,8 @@ TEST_F(AutomationE2eTest, RunsWaitWhileDealsIsDownAndNothingIsLost) {
   std::vector<Task> tasks;
   ASSERT_TRUE(WaitUntil([&] {
     return automation.ListTasks(deal_id, &tasks).ok() && tasks.size() == 1;
-  })) << tasks.size() << " tasks";
+  })) << tasks.size()
+      << " tasks";
   EXPECT_EQ(tasks[0].title(), "Execute Patient");
   deals_v1::Deal now;
   ASSERT_TRUE(IsOk(deals.Get(deal_id, &now)));

@@ -51,10 +51,9 @@ absl::Status RequireAutomation(const ServiceDeps& deps, const Caller& caller,
                        : (access == pv1::AUTOMATION_ACCESS_READ ||
                           access == pv1::AUTOMATION_ACCESS_EDIT);
   if (ok) return absl::OkStatus();
-  return absl::PermissionDeniedError(
-      absl::StrCat(edit ? "changing" : "reading", " automation of pipeline ",
-                   pipeline_id, " needs the AUTOMATION ",
-                   edit ? "EDIT" : "READ", " permission"));
+  return absl::PermissionDeniedError(absl::StrCat(
+      edit ? "changing" : "reading", " automation of pipeline ", pipeline_id,
+      " needs the AUTOMATION ", edit ? "EDIT" : "READ", " permission"));
 }
 
 // Creating a rule or trigger: the caller, an existing pipeline (named in
@@ -64,8 +63,8 @@ absl::Status AuthorizeCreate(const ServiceDeps& deps,
                              int64_t pipeline_id, const char* field) {
   CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps, context));
   if (deps.config.GetConfig()->FindPipeline(pipeline_id) == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": pipeline ", pipeline_id, " does not exist"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": pipeline ", pipeline_id, " does not exist"));
   }
   return RequireAutomation(deps, caller, pipeline_id, true);
 }
@@ -95,8 +94,8 @@ absl::Status AuthorizeMoveTarget(const ServiceDeps& deps,
                                  const v1::Action& action) {
   if (!action.has_move_to_pipeline()) return absl::OkStatus();
   CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps, context));
-  return RequireAutomation(deps, caller, action.move_to_pipeline().pipeline_id(),
-                           true);
+  return RequireAutomation(deps, caller,
+                           action.move_to_pipeline().pipeline_id(), true);
 }
 
 v1::Rule Redacted(v1::Rule rule) {
@@ -163,7 +162,8 @@ grpc::Status AutomationServiceImpl::GetRule(grpc::ServerContext* context,
                                             v1::Rule* response) {
   return Answer([&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_ASSIGN_OR_RETURN(v1::Rule rule, deps_.engine.GetRule(request->rule_id()));
+    CRM_ASSIGN_OR_RETURN(v1::Rule rule,
+                         deps_.engine.GetRule(request->rule_id()));
     CRM_RETURN_IF_ERROR(
         RequireAutomation(deps_, caller, rule.pipeline_id(), false));
     *response = Redacted(std::move(rule));
@@ -184,10 +184,9 @@ grpc::Status AutomationServiceImpl::ListRules(
     if (!request->stage_id().empty() &&
         config->FindStage(request->pipeline_id(), request->stage_id()) ==
             nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stage_id: \"", request->stage_id(),
-                       "\" is not a stage of pipeline ",
-                       request->pipeline_id()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stage_id: \"", request->stage_id(), "\" is not a stage of pipeline ",
+          request->pipeline_id()));
     }
     CRM_RETURN_IF_ERROR(
         RequireAutomation(deps_, caller, request->pipeline_id(), false));
@@ -207,8 +206,9 @@ grpc::Status AutomationServiceImpl::UpdateRule(
     grpc::ServerContext* context, const v1::UpdateRuleRequest* request,
     v1::Rule* response) {
   return Answer([&]() -> absl::Status {
-    CRM_RETURN_IF_ERROR(AuthorizeChange(
-        deps_, *context, [&] { return deps_.engine.GetRule(request->rule().id()); }));
+    CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
+      return deps_.engine.GetRule(request->rule().id());
+    }));
     for (const std::string& path : request->update_mask().paths()) {
       if (path == "action") {
         CRM_RETURN_IF_ERROR(
@@ -228,8 +228,9 @@ grpc::Status AutomationServiceImpl::DeleteRule(
     grpc::ServerContext* context, const v1::DeleteRuleRequest* request,
     google::protobuf::Empty*) {
   return Answer([&]() -> absl::Status {
-    CRM_RETURN_IF_ERROR(AuthorizeChange(
-        deps_, *context, [&] { return deps_.engine.GetRule(request->rule_id()); }));
+    CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
+      return deps_.engine.GetRule(request->rule_id());
+    }));
     return deps_.engine.DeleteRule(request->rule_id(), request->etag());
   });
 }
@@ -307,12 +308,13 @@ grpc::Status AutomationServiceImpl::UpdateTrigger(
     grpc::ServerContext* context, const v1::UpdateTriggerRequest* request,
     v1::Trigger* response) {
   return Answer([&]() -> absl::Status {
-    CRM_RETURN_IF_ERROR(AuthorizeChange(
-        deps_, *context, [&] { return deps_.engine.GetTrigger(request->trigger().id()); }));
+    CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
+      return deps_.engine.GetTrigger(request->trigger().id());
+    }));
     CRM_ASSIGN_OR_RETURN(
-        *response, deps_.engine.UpdateTrigger(request->trigger(),
-                                              request->update_mask(),
-                                              request->etag()));
+        *response,
+        deps_.engine.UpdateTrigger(request->trigger(), request->update_mask(),
+                                   request->etag()));
     return absl::OkStatus();
   });
 }
@@ -321,8 +323,9 @@ grpc::Status AutomationServiceImpl::DeleteTrigger(
     grpc::ServerContext* context, const v1::DeleteTriggerRequest* request,
     google::protobuf::Empty*) {
   return Answer([&]() -> absl::Status {
-    CRM_RETURN_IF_ERROR(AuthorizeChange(
-        deps_, *context, [&] { return deps_.engine.GetTrigger(request->trigger_id()); }));
+    CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
+      return deps_.engine.GetTrigger(request->trigger_id());
+    }));
     return deps_.engine.DeleteTrigger(request->trigger_id(), request->etag());
   });
 }
@@ -347,9 +350,8 @@ grpc::Status AutomationServiceImpl::FireTrigger(
                                : absl::StrCat("u", caller.principal.user_id),
                            "/", request->request_id());
     CRM_ASSIGN_OR_RETURN(
-        *response,
-        deps_.engine.FireTrigger(request->deal_id(), request->type(),
-                                 request->app_code(), request_id));
+        *response, deps_.engine.FireTrigger(request->deal_id(), request->type(),
+                                            request->app_code(), request_id));
     return absl::OkStatus();
   });
 }
@@ -389,8 +391,8 @@ grpc::Status AutomationServiceImpl::ListTasks(
         if (it == readable.end()) {
           it = readable
                    .emplace(task.pipeline_id(),
-                            RequireAutomation(deps_, caller,
-                                              task.pipeline_id(), false)
+                            RequireAutomation(deps_, caller, task.pipeline_id(),
+                                              false)
                                 .ok())
                    .first;
         }
@@ -427,9 +429,9 @@ grpc::Status AutomationServiceImpl::CompleteTask(
   });
 }
 
-grpc::Status AutomationServiceImpl::ListRuns(
-    grpc::ServerContext* context, const v1::ListRunsRequest* request,
-    v1::ListRunsResponse* response) {
+grpc::Status AutomationServiceImpl::ListRuns(grpc::ServerContext* context,
+                                             const v1::ListRunsRequest* request,
+                                             v1::ListRunsResponse* response) {
   return Answer([&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_ASSIGN_OR_RETURN(int size,
@@ -469,9 +471,8 @@ grpc::Status AutomationServiceImpl::ListNotifications(
     v1::ListNotificationsResponse* response) {
   return Answer([&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    const int64_t user_id = request->user_id() != 0
-                                ? request->user_id()
-                                : caller.principal.user_id;
+    const int64_t user_id =
+        request->user_id() != 0 ? request->user_id() : caller.principal.user_id;
     if (!caller.privileged && user_id != caller.principal.user_id) {
       return absl::PermissionDeniedError(
           "user_id: only your own notifications");
@@ -566,8 +567,8 @@ int HttpStatusOf(const absl::Status& status) {
 
 void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
                           Clock& clock) {
-  http.HandlePost("/hooks/*", [&engine](const common::HttpServer::Request&
-                                            request) {
+  http.HandlePost("/hooks/*", [&engine](
+                                  const common::HttpServer::Request& request) {
     const std::string prefix = "/hooks/";
     const std::string token = request.path.substr(prefix.size());
     std::optional<v1::Trigger> trigger = engine.FindTriggerByToken(token);
@@ -596,8 +597,9 @@ void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
     if (auto it = request.query.find("request_id"); it != request.query.end())
       request_id = it->second;
     if (deal_id <= 0) {
-      return JsonAnswer(
-          400, {{"error", "deal_id: a positive deal id is required (query or "
+      return JsonAnswer(400,
+                        {{"error",
+                          "deal_id: a positive deal id is required (query or "
                           "JSON body)"}});
     }
     if (!CheckFireRequestId(request_id).ok()) {
@@ -618,26 +620,28 @@ void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
                             {"to_stage_id", fired->to_stage_id()}});
   });
   if (!clock.adjustable()) return;
-  http.HandlePost("/test/clock", [&engine, &clock](
-                                     const common::HttpServer::Request&
-                                         request) {
-    int64_t seconds = 0;
-    auto it = request.query.find("advance_seconds");
-    if (it == request.query.end() || !absl::SimpleAtoi(it->second, &seconds) ||
-        seconds < 0 || seconds > int64_t{10} * 366 * 24 * 3600) {
-      return JsonAnswer(400, {{"error",
-                               "advance_seconds: a whole number of seconds, "
-                               "0 to 10 years"}});
-    }
-    if (absl::Status moved = clock.Advance(absl::Seconds(seconds));
-        !moved.ok()) {
-      return JsonAnswer(HttpStatusOf(moved),
-                        {{"error", std::string(moved.message())}});
-    }
-    engine.Wake();
-    return JsonAnswer(
-        200, {{"now_unix_micros", absl::ToUnixMicros(clock.Now())}});
-  });
+  http.HandlePost(
+      "/test/clock",
+      [&engine, &clock](const common::HttpServer::Request& request) {
+        int64_t seconds = 0;
+        auto it = request.query.find("advance_seconds");
+        if (it == request.query.end() ||
+            !absl::SimpleAtoi(it->second, &seconds) || seconds < 0 ||
+            seconds > int64_t{10} * 366 * 24 * 3600) {
+          return JsonAnswer(400,
+                            {{"error",
+                              "advance_seconds: a whole number of seconds, "
+                              "0 to 10 years"}});
+        }
+        if (absl::Status moved = clock.Advance(absl::Seconds(seconds));
+            !moved.ok()) {
+          return JsonAnswer(HttpStatusOf(moved),
+                            {{"error", std::string(moved.message())}});
+        }
+        engine.Wake();
+        return JsonAnswer(
+            200, {{"now_unix_micros", absl::ToUnixMicros(clock.Now())}});
+      });
 }
 
 }  // namespace crm::automation

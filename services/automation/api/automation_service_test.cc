@@ -33,9 +33,9 @@ namespace {
 namespace dv1 = ::crm::deals::v1;
 namespace pv1 = ::crm::pipelines::v1;
 using AutomationStub = v1::AutomationService::Stub;
+using ::crm::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::crm::testing::StatusIs;
 
 class AutomationServiceTest : public crm::deals::DealsServiceTest {
  protected:
@@ -54,17 +54,20 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
                                        common::RocksOptions());
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
-    tokens_ = std::make_unique<crm::deals::ServiceTokenSource>(kSecret,
-                                                               "automation");
+    tokens_ =
+        std::make_unique<crm::deals::ServiceTokenSource>(kSecret, "automation");
     options_.metrics = &metrics_;
     engine_ = std::make_unique<AutomationEngine>(
         *store_, pipeline_client(), deals(), *tokens_, clock_, options_);
     ASSERT_OK(engine_->Start());
     authenticator_ = std::make_unique<common::Authenticator>(kSecret, false);
     page_tokens_ = std::make_unique<common::PageTokenCodec>(kSecret);
-    service_ = std::make_unique<AutomationServiceImpl>(ServiceDeps{
-        *engine_, pipeline_client(), *authenticator_, *page_tokens_,
-        {kAdminUserId}});
+    service_ =
+        std::make_unique<AutomationServiceImpl>(ServiceDeps{*engine_,
+                                                            pipeline_client(),
+                                                            *authenticator_,
+                                                            *page_tokens_,
+                                                            {kAdminUserId}});
     sink_ = std::make_unique<EventSinkImpl>(*engine_, *authenticator_);
     common::ServerOptions options;
     options.service_name = "automation";
@@ -73,9 +76,9 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     runner_->AddService(sink_.get());
     RegisterHttpHandlers(runner_->http(), *engine_, clock_);
     ASSERT_OK(runner_->Start());
-    auto channel = grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", runner_->grpc_port()),
-        grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", runner_->grpc_port()),
+                            grpc::InsecureChannelCredentials());
     stub_ = v1::AutomationService::NewStub(channel);
     sink_stub_ = dv1::DealEventSink::NewStub(channel);
   }
@@ -197,8 +200,7 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     auto response = Auto(&AutomationStub::ListRuns, request);
     EXPECT_TRUE(response.ok()) << response.status();
     if (!response.ok()) return {};
-    std::vector<v1::Run> runs(response->runs().begin(),
-                              response->runs().end());
+    std::vector<v1::Run> runs(response->runs().begin(), response->runs().end());
     std::reverse(runs.begin(), runs.end());
     return runs;
   }
@@ -223,7 +225,7 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     options.outbound_timeout = absl::Seconds(2);
     options.loop_max_depth = 4;
     options.smtp.host = "127.0.0.1";
-    options.smtp.port = 1;  // nothing listens: email runs fail
+    options.smtp.port = 1;                  // nothing listens: email runs fail
     options.allow_private_webhooks = true;  // receivers are on loopback
     return options;
   }();
@@ -293,7 +295,8 @@ TEST_F(AutomationServiceTest, RuleCrudWithEtagsAndSecretsHidden) {
   ASSERT_OK_AND_ASSIGN(v1::Rule second, AddRule(TaskRule("NEW", "Second", 20)));
   ASSERT_OK_AND_ASSIGN(v1::Rule first, AddRule(TaskRule("NEW", "First", 10)));
   v1::Rule hook = TaskRule("PREPARATION", "Hook");
-  hook.mutable_action()->mutable_call_webhook()->set_url("http://127.0.0.1:1/x");
+  hook.mutable_action()->mutable_call_webhook()->set_url(
+      "http://127.0.0.1:1/x");
   hook.mutable_action()->mutable_call_webhook()->set_secret("s3cret");
   ASSERT_OK_AND_ASSIGN(v1::Rule created_hook, AddRule(hook));
   EXPECT_TRUE(created_hook.action().call_webhook().secret().empty());
@@ -307,9 +310,9 @@ TEST_F(AutomationServiceTest, RuleCrudWithEtagsAndSecretsHidden) {
   for (const v1::Rule& r : all.rules()) names.push_back(r.name());
   EXPECT_THAT(names, ElementsAre("First", "Second", "Hook"));
   list.set_stage_id("NOPE");
-  EXPECT_THAT(Auto(&AutomationStub::ListRules, list),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("stage_id")));
+  EXPECT_THAT(
+      Auto(&AutomationStub::ListRules, list),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("stage_id")));
 
   v1::UpdateRuleRequest update;
   update.mutable_rule()->set_id(first.id());
@@ -325,9 +328,9 @@ TEST_F(AutomationServiceTest, RuleCrudWithEtagsAndSecretsHidden) {
               StatusIs(absl::StatusCode::kAborted, HasSubstr("etag")));
   update.set_etag("");
   update.mutable_update_mask()->set_paths(0, "pipeline_id");
-  EXPECT_THAT(Auto(&AutomationStub::UpdateRule, update),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("update_mask")));
+  EXPECT_THAT(
+      Auto(&AutomationStub::UpdateRule, update),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("update_mask")));
   // The webhook secret survives an update that does not repeat it.
   update.mutable_rule()->set_id(created_hook.id());
   *update.mutable_rule()->mutable_action() = created_hook.action();
@@ -354,9 +357,9 @@ TEST_F(AutomationServiceTest, RuleCrudWithEtagsAndSecretsHidden) {
         AddRule(TaskRule("EXECUTING", absl::StrCat("Rule ", i)));
     ASSERT_TRUE(added.ok()) << i << ": " << added.status();
   }
-  EXPECT_THAT(AddRule(TaskRule("EXECUTING", "One too many")),
-              StatusIs(absl::StatusCode::kResourceExhausted,
-                       HasSubstr("per stage")));
+  EXPECT_THAT(
+      AddRule(TaskRule("EXECUTING", "One too many")),
+      StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("per stage")));
 
   // Rules survive a restart.
   RestartAutomation();
@@ -396,7 +399,9 @@ TEST_F(AutomationServiceTest, AutomationPermissionGuardsRules) {
   WaitForConfigSync();
   v1::CreateRuleRequest export_rule;
   *export_rule.mutable_rule() = TaskRule("NEW", "Export");
-  export_rule.mutable_rule()->mutable_action()->mutable_move_to_pipeline()
+  export_rule.mutable_rule()
+      ->mutable_action()
+      ->mutable_move_to_pipeline()
       ->set_pipeline_id(other.id());
   EXPECT_THAT(
       AutoAs(UserToken(kEditor), &AutomationStub::CreateRule, export_rule),
@@ -587,15 +592,18 @@ TEST_F(AutomationServiceTest, InternalActionsChangeTheDeal) {
   assign.mutable_action()->mutable_change_assignee()->add_user_ids(5);
   assign.mutable_action()->mutable_change_assignee()->add_user_ids(6);
   v1::Rule fields = TaskRule("PREPARATION", "fields");
-  auto& values = *fields.mutable_action()->mutable_set_fields()->mutable_values();
+  auto& values =
+      *fields.mutable_action()->mutable_set_fields()->mutable_values();
   values["source"].add_values("automation for {{title}}");
   values["probability"].add_values("40");
   values["opened"].add_values("false");
   v1::Rule comment = TaskRule("PREPARATION", "comment");
-  comment.mutable_action()->mutable_add_comment()->set_text("Prepared {{title}}");
+  comment.mutable_action()->mutable_add_comment()->set_text(
+      "Prepared {{title}}");
   v1::Rule notify = TaskRule("PREPARATION", "notify");
   notify.mutable_action()->mutable_notify_employee()->set_user_id(9);
-  notify.mutable_action()->mutable_notify_employee()->set_text("{{title}} moved");
+  notify.mutable_action()->mutable_notify_employee()->set_text(
+      "{{title}} moved");
   for (const v1::Rule* rule : {&assign, &fields, &comment, &notify})
     ASSERT_OK(AddRule(*rule).status());
   std::vector<int64_t> ids;
@@ -624,9 +632,8 @@ TEST_F(AutomationServiceTest, InternalActionsChangeTheDeal) {
   ASSERT_EQ(listed.notifications_size(), 3);
   EXPECT_EQ(listed.notifications(0).text(), "C moved");  // newest first
   // Users read only their own notifications.
-  EXPECT_THAT(
-      AutoAs(UserToken(8), &AutomationStub::ListNotifications, notes),
-      StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(AutoAs(UserToken(8), &AutomationStub::ListNotifications, notes),
+              StatusIs(absl::StatusCode::kPermissionDenied));
 
   // Replaying every event changes nothing more (request ids).
   const size_t events = Events().size();
@@ -661,7 +668,6 @@ TEST_F(AutomationServiceTest, CompleteStageTasksAndTaskQueries) {
   }
   EXPECT_EQ(completed, 2);  // both entries' tasks
 
-
   v1::ListTasksRequest query;
   query.set_responsible_id(4);
   query.set_status(v1::Task::STATUS_OPEN);
@@ -674,9 +680,9 @@ TEST_F(AutomationServiceTest, CompleteStageTasksAndTaskQueries) {
   complete.set_task_id(open.tasks(0).id());
   EXPECT_THAT(AutoAs(UserToken(5), &AutomationStub::CompleteTask, complete),
               StatusIs(absl::StatusCode::kPermissionDenied));
-  ASSERT_OK_AND_ASSIGN(v1::Task closed,
-                       AutoAs(UserToken(4), &AutomationStub::CompleteTask,
-                              complete));
+  ASSERT_OK_AND_ASSIGN(
+      v1::Task closed,
+      AutoAs(UserToken(4), &AutomationStub::CompleteTask, complete));
   EXPECT_EQ(closed.status(), v1::Task::STATUS_COMPLETED);
   // Paging.
   query.clear_status();
@@ -693,9 +699,9 @@ TEST_F(AutomationServiceTest, CompleteStageTasksAndTaskQueries) {
   query.set_deal_id(0);
   query.set_responsible_id(0);
   query.clear_page_token();
-  EXPECT_THAT(Auto(&AutomationStub::ListTasks, query),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("deal_id")));
+  EXPECT_THAT(
+      Auto(&AutomationStub::ListTasks, query),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deal_id")));
   complete.set_task_id(999999);
   EXPECT_THAT(Auto(&AutomationStub::CompleteTask, complete),
               StatusIs(absl::StatusCode::kNotFound));
@@ -719,14 +725,17 @@ TEST_F(AutomationServiceTest, TriggersMoveForwardEarliestFirstAndNotBack) {
   ASSERT_OK_AND_ASSIGN(v1::Trigger early_created, AddTrigger(early));
   ASSERT_OK(AddRule(TaskRule("EXECUTING", "Execute")).status());
 
-  ASSERT_OK_AND_ASSIGN(dv1::Deal big, CreateDeal(MakeDeal("Big", 0, "500", "USD")));
-  ASSERT_OK_AND_ASSIGN(dv1::Deal small, CreateDeal(MakeDeal("Small", 0, "50", "USD")));
+  ASSERT_OK_AND_ASSIGN(dv1::Deal big,
+                       CreateDeal(MakeDeal("Big", 0, "500", "USD")));
+  ASSERT_OK_AND_ASSIGN(dv1::Deal small,
+                       CreateDeal(MakeDeal("Small", 0, "50", "USD")));
   ASSERT_OK_AND_ASSIGN(v1::FireTriggerResponse fired,
                        Fire(big.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED));
   EXPECT_TRUE(fired.moved());
   EXPECT_EQ(fired.to_stage_id(), "EXECUTING");
   EXPECT_EQ(fired.trigger_id(), early_created.id());
-  ASSERT_OK_AND_ASSIGN(fired, Fire(small.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED));
+  ASSERT_OK_AND_ASSIGN(fired,
+                       Fire(small.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED));
   EXPECT_EQ(fired.to_stage_id(), "FINAL_INVOICE");
   Pump();
   EXPECT_THAT(TaskTitles(big.id()), ElementsAre("Execute"));  // its rules ran
@@ -734,7 +743,8 @@ TEST_F(AutomationServiceTest, TriggersMoveForwardEarliestFirstAndNotBack) {
 
   // Small is past EXECUTING; big is at EXECUTING. Firing again moves big
   // forward to FINAL_INVOICE and leaves small where it is.
-  ASSERT_OK_AND_ASSIGN(fired, Fire(small.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED));
+  ASSERT_OK_AND_ASSIGN(fired,
+                       Fire(small.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED));
   EXPECT_FALSE(fired.moved());
   ASSERT_OK_AND_ASSIGN(dv1::Deal still, GetDeal(small.id()));
   EXPECT_EQ(still.stage_id(), "FINAL_INVOICE");
@@ -746,22 +756,26 @@ TEST_F(AutomationServiceTest, TriggersMoveForwardEarliestFirstAndNotBack) {
   back.set_type(v1::TRIGGER_TYPE_APP);
   back.set_app_code("crm.reopen");
   ASSERT_OK_AND_ASSIGN(v1::Trigger back_created, AddTrigger(back));
-  ASSERT_OK_AND_ASSIGN(fired, Fire(small.id(), v1::TRIGGER_TYPE_APP, "crm.reopen"));
+  ASSERT_OK_AND_ASSIGN(fired,
+                       Fire(small.id(), v1::TRIGGER_TYPE_APP, "crm.reopen"));
   EXPECT_FALSE(fired.moved());
   v1::UpdateTriggerRequest update;
   update.mutable_trigger()->set_id(back_created.id());
   update.mutable_trigger()->set_allow_backwards(true);
   update.mutable_update_mask()->add_paths("allow_backwards");
   ASSERT_OK(Auto(&AutomationStub::UpdateTrigger, update).status());
-  ASSERT_OK_AND_ASSIGN(fired, Fire(small.id(), v1::TRIGGER_TYPE_APP, "other.app"));
+  ASSERT_OK_AND_ASSIGN(fired,
+                       Fire(small.id(), v1::TRIGGER_TYPE_APP, "other.app"));
   EXPECT_FALSE(fired.moved());
-  ASSERT_OK_AND_ASSIGN(fired, Fire(small.id(), v1::TRIGGER_TYPE_APP, "crm.reopen"));
+  ASSERT_OK_AND_ASSIGN(fired,
+                       Fire(small.id(), v1::TRIGGER_TYPE_APP, "crm.reopen"));
   EXPECT_TRUE(fired.moved());
   EXPECT_EQ(fired.to_stage_id(), "PREPARATION");
 
   // Bad input.
-  EXPECT_THAT(Fire(0, v1::TRIGGER_TYPE_APP, "x"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deal_id")));
+  EXPECT_THAT(
+      Fire(0, v1::TRIGGER_TYPE_APP, "x"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deal_id")));
   EXPECT_THAT(Fire(small.id(), v1::TRIGGER_TYPE_UNSPECIFIED),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("type")));
   EXPECT_THAT(Fire(999999, v1::TRIGGER_TYPE_CALL_MISSED),
@@ -828,14 +842,16 @@ TEST_F(AutomationServiceTest, OutsideCallsRetryThenParkAsFailed) {
   // A webhook nobody answers, an email without a recipient, an SMS without
   // a gateway.
   v1::Rule hook = TaskRule("NEW", "hook");
-  hook.mutable_action()->mutable_call_webhook()->set_url("http://127.0.0.1:1/hook");
+  hook.mutable_action()->mutable_call_webhook()->set_url(
+      "http://127.0.0.1:1/hook");
   v1::Rule mail = TaskRule("NEW", "mail");
   mail.mutable_action()->mutable_send_email()->set_subject("Hi");
   mail.mutable_action()->mutable_send_email()->set_body("Hello");
   v1::Rule sms = TaskRule("NEW", "sms");
   sms.mutable_action()->mutable_send_sms()->set_to("+15550100");
   sms.mutable_action()->mutable_send_sms()->set_text("Hi");
-  for (const v1::Rule* rule : {&hook, &mail, &sms}) ASSERT_OK(AddRule(*rule).status());
+  for (const v1::Rule* rule : {&hook, &mail, &sms})
+    ASSERT_OK(AddRule(*rule).status());
   ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Outside")));
   Pump();
   std::map<std::string, v1::Run> by_rule;
@@ -894,9 +910,9 @@ TEST_F(AutomationServiceTest, WebhookTriggerOverHttpAndSignedWebhookAction) {
   ASSERT_OK_AND_ASSIGN(HttpResult bad, post(created.webhook_token(), "{}"));
   EXPECT_EQ(bad.status_code, 400);
   EXPECT_THAT(bad.body, HasSubstr("deal_id"));
-  ASSERT_OK_AND_ASSIGN(
-      HttpResult moved,
-      post(created.webhook_token(), absl::StrCat("{\"deal_id\": ", deal.id(), "}")));
+  ASSERT_OK_AND_ASSIGN(HttpResult moved,
+                       post(created.webhook_token(),
+                            absl::StrCat("{\"deal_id\": ", deal.id(), "}")));
   EXPECT_EQ(moved.status_code, 200) << moved.body;
   EXPECT_THAT(moved.body, HasSubstr("\"moved\":true"));
   Pump();
@@ -940,15 +956,15 @@ TEST_F(AutomationServiceTest, BadEventDeliveriesAreRefused) {
   event->set_sequence(0);
   auto context = MakeContext(ServiceToken());
   dv1::DeliverEventsResponse response;
-  EXPECT_EQ(sink_stub_->DeliverEvents(context.get(), request, &response)
-                .error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(
+      sink_stub_->DeliverEvents(context.get(), request, &response).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
   // Only services deliver events.
   event->set_sequence(1);
   context = MakeContext(AdminToken());
-  EXPECT_EQ(sink_stub_->DeliverEvents(context.get(), request, &response)
-                .error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      sink_stub_->DeliverEvents(context.get(), request, &response).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(AutomationServiceTest, EveryRpcRefusesBadTokens) {
@@ -979,8 +995,8 @@ TEST_F(AutomationServiceTest, EveryRpcRefusesBadTokens) {
       {"CompleteTask",
        rpc(&AutomationStub::CompleteTask, v1::CompleteTaskRequest())},
       {"ListRuns", rpc(&AutomationStub::ListRuns, v1::ListRunsRequest())},
-      {"ListNotifications", rpc(&AutomationStub::ListNotifications,
-                                v1::ListNotificationsRequest())},
+      {"ListNotifications",
+       rpc(&AutomationStub::ListNotifications, v1::ListNotificationsRequest())},
       {"DeliverEvents",
        [this](const std::string& token) {
          auto context = MakeContext(token);

@@ -1,13 +1,12 @@
 #include "services/automation/domain/rules.h"
 
 #include <algorithm>
-
 #include <cstring>
 #include <set>
 #include <string>
 
-#include "absl/strings/match.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 #include "common/status/status_macros.h"
@@ -302,8 +301,7 @@ absl::Status ValidateTrigger(const v1::Trigger& trigger,
         absl::StrCat("trigger.pipeline_id: pipeline ", trigger.pipeline_id(),
                      " does not exist"));
   }
-  if (config.FindStage(trigger.pipeline_id(), trigger.stage_id()) ==
-      nullptr) {
+  if (config.FindStage(trigger.pipeline_id(), trigger.stage_id()) == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("trigger.stage_id: \"", trigger.stage_id(),
                      "\" is not a stage of pipeline ", trigger.pipeline_id()));

@@ -12,13 +12,13 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 #include "nlohmann/json.hpp"
-#include "openssl/rand.h"
 
 #include "common/log/log.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
 #include "common/time/proto_time.h"
+#include "openssl/rand.h"
 #include "services/automation/domain/rules.h"
 #include "services/automation/outbound/http_sender.h"
 #include "services/automation/outbound/signing.h"
@@ -51,9 +51,8 @@ std::string Etag(int64_t revision) { return absl::StrCat("r", revision); }
 absl::Status CheckEtag(const std::string& stored, const std::string& given,
                        const char* what, int64_t id) {
   if (given.empty() || given == stored) return absl::OkStatus();
-  return absl::AbortedError(absl::StrCat("etag: ", what, " ", id,
-                                         " has changed (current etag ",
-                                         stored, ")"));
+  return absl::AbortedError(absl::StrCat(
+      "etag: ", what, " ", id, " has changed (current etag ", stored, ")"));
 }
 
 std::string NewWebhookToken() {
@@ -120,11 +119,10 @@ bool OutsideWillRecover(const absl::Status& status) {
 std::string WhyNotMatched(const dv1::Filter& filter,
                           const crm::deals::ConfigView& config,
                           const dv1::Deal& deal) {
-  if (filter.has_group() &&
-      filter.group().op() != dv1::FilterGroup::OP_OR) {
+  if (filter.has_group() && filter.group().op() != dv1::FilterGroup::OP_OR) {
     for (int i = 0; i < filter.group().filters_size(); ++i) {
-      auto part = crm::deals::CompiledFilter::Compile(
-          filter.group().filters(i), config);
+      auto part = crm::deals::CompiledFilter::Compile(filter.group().filters(i),
+                                                      config);
       if (part.ok() && !part->Matches(deal)) {
         const dv1::Filter& failed = filter.group().filters(i);
         std::string detail;
@@ -332,9 +330,9 @@ absl::StatusOr<T> AutomationEngine::Save(absl::flat_hash_map<int64_t, T>& items,
     }
     const size_t limit = is_rule ? kMaxRulesPerStage : kMaxTriggersPerPipeline;
     if (same_place >= limit) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "at most ", limit, " ", what, "s per ",
-          is_rule ? "stage" : "pipeline"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("at most ", limit, " ", what, "s per ",
+                       is_rule ? "stage" : "pipeline"));
     }
     item.set_id(is_rule ? store_.NewRuleId() : store_.NewTriggerId());
     *item.mutable_create_time() = ToTimestamp(now);
@@ -602,7 +600,8 @@ absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
         "type: field and assignee changes fire from deal events");
   }
   if (type == v1::TRIGGER_TYPE_APP && app_code.empty()) {
-    return absl::InvalidArgumentError("app_code: required for TRIGGER_TYPE_APP");
+    return absl::InvalidArgumentError(
+        "app_code: required for TRIGGER_TYPE_APP");
   }
   if (request_id.size() > 100) {
     return absl::InvalidArgumentError("request_id: at most 100 characters");
@@ -652,8 +651,7 @@ absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
     absl::MutexLock lock(&mu_);
     for (const dv1::DealEvent& event : events) {
       if (event.sequence() <= 0) {
-        return absl::InvalidArgumentError(
-            "events.sequence: must be positive");
+        return absl::InvalidArgumentError("events.sequence: must be positive");
       }
       const std::string applied_key = AppliedKey(event.shard());
       CRM_ASSIGN_OR_RETURN(int64_t done, store_.GetInt(kMetaCf, applied_key));
@@ -753,7 +751,8 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
 
   int64_t previous_rule = 0;
   bool previous_done = true;
-  for (const v1::Rule* rule : StageRules(entry.pipeline_id(), entry.stage_id())) {
+  for (const v1::Rule* rule :
+       StageRules(entry.pipeline_id(), entry.stage_id())) {
     if (!Enabled(*rule)) continue;
     const std::string key = RunKey(deal_id, event.sequence(), rule->id());
     storage::RunRecord record;
@@ -772,7 +771,8 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
       if (!users.empty()) {
         CRM_ASSIGN_OR_RETURN(int64_t position,
                              store_.GetInt(kMetaCf, RoundRobinKey(rule->id())));
-        record.set_assignee_pick(users[static_cast<int>(position % users.size())]);
+        record.set_assignee_pick(
+            users[static_cast<int>(position % users.size())]);
         store_.PutInt(batch, kMetaCf, RoundRobinKey(rule->id()), position + 1);
       }
     }
@@ -804,7 +804,8 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
       absl::StatusOr<absl::Time> due =
           DueTime(rule->timing(), event.deal(), now, options_.zone);
       if (!due.ok()) {
-        finish_now(v1::Run::OUTCOME_SKIPPED, std::string(due.status().message()));
+        finish_now(v1::Run::OUTCOME_SKIPPED,
+                   std::string(due.status().message()));
       } else {
         Schedule(&record, key, *due, batch);
         if (*due <= now && snapshots_.size() < kMaxSnapshots)
@@ -918,8 +919,7 @@ absl::Status AutomationEngine::EventTriggers(const dv1::DealEvent& event,
   if (chosen == nullptr) return absl::OkStatus();
   // The move is an internal effect like a rule's: a durable job, run once
   // with the job's id as request id.
-  const std::string key =
-      RunKey(deal.id(), event.sequence(), -chosen->id());
+  const std::string key = RunKey(deal.id(), event.sequence(), -chosen->id());
   storage::RunRecord record;
   record.set_entry_seq(event.sequence());
   record.set_target_stage_id(chosen->stage_id());
@@ -1040,9 +1040,8 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
     const bool moved_on = has_entry.ok() && expected_entry != 0 &&
                           (!*has_entry || entry.entry_seq() != expected_entry);
     const bool started = record.run().attempts() > 0;
-    if (moved_on &&
-        (!started || record.run().trigger_id() != 0 ||
-         (rule.has_value() && ChangesDeal(rule->action())))) {
+    if (moved_on && (!started || record.run().trigger_id() != 0 ||
+                     (rule.has_value() && ChangesDeal(rule->action())))) {
       cancel_reason = "the deal moved on before the run";
     }
     auto snap = snapshots_.find(key);
@@ -1119,7 +1118,8 @@ AutomationEngine::RunResult AutomationEngine::Perform(
   }
   if (rule->has_condition()) {
     const auto config = config_.GetConfig();
-    auto condition = crm::deals::CompiledFilter::Compile(rule->condition(), *config);
+    auto condition =
+        crm::deals::CompiledFilter::Compile(rule->condition(), *config);
     if (!condition.ok()) {
       result.outcome = v1::Run::OUTCOME_FAILED;
       result.error = absl::StrCat("rule.condition no longer compiles: ",
@@ -1179,9 +1179,10 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       mail.subject = *subject;
       mail.text_body = *body;
       const size_t at = options_.mail_from.find('@');
-      mail.message_id = MakeMessageId(
-          request_id, at == std::string::npos ? "localhost"
-                                              : options_.mail_from.substr(at + 1));
+      mail.message_id =
+          MakeMessageId(request_id, at == std::string::npos
+                                        ? "localhost"
+                                        : options_.mail_from.substr(at + 1));
       SmtpServer server = options_.smtp;
       server.timeout = options_.outbound_timeout;
       if (absl::Status sent = SendSmtpMail(server, mail); !sent.ok())
@@ -1207,18 +1208,19 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       HttpPost post;
       post.url = options_.sms_gateway_url;
       post.content_type = kFormContentType;
-      post.body = FormEncode({{"to", sms.to()}, {"text", *text},
-                              {"message_id", request_id}});
+      post.body = FormEncode(
+          {{"to", sms.to()}, {"text", *text}, {"message_id", request_id}});
       post.headers.emplace_back(kIdempotencyKeyHeader, request_id);
       post.timeout = options_.outbound_timeout;
       auto sent = SendHttpPost(post);
       if (!sent.ok()) return fail(sent.status(), true);
       if (sent->status_code / 100 != 2) {
         const bool again = sent->status_code == 408 || sent->status_code == 429;
-        return fail(again ? absl::UnavailableError(absl::StrCat(
-                                "SMS gateway answered HTTP ", sent->status_code))
-                          : absl::FailedPreconditionError(absl::StrCat(
-                                "SMS gateway answered HTTP ", sent->status_code)),
+        return fail(again
+                        ? absl::UnavailableError(absl::StrCat(
+                              "SMS gateway answered HTTP ", sent->status_code))
+                        : absl::FailedPreconditionError(absl::StrCat(
+                              "SMS gateway answered HTTP ", sent->status_code)),
                     true);
       }
       return result;
@@ -1242,10 +1244,11 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       HttpPost post;
       post.url = hook.url();
       post.body = body.dump();
-      const std::string timestamp = absl::StrCat(absl::ToUnixSeconds(absl::Now()));
+      const std::string timestamp =
+          absl::StrCat(absl::ToUnixSeconds(absl::Now()));
       post.headers.emplace_back(kTimestampHeader, timestamp);
-      post.headers.emplace_back(kSignatureHeader,
-                                SignWebhook(hook.secret(), timestamp, post.body));
+      post.headers.emplace_back(
+          kSignatureHeader, SignWebhook(hook.secret(), timestamp, post.body));
       post.headers.emplace_back(kIdempotencyKeyHeader, request_id);
       post.timeout = options_.outbound_timeout;
       post.public_addresses_only = !options_.allow_private_webhooks;
@@ -1281,8 +1284,8 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       }
       if (spec.has_deadline_after() && (spec.deadline_after().seconds() != 0 ||
                                         spec.deadline_after().nanos() != 0)) {
-        *task.mutable_deadline() = ToTimestamp(
-            now + absl::Seconds(spec.deadline_after().seconds()));
+        *task.mutable_deadline() =
+            ToTimestamp(now + absl::Seconds(spec.deadline_after().seconds()));
       }
       task.set_status(v1::Task::STATUS_OPEN);
       task.set_rule_id(rule.id());
@@ -1322,8 +1325,9 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       return result;
     }
     case v1::Action::kMoveToPipeline: {
-      auto moved = MoveToPipeline(deal.id(), action.move_to_pipeline().pipeline_id(),
-                                  action.move_to_pipeline().stage_id(), request_id);
+      auto moved =
+          MoveToPipeline(deal.id(), action.move_to_pipeline().pipeline_id(),
+                         action.move_to_pipeline().stage_id(), request_id);
       if (!moved.ok()) return fail(moved.status(), false);
       return result;
     }
@@ -1361,9 +1365,9 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
         } else if (name == "opened" || name == "manual_amount") {
           const std::string value = rendered.empty() ? "" : rendered[0];
           if (value != "true" && value != "false") {
-            return fail(absl::InvalidArgumentError(absl::StrCat(
-                            "set_fields.", name, ": \"", value,
-                            "\" is not true or false")),
+            return fail(absl::InvalidArgumentError(
+                            absl::StrCat("set_fields.", name, ": \"", value,
+                                         "\" is not true or false")),
                         false);
           }
           fields[name] = value == "true";
@@ -1374,8 +1378,8 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       if (!fields.empty()) {
         dv1::Deal parsed;
         google::protobuf::util::JsonParseOptions parse;
-        auto status =
-            google::protobuf::util::JsonStringToMessage(fields.dump(), &parsed, parse);
+        auto status = google::protobuf::util::JsonStringToMessage(
+            fields.dump(), &parsed, parse);
         if (!status.ok()) {
           return fail(absl::InvalidArgumentError(absl::StrCat(
                           "set_fields: ", status.message().as_string())),
@@ -1397,9 +1401,10 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       if (!current.ok()) return fail(current.status(), false);
       dv1::Deal change;
       change.set_id(deal.id());
-      change.set_comments(current->comments().empty()
-                              ? *text
-                              : absl::StrCat(current->comments(), "\n\n", *text));
+      change.set_comments(
+          current->comments().empty()
+              ? *text
+              : absl::StrCat(current->comments(), "\n\n", *text));
       google::protobuf::FieldMask mask;
       mask.add_paths("comments");
       auto updated = UpdateDeal(change, mask, request_id, current->etag());
@@ -1434,13 +1439,11 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
       (!result.counts || record.outside_attempts() < options_.max_attempts)) {
     // Doubling backoff with +-20% jitter; deals outages retry forever but
     // no slower than deals_retry_max.
-    const int exponent =
-        std::min((result.counts ? record.outside_attempts() : run.attempts()) -
-                     1,
-                 20);
+    const int exponent = std::min(
+        (result.counts ? record.outside_attempts() : run.attempts()) - 1, 20);
     absl::Duration backoff = options_.retry_base * std::pow(2.0, exponent);
-    backoff = std::min(backoff, result.counts ? options_.retry_max
-                                              : options_.deals_retry_max);
+    backoff = std::min(
+        backoff, result.counts ? options_.retry_max : options_.deals_retry_max);
     static thread_local absl::BitGen gen;
     backoff *= absl::Uniform(gen, 0.8, 1.2);
     run.set_outcome(v1::Run::OUTCOME_RETRYING);
@@ -1480,7 +1483,8 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
         const std::string index_key = it->key().ToString();
         common::KeyReader reader(index_key);
         int64_t deal_id = 0, task_id = 0;
-        if (!reader.ReadInt64(&deal_id) || !reader.ReadInt64(&task_id)) continue;
+        if (!reader.ReadInt64(&deal_id) || !reader.ReadInt64(&task_id))
+          continue;
         v1::Task task;
         absl::StatusOr<bool> got =
             store_.GetProto(kTasksCf, common::EncodeInt64(task_id), &task);
@@ -1596,7 +1600,7 @@ absl::StatusOr<Page<v1::Task>> AutomationEngine::ListTasks(
   }
   for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
     const std::string index_key = it->key().ToString();
-        common::KeyReader reader(index_key);
+    common::KeyReader reader(index_key);
     int64_t owner = 0, task_id = 0;
     if (!reader.ReadInt64(&owner) || !reader.ReadInt64(&task_id)) continue;
     v1::Task task;
@@ -1604,7 +1608,8 @@ absl::StatusOr<Page<v1::Task>> AutomationEngine::ListTasks(
         bool found,
         store_.GetProto(kTasksCf, common::EncodeInt64(task_id), &task));
     if (!found) continue;
-    if (query.responsible_id > 0 && task.responsible_id() != query.responsible_id)
+    if (query.responsible_id > 0 &&
+        task.responsible_id() != query.responsible_id)
       continue;
     if (query.status != v1::Task::STATUS_UNSPECIFIED &&
         task.status() != query.status)
@@ -1651,8 +1656,7 @@ absl::Status ReversePage(const AutomationStore& store, std::string_view cf,
                          const std::string& prefix,
                          const std::string& after_key, int limit, Emit emit,
                          std::string* last_key, bool* more) {
-  auto it = const_cast<AutomationStore&>(store).db().NewIterator(
-      store.cf(cf));
+  auto it = const_cast<AutomationStore&>(store).db().NewIterator(store.cf(cf));
   if (after_key.empty()) {
     it->SeekForPrev(common::PrefixSuccessor(prefix));
     if (it->Valid() && !it->key().starts_with(prefix)) it->Prev();
@@ -1669,7 +1673,8 @@ absl::Status ReversePage(const AutomationStore& store, std::string_view cf,
     Record record;
     if (!record.ParseFromArray(it->value().data(),
                                static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat("unreadable ", std::string(cf), " record"));
+      return absl::DataLossError(
+          absl::StrCat("unreadable ", std::string(cf), " record"));
     }
     emit(std::move(record));
     *last_key = it->key().ToString();

@@ -185,9 +185,8 @@ class AutomationEngine {
   absl::StatusOr<T> Find(const absl::flat_hash_map<int64_t, T>& items,
                          const char* what, int64_t id) const;
   template <typename T>
-  absl::StatusOr<T> Save(absl::flat_hash_map<int64_t, T>& items,
-                         const char* cf, const char* what, T item,
-                         const std::string& etag);
+  absl::StatusOr<T> Save(absl::flat_hash_map<int64_t, T>& items, const char* cf,
+                         const char* what, T item, const std::string& etag);
   template <typename T>
   absl::Status Remove(absl::flat_hash_map<int64_t, T>& items, const char* cf,
                       const char* what, int64_t id, const std::string& etag,
@@ -236,10 +235,9 @@ class AutomationEngine {
 
   // Calls to deals as the automation service identity.
   absl::StatusOr<crm::deals::v1::Deal> GetDeal(int64_t deal_id);
-  absl::StatusOr<crm::deals::v1::Deal> MoveStage(int64_t deal_id,
-                                                 const std::string& stage_id,
-                                                 const std::string& request_id,
-                                                 crm::deals::v1::Channel channel);
+  absl::StatusOr<crm::deals::v1::Deal> MoveStage(
+      int64_t deal_id, const std::string& stage_id,
+      const std::string& request_id, crm::deals::v1::Channel channel);
   absl::StatusOr<crm::deals::v1::Deal> UpdateDeal(
       const crm::deals::v1::Deal& deal, const google::protobuf::FieldMask& mask,
       const std::string& request_id, const std::string& etag = "");

@@ -77,14 +77,14 @@ bool NonPublicIpv4(uint32_t ip) {  // host byte order
   const auto in = [ip](uint32_t net, int bits) {
     return (ip >> (32 - bits)) == (net >> (32 - bits));
   };
-  return in(0x00000000, 8) ||    // 0.0.0.0/8
-         in(0x0A000000, 8) ||    // 10/8
-         in(0x64400000, 10) ||   // 100.64/10
-         in(0x7F000000, 8) ||    // 127/8
-         in(0xA9FE0000, 16) ||   // 169.254/16
-         in(0xAC100000, 12) ||   // 172.16/12
-         in(0xC0A80000, 16) ||   // 192.168/16
-         in(0xE0000000, 4) ||    // multicast
+  return in(0x00000000, 8) ||   // 0.0.0.0/8
+         in(0x0A000000, 8) ||   // 10/8
+         in(0x64400000, 10) ||  // 100.64/10
+         in(0x7F000000, 8) ||   // 127/8
+         in(0xA9FE0000, 16) ||  // 169.254/16
+         in(0xAC100000, 12) ||  // 172.16/12
+         in(0xC0A80000, 16) ||  // 192.168/16
+         in(0xE0000000, 4) ||   // multicast
          ip == 0xFFFFFFFF;
 }
 
@@ -170,9 +170,9 @@ absl::StatusOr<HttpResult> SendHttpPost(const HttpPost& post) {
 
   const CURLcode code = curl_easy_perform(h);
   if (guard.refused && code != CURLE_OK) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "url: ", post.url,
-        " resolves to a loopback, private or link-local address"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("url: ", post.url,
+                     " resolves to a loopback, private or link-local address"));
   }
   if (code != CURLE_OK) return CurlError(code, curl.error(), post.url);
   long status = 0;

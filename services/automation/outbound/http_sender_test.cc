@@ -147,9 +147,9 @@ TEST_F(HttpSenderTest, PublicOnlyRefusesLocalAddressesWithoutConnecting) {
   for (const std::string& url :
        {Url("/hook"), absl::StrCat("http://localhost:", port_, "/hook")}) {
     post.url = url;
-    EXPECT_THAT(SendHttpPost(post),
-                StatusIs(absl::StatusCode::kFailedPrecondition,
-                         HasSubstr("private")))
+    EXPECT_THAT(
+        SendHttpPost(post),
+        StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("private")))
         << url;
   }
   EXPECT_TRUE(Requests().empty());
@@ -179,8 +179,8 @@ TEST(HttpSenderAddressTest, ClassifiesAddressRanges) {
   }
   for (const char* ip : {"8.8.8.8", "172.32.0.1", "192.169.0.1", "1.1.1.1"})
     EXPECT_FALSE(v4(ip)) << ip;
-  for (const char* ip : {"::1", "::", "fe80::1", "fd00::1", "ff02::1",
-                         "::ffff:10.0.0.1"}) {
+  for (const char* ip :
+       {"::1", "::", "fe80::1", "fd00::1", "ff02::1", "::ffff:10.0.0.1"}) {
     EXPECT_TRUE(v6(ip)) << ip;
   }
   for (const char* ip : {"2001:4860:4860::8888", "::ffff:8.8.8.8"})

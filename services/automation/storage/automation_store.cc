@@ -25,8 +25,8 @@ std::optional<RunKeyParts> ParseRunKey(std::string_view key) {
   common::KeyReader reader(key);
   RunKeyParts parts;
   if (!reader.ReadInt64(&parts.deal_id) ||
-      !reader.ReadInt64(&parts.entry_seq) ||
-      !reader.ReadInt64(&parts.job_id) || !reader.done()) {
+      !reader.ReadInt64(&parts.entry_seq) || !reader.ReadInt64(&parts.job_id) ||
+      !reader.done()) {
     return std::nullopt;
   }
   return parts;
@@ -37,8 +37,7 @@ std::string RunIdOf(const RunKeyParts& parts) {
     return absl::StrCat(parts.deal_id, "/", parts.entry_seq, "/t",
                         -parts.job_id);
   }
-  return absl::StrCat(parts.deal_id, "/", parts.entry_seq, "/",
-                      parts.job_id);
+  return absl::StrCat(parts.deal_id, "/", parts.entry_seq, "/", parts.job_id);
 }
 
 std::string DueKey(int64_t due_micros, std::string_view run_key) {
@@ -57,7 +56,9 @@ bool ParseDueKey(std::string_view key, int64_t* due_micros,
   return ParseRunKey(*run_key).has_value();
 }
 
-std::string AppliedKey(int32_t shard) { return absl::StrCat("applied/", shard); }
+std::string AppliedKey(int32_t shard) {
+  return absl::StrCat("applied/", shard);
+}
 
 std::string RoundRobinKey(int64_t rule_id) {
   return absl::StrCat("rr/", rule_id);
@@ -98,7 +99,8 @@ absl::StatusOr<int64_t> AutomationStore::GetInt(std::string_view cf_name,
   if (!value.has_value()) return 0;
   int64_t number = 0;
   if (!absl::SimpleAtoi(*value, &number)) {
-    return absl::DataLossError(absl::StrCat("unreadable ", std::string(cf_name), " value"));
+    return absl::DataLossError(
+        absl::StrCat("unreadable ", std::string(cf_name), " value"));
   }
   return number;
 }

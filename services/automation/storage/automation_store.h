@@ -72,10 +72,9 @@ class AutomationStore {
 
   // Reads and parses one record; nullopt when absent, DATA_LOSS when
   // unreadable.
-  [[nodiscard]] absl::StatusOr<bool> GetProto(std::string_view cf,
-                                              std::string_view key,
-                                              google::protobuf::Message* out)
-      const;
+  [[nodiscard]] absl::StatusOr<bool> GetProto(
+      std::string_view cf, std::string_view key,
+      google::protobuf::Message* out) const;
   [[nodiscard]] absl::StatusOr<int64_t> GetInt(std::string_view cf,
                                                std::string_view key) const;
   void Put(rocksdb::WriteBatch* batch, std::string_view cf,

@@ -12,8 +12,8 @@
 #include "common/money/decimal.h"
 #include "common/money/product_rows.h"
 #include "common/status/status_macros.h"
-#include "common/time/proto_time.h"
 #include "common/text/text.h"
+#include "common/time/proto_time.h"
 #include "openssl/evp.h"
 #include "services/deals/domain/deal_rules.h"
 

@@ -11,8 +11,8 @@
 #include "common/money/currency.h"
 #include "common/money/decimal.h"
 #include "common/status/status_macros.h"
-#include "common/time/proto_time.h"
 #include "common/text/text.h"
+#include "common/time/proto_time.h"
 
 namespace crm::deals {
 namespace {
