@@ -606,6 +606,16 @@ absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
   if (request_id.size() > 100) {
     return absl::InvalidArgumentError("request_id: at most 100 characters");
   }
+  // A repeated request answers what the first one did (the deal has moved
+  // since, so choosing again would say "not moved").
+  const std::string answer_key =
+      request_id.empty() ? "" : absl::StrCat("fired/", request_id);
+  if (!answer_key.empty()) {
+    v1::FireTriggerResponse earlier;
+    CRM_ASSIGN_OR_RETURN(bool answered,
+                         store_.GetProto(kMetaCf, answer_key, &earlier));
+    if (answered) return earlier;
+  }
   CRM_ASSIGN_OR_RETURN(dv1::Deal deal, GetDeal(deal_id));
   v1::Trigger chosen;
   bool found = false;
@@ -638,6 +648,16 @@ absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
   response.set_moved(moved.stage_id() == chosen.stage_id());
   response.set_trigger_id(chosen.id());
   response.set_to_stage_id(chosen.stage_id());
+  if (!answer_key.empty()) {
+    // Best effort: without it a retry still changes nothing (deals knows
+    // the request id), it only answers "not moved".
+    rocksdb::WriteBatch batch;
+    store_.Put(&batch, kMetaCf, answer_key, response);
+    if (absl::Status kept = store_.Write(&batch); !kept.ok()) {
+      CRM_LOG(kWarning, "cannot keep a trigger answer",
+              {{"error", kept.ToString()}});
+    }
+  }
   return response;
 }
 
