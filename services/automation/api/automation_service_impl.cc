@@ -503,9 +503,11 @@ grpc::Status EventSinkImpl::DeliverEvents(
   return Answer([&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(common::Principal caller,
                          authenticator_.Authenticate(*context));
-    if (!caller.IsService()) {
+    // Only the deals service publishes deal events (a forged sequence
+    // would make automation skip a shard's real events).
+    if (caller.service != "deals") {
       return absl::PermissionDeniedError(
-          "only a service identity may deliver events");
+          "only the deals service may deliver deal events");
     }
     for (int i = 0; i < request->events_size(); ++i) {
       const auto& event = request->events(i);

@@ -130,7 +130,7 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
       if (!events.empty()) {
         dv1::DeliverEventsRequest request;
         for (auto& event : events) *request.add_events() = std::move(event);
-        auto context = MakeContext(ServiceToken());
+        auto context = MakeContext(ServiceToken("deals"));
         dv1::DeliverEventsResponse response;
         ASSERT_TRUE(
             sink_stub_->DeliverEvents(context.get(), request, &response).ok());
@@ -954,17 +954,19 @@ TEST_F(AutomationServiceTest, BadEventDeliveriesAreRefused) {
   dv1::DeliverEventsRequest request;
   auto* event = request.add_events();
   event->set_sequence(0);
-  auto context = MakeContext(ServiceToken());
+  auto context = MakeContext(ServiceToken("deals"));
   dv1::DeliverEventsResponse response;
   EXPECT_EQ(
       sink_stub_->DeliverEvents(context.get(), request, &response).error_code(),
       grpc::StatusCode::INVALID_ARGUMENT);
-  // Only services deliver events.
+  // Only the deals service delivers events.
   event->set_sequence(1);
-  context = MakeContext(AdminToken());
-  EXPECT_EQ(
-      sink_stub_->DeliverEvents(context.get(), request, &response).error_code(),
-      grpc::StatusCode::PERMISSION_DENIED);
+  for (const std::string& token : {AdminToken(), ServiceToken("reporting")}) {
+    context = MakeContext(token);
+    EXPECT_EQ(sink_stub_->DeliverEvents(context.get(), request, &response)
+                  .error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
 }
 
 TEST_F(AutomationServiceTest, EveryRpcRefusesBadTokens) {

@@ -109,6 +109,17 @@ bool DealsWillRecover(const absl::Status& status) {
   }
 }
 
+// Of those, the ones that say deals is down or busy: waited out without a
+// limit. Others (an internal error that may repeat) count towards
+// max_attempts.
+bool DealsIsAway(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable ||
+         status.code() == absl::StatusCode::kDeadlineExceeded ||
+         status.code() == absl::StatusCode::kResourceExhausted ||
+         status.code() == absl::StatusCode::kAborted ||
+         status.code() == absl::StatusCode::kCancelled;
+}
+
 bool OutsideWillRecover(const absl::Status& status) {
   return status.code() != absl::StatusCode::kFailedPrecondition &&
          status.code() != absl::StatusCode::kInvalidArgument &&
@@ -683,7 +694,11 @@ absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
       CRM_RETURN_IF_ERROR(ApplyEvent(event, &batch));
       store_.PutInt(&batch, kMetaCf, applied_key, event.sequence());
       store_.PutCounters(&batch);
-      CRM_RETURN_IF_ERROR(store_.Write(&batch));
+      if (absl::Status written = store_.Write(&batch); !written.ok()) {
+        // The in-memory due index already follows the lost batch.
+        static_cast<void>(ReloadDueIndex());
+        return written;
+      }
       applied = event.sequence();
       scheduled = true;
       if (options_.metrics != nullptr) {
@@ -740,7 +755,14 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
         absl::StrCat("the deal left stage ",
                      stage != nullptr ? stage->name : previous.stage_id(),
                      " before the run was due"),
-        batch, event.request_id()));
+        batch,
+        // Only automation's own moves carry its run ids; anyone else's
+        // request id naming a run proves nothing.
+        event.actor_service() == "automation" &&
+                (event.channel() == dv1::CHANNEL_AUTOMATION ||
+                 event.channel() == dv1::CHANNEL_TRIGGER)
+            ? event.request_id()
+            : ""));
   }
 
   // Loop cut-off: count automated moves in a row within the window.
@@ -1033,15 +1055,20 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
         found.ok() && *found && !IsTerminal(record.run().outcome()) &&
         record.due_micros() != 0 &&
         absl::FromUnixMicros(record.due_micros()) <= clock_.Now();
-    if (!found.ok()) {
-      // The due index entry was taken off; rebuild it from the store so the
-      // run is tried again.
-      CRM_LOG(kError, "cannot read a run",
-              {{"error", found.status().ToString()}});
-      static_cast<void>(ReloadDueIndex());
-    }
     if (!runnable) {
       in_flight_.erase(key);
+      if (!found.ok()) {
+        // The due index entry was taken off; rebuild it from the store so
+        // the run is tried again.
+        CRM_LOG(kError, "cannot read a run",
+                {{"error", found.status().ToString()}});
+        static_cast<void>(ReloadDueIndex());
+      } else if (*found && !IsTerminal(record.run().outcome()) &&
+                 record.due_micros() != 0) {
+        // Not due after all (the wall clock stepped back): back in line.
+        due_.insert({record.due_micros(), key});
+        wake_ = true;
+      }
       return;
     }
     if (record.run().rule_id() != 0) {
@@ -1060,8 +1087,13 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
     const bool moved_on = has_entry.ok() && expected_entry != 0 &&
                           (!*has_entry || entry.entry_seq() != expected_entry);
     const bool started = record.run().attempts() > 0;
-    if (moved_on && (!started || record.run().trigger_id() != 0 ||
-                     (rule.has_value() && ChangesDeal(rule->action())))) {
+    if (record.run().trigger_id() != 0 &&
+        !triggers_.contains(record.run().trigger_id())) {
+      cancel_reason = "the trigger was deleted before its move";
+    }
+    if (cancel_reason.empty() && moved_on &&
+        (!started || record.run().trigger_id() != 0 ||
+         (rule.has_value() && ChangesDeal(rule->action())))) {
       cancel_reason = "the deal moved on before the run";
     }
     auto snap = snapshots_.find(key);
@@ -1092,7 +1124,7 @@ AutomationEngine::RunResult AutomationEngine::Perform(
     if (DealsWillRecover(status)) {
       result.outcome = v1::Run::OUTCOME_RETRYING;
       result.retry = true;
-      result.counts = false;
+      result.counts = !DealsIsAway(status);
     } else {
       result.outcome = v1::Run::OUTCOME_FAILED;
       result.error = absl::StrCat(absl::StatusCodeToString(status.code()), ": ",
@@ -1169,7 +1201,7 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
     if (recover) {
       result.outcome = v1::Run::OUTCOME_RETRYING;
       result.retry = true;
-      result.counts = outside;
+      result.counts = outside || !DealsIsAway(status);
     } else {
       result.outcome = v1::Run::OUTCOME_FAILED;
     }
@@ -1446,6 +1478,11 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
   absl::StatusOr<bool> found = store_.GetProto(kRunsCf, key, &record);
   if (!found.ok() || !*found) {
     in_flight_.erase(key);
+    if (!found.ok()) {
+      CRM_LOG(kError, "cannot read a run",
+              {{"error", found.status().ToString()}});
+      static_cast<void>(ReloadDueIndex());
+    }
     return;
   }
   v1::Run& run = *record.mutable_run();
@@ -1579,7 +1616,8 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
     CRM_LOG(kError, "cannot record a run",
             {{"run_id", run.run_id()}, {"error", written.ToString()}});
     // The in-memory index may now be ahead of the store: rebuild it from
-    // the store, where the run is still due.
+    // the store, where the run is still due (this run included).
+    in_flight_.erase(key);
     static_cast<void>(ReloadDueIndex());
   }
   if (options_.metrics != nullptr) {

@@ -70,7 +70,8 @@ curl_socket_t OpenCheckedSocket(void* user, curlsocktype,
     guard->refused = true;
     return CURL_SOCKET_BAD;
   }
-  return socket(address->family, address->socktype, address->protocol);
+  return socket(address->family, address->socktype | SOCK_CLOEXEC,
+                address->protocol);
 }
 
 bool NonPublicIpv4(uint32_t ip) {  // host byte order
@@ -83,9 +84,11 @@ bool NonPublicIpv4(uint32_t ip) {  // host byte order
          in(0x7F000000, 8) ||   // 127/8
          in(0xA9FE0000, 16) ||  // 169.254/16
          in(0xAC100000, 12) ||  // 172.16/12
+         in(0xC0000000, 24) ||  // 192.0.0/24
          in(0xC0A80000, 16) ||  // 192.168/16
+         in(0xC6120000, 15) ||  // 198.18/15
          in(0xE0000000, 4) ||   // multicast
-         ip == 0xFFFFFFFF;
+         in(0xF0000000, 4);     // 240/4, broadcast included
 }
 
 }  // namespace
@@ -106,7 +109,11 @@ bool IsNonPublicAddress(const struct sockaddr* address) {
            IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr) ||
            IN6_IS_ADDR_LINKLOCAL(&v6->sin6_addr) ||
            IN6_IS_ADDR_MULTICAST(&v6->sin6_addr) ||
-           (b[0] & 0xFE) == 0xFC;  // fc00::/7
+           (b[0] & 0xFE) == 0xFC ||  // fc00::/7
+           // NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4 (2002::/16)
+           // reach IPv4 addresses through a gateway.
+           (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b) ||
+           (b[0] == 0x20 && b[1] == 0x02);
   }
   return true;  // other families are not for webhooks
 }

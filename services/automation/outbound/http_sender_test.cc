@@ -172,15 +172,17 @@ TEST(HttpSenderAddressTest, ClassifiesAddressRanges) {
     EXPECT_EQ(inet_pton(AF_INET6, text, &a.sin6_addr), 1) << text;
     return IsNonPublicAddress(reinterpret_cast<const sockaddr*>(&a));
   };
-  for (const char* ip : {"127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.1",
-                         "192.168.1.1", "169.254.169.254", "100.64.0.1",
-                         "0.0.0.0", "224.0.0.1", "255.255.255.255"}) {
+  for (const char* ip :
+       {"127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.1", "192.168.1.1",
+        "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1",
+        "255.255.255.255", "198.18.0.1", "240.0.0.1", "192.0.0.8"}) {
     EXPECT_TRUE(v4(ip)) << ip;
   }
   for (const char* ip : {"8.8.8.8", "172.32.0.1", "192.169.0.1", "1.1.1.1"})
     EXPECT_FALSE(v4(ip)) << ip;
   for (const char* ip :
-       {"::1", "::", "fe80::1", "fd00::1", "ff02::1", "::ffff:10.0.0.1"}) {
+       {"::1", "::", "fe80::1", "fd00::1", "ff02::1", "::ffff:10.0.0.1",
+        "64:ff9b::a00:1", "2002:a00:1::1"}) {
     EXPECT_TRUE(v6(ip)) << ip;
   }
   for (const char* ip : {"2001:4860:4860::8888", "::ffff:8.8.8.8"})

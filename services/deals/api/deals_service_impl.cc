@@ -290,6 +290,12 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
                                      const v1::BatchUpdateDealsRequest& request,
                                      v1::BatchUpdateDealsResponse* response) {
   CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
+  // Each item's request id is "<request_id>/<deal id>" (up to 20 digits),
+  // which must itself be a valid request id.
+  if (ctx.request_id.size() > 107) {
+    return absl::InvalidArgumentError(
+        "request_id: at most 107 characters for a batch");
+  }
   std::vector<int64_t> ids;
   switch (request.target_case()) {
     case v1::BatchUpdateDealsRequest::kDealIds: {
