@@ -747,6 +747,14 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
   storage::EntryRecord previous;
   CRM_ASSIGN_OR_RETURN(bool had_entry,
                        store_.GetProto(kEntriesCf, entry_key, &previous));
+  // Only automation's own moves carry its run ids; anyone else's request id
+  // naming a run proves nothing.
+  const std::string moved_by_run =
+      event.actor_service() == "automation" &&
+              (event.channel() == dv1::CHANNEL_AUTOMATION ||
+               event.channel() == dv1::CHANNEL_TRIGGER)
+          ? event.request_id()
+          : "";
   if (had_entry) {
     const crm::deals::StageView* stage = config_.GetConfig()->FindStage(
         previous.pipeline_id(), previous.stage_id());
@@ -755,14 +763,7 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
         absl::StrCat("the deal left stage ",
                      stage != nullptr ? stage->name : previous.stage_id(),
                      " before the run was due"),
-        batch,
-        // Only automation's own moves carry its run ids; anyone else's
-        // request id naming a run proves nothing.
-        event.actor_service() == "automation" &&
-                (event.channel() == dv1::CHANNEL_AUTOMATION ||
-                 event.channel() == dv1::CHANNEL_TRIGGER)
-            ? event.request_id()
-            : ""));
+        batch, moved_by_run));
   }
 
   // Loop cut-off: count automated moves in a row within the window.
@@ -771,6 +772,7 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
   entry.set_pipeline_id(event.to_pipeline_id());
   entry.set_stage_id(event.to_stage_id());
   entry.set_enter_micros(absl::ToUnixMicros(now));
+  entry.set_entered_by_run(moved_by_run);
   const bool automated = event.channel() == dv1::CHANNEL_AUTOMATION ||
                          event.channel() == dv1::CHANNEL_TRIGGER;
   if (automated && had_entry && previous.chain_depth() > 0 &&
@@ -1048,6 +1050,7 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
   std::optional<v1::Rule> rule;
   std::optional<dv1::Deal> snapshot;
   std::string cancel_reason;
+  bool already_done = false;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<bool> found = store_.GetProto(kRunsCf, key, &record);
@@ -1091,7 +1094,13 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
         !triggers_.contains(record.run().trigger_id())) {
       cancel_reason = "the trigger was deleted before its move";
     }
-    if (cancel_reason.empty() && moved_on &&
+    // The entry that replaced the run's own is the run's own move (made
+    // before a crash; its event arrived while the run waited to go again).
+    if (moved_on && *has_entry &&
+        entry.entered_by_run() == record.run().run_id()) {
+      already_done = true;
+    }
+    if (!already_done && cancel_reason.empty() && moved_on &&
         (!started || record.run().trigger_id() != 0 ||
          (rule.has_value() && ChangesDeal(rule->action())))) {
       cancel_reason = "the deal moved on before the run";
@@ -1101,6 +1110,10 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
       snapshot = std::move(snap->second);
       snapshots_.erase(snap);
     }
+  }
+  if (already_done) {
+    Finish(key, RunResult());  // succeeded
+    return;
   }
   if (!cancel_reason.empty()) {
     RunResult cancelled;
