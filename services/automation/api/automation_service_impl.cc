@@ -1,5 +1,6 @@
 #include "services/automation/api/automation_service_impl.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -97,6 +98,29 @@ absl::Status AuthorizeMoveTarget(const ServiceDeps& deps,
   return RequireAutomation(deps, caller,
                            action.move_to_pipeline().pipeline_id(), true);
 }
+
+// Whether the caller may read automation of a pipeline, asked once per
+// pipeline of a listing.
+class ReadablePipelines {
+ public:
+  ReadablePipelines(const ServiceDeps& deps, const Caller& caller)
+      : deps_(deps), caller_(caller) {}
+
+  bool operator()(int64_t pipeline_id) {
+    if (caller_.privileged) return true;
+    auto [it, added] = known_.try_emplace(pipeline_id, false);
+    if (added) {
+      it->second =
+          RequireAutomation(deps_, caller_, pipeline_id, /*edit=*/false).ok();
+    }
+    return it->second;
+  }
+
+ private:
+  const ServiceDeps& deps_;
+  const Caller& caller_;
+  absl::flat_hash_map<int64_t, bool> known_;
+};
 
 v1::Rule Redacted(v1::Rule rule) {
   if (rule.action().has_call_webhook())
@@ -383,20 +407,11 @@ grpc::Status AutomationServiceImpl::ListTasks(
                          deps_.engine.ListTasks(task_query, after, size));
     // Users see their own tasks, and the tasks of pipelines whose
     // automation they may read.
-    absl::flat_hash_map<int64_t, bool> readable;
+    ReadablePipelines readable(deps_, caller);
     for (v1::Task& task : page.items) {
-      if (!caller.privileged &&
-          task.responsible_id() != caller.principal.user_id) {
-        auto it = readable.find(task.pipeline_id());
-        if (it == readable.end()) {
-          it = readable
-                   .emplace(task.pipeline_id(),
-                            RequireAutomation(deps_, caller, task.pipeline_id(),
-                                              false)
-                                .ok())
-                   .first;
-        }
-        if (!it->second) continue;
+      if (task.responsible_id() != caller.principal.user_id &&
+          !readable(task.pipeline_id())) {
+        continue;
       }
       *response->add_tasks() = std::move(task);
     }
@@ -442,20 +457,9 @@ grpc::Status AutomationServiceImpl::ListRuns(grpc::ServerContext* context,
     CRM_ASSIGN_OR_RETURN(
         Page<v1::Run> page,
         deps_.engine.ListRuns(request->deal_id(), after, size));
-    absl::flat_hash_map<int64_t, bool> readable;
+    ReadablePipelines readable(deps_, caller);
     for (v1::Run& run : page.items) {
-      if (!caller.privileged) {
-        auto it = readable.find(run.pipeline_id());
-        if (it == readable.end()) {
-          it = readable
-                   .emplace(run.pipeline_id(),
-                            RequireAutomation(deps_, caller, run.pipeline_id(),
-                                              false)
-                                .ok())
-                   .first;
-        }
-        if (!it->second) continue;
-      }
+      if (!readable(run.pipeline_id())) continue;
       *response->add_runs() = std::move(run);
     }
     if (page.more) {

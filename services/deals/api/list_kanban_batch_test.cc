@@ -1103,6 +1103,12 @@ TEST_F(DealsBatchTest, RefusesBadRequestsBeforeAnyItem) {
       {"non-positive id", ids_request({deal.id(), 0}), "deal_ids.ids[1]"});
   cases.push_back({"no ids", ids_request({}), "deal_ids"});
   {
+    // Items get "<request_id>/<deal id>", which must fit in 128 characters.
+    v1::BatchUpdateDealsRequest r = ids_request({deal.id()});
+    r.set_request_id(std::string(108, 'b'));
+    cases.push_back({"request id too long for items", r, "request_id"});
+  }
+  {
     v1::BatchUpdateDealsRequest r = ids_request({deal.id()});
     r.clear_delete_();
     cases.push_back({"no action", r, "action"});
