@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 
+#include "common/grpc/message_limits.h"
 #include "common/http/http_server.h"
 #include "common/metrics/metrics.h"
 
@@ -39,7 +40,7 @@ struct ServerOptions {
   std::string port_file;
   // Calls still running after this are cancelled on shutdown.
   absl::Duration shutdown_grace = absl::Seconds(10);
-  int max_message_bytes = 4 << 20;
+  int max_message_bytes = kMaxMessageBytes;
 };
 
 class ServerRunner {
