@@ -11,6 +11,7 @@
 
 #include "common/money/currency.h"
 #include "common/money/decimal.h"
+#include "common/money/decimal_sum.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/status_macros.h"
 
@@ -66,9 +67,10 @@ std::unique_ptr<IdStream> Nothing() {
 }
 
 // A column sum printed with the currency's minor units ("1250.00").
-std::string AmountSum(int64_t micros, const std::string& currency) {
+std::string AmountSum(const common::DecimalSum& sum,
+                      const std::string& currency) {
   absl::StatusOr<int> minor = common::MinorUnits(currency, "currency");
-  return common::Decimal::FromUnits(micros).ToString(minor.ok() ? *minor : 2);
+  return sum.ToString(minor.ok() ? *minor : 2);
 }
 
 }  // namespace
@@ -353,7 +355,7 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
     column->set_sums_hidden(hide);
     const ReadScope scope =
         ReadScopeFor(ctx.caller, pipeline->id, stage.stage_id);
-    std::map<std::string, int64_t> sums;
+    std::map<std::string, common::DecimalSum> sums;
     int64_t count = 0;
     int64_t last_card = 0;
     bool more = false;
@@ -363,9 +365,8 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
       // Everything in the column is readable: the counters are the answer.
       auto it = totals.find(stage.stage_id);
       if (it != totals.end()) {
-        count = it->second.count();
-        for (const auto& [currency, micros] : it->second.sums_micros())
-          sums[currency] = micros;
+        count = it->second.count;
+        sums = it->second.sums;
       }
       auto stream = ColumnStream(store_, ctx, pipeline->id, stage.stage_id, 0);
       CRM_RETURN_IF_ERROR(Walk(ctx, filter, *stream, [&](v1::Deal& deal) {
@@ -384,7 +385,7 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
         ++count;
         if (!deal.amount().empty()) {
           auto amount = common::Decimal::Parse(deal.amount(), "amount");
-          if (amount.ok()) sums[deal.currency()] += amount->micro_units();
+          if (amount.ok()) sums[deal.currency()].Add(*amount);
         }
         if (column->cards_size() < cards) {
           last_card = deal.id();
@@ -397,11 +398,11 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
     }
     column->set_count(count);
     if (!hide) {
-      for (const auto& [currency, micros] : sums) {
-        if (micros == 0) continue;
+      for (const auto& [currency, total] : sums) {
+        if (total.IsZero()) continue;
         v1::CurrencySum* sum = column->add_sums();
         sum->set_currency(currency);
-        sum->set_amount(AmountSum(micros, currency));
+        sum->set_amount(AmountSum(total, currency));
       }
     }
     if (more) {

@@ -146,6 +146,57 @@ DealStore::GetMany(const std::vector<int64_t>& ids) const {
   return records;
 }
 
+namespace {
+
+// What Commit prepares before it takes the lock: every value whose bytes do
+// not depend on the sequences (so the lock is held for bookkeeping only).
+struct PreparedWrite {
+  int64_t deal_id = 0;
+  int64_t before_revision = 0;  // 0 for a create
+  int64_t after_revision = 0;   // 0 for a delete
+  std::string record;           // serialized DealRecord, empty for a delete
+  std::set<std::pair<const char*, std::string>> old_keys;
+  std::set<std::pair<const char*, std::string>> new_keys;
+  std::vector<std::string> history;  // serialized entries
+  // The event without sequence, shard and event id; the lock appends those
+  // as a second serialized message (protobuf merges concatenated messages).
+  std::optional<std::string> event;
+};
+
+}  // namespace
+
+absl::StatusOr<storage::ColumnTotals*> DealStore::CachedColumn(
+    const std::string& key) {
+  auto it = columns_.find(key);
+  if (it == columns_.end()) {
+    storage::ColumnTotals totals;
+    CRM_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                         db_->Get(db_->Handle(kColumnTotals), key));
+    if (value.has_value() && !totals.ParseFromString(*value)) {
+      return absl::DataLossError("unreadable column totals record");
+    }
+    // Sums written before they were 128-bit move to the exact field.
+    for (const auto& [currency, micros] : totals.sums_micros()) {
+      if (totals.sums().count(currency) > 0) continue;
+      common::DecimalSum sum;
+      sum.AddUnits(micros);
+      storage::Int128& exact = (*totals.mutable_sums())[currency];
+      exact.set_hi(sum.hi());
+      exact.set_lo(sum.lo());
+    }
+    totals.clear_sums_micros();
+    it = columns_.emplace(key, std::move(totals)).first;
+  }
+  return &it->second;
+}
+
+absl::StatusOr<int64_t> DealStore::LatestRevision(int64_t deal_id) {
+  auto pending = pending_revisions_.find(deal_id);
+  if (pending != pending_revisions_.end()) return pending->second.revision;
+  CRM_ASSIGN_OR_RETURN(std::optional<storage::DealRecord> stored, Get(deal_id));
+  return stored.has_value() ? stored->revision() : 0;
+}
+
 absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
   if (!write.before.has_value() && !write.after.has_value()) {
     return absl::InternalError("a deal write needs a before or an after state");
@@ -156,30 +207,71 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
       write.before->deal().id() != write.after->id()) {
     return absl::InternalError("a deal write cannot change the deal id");
   }
-  // Parse amounts before taking the lock: bad input never reaches the batch.
-  int64_t before_micros = 0;
-  int64_t after_micros = 0;
+  // Parse amounts and serialize before taking the lock: bad input never
+  // reaches the batch, and the lock is held for bookkeeping only.
+  common::Decimal before_amount;
+  common::Decimal after_amount;
   if (write.before.has_value()) {
-    CRM_ASSIGN_OR_RETURN(before_micros, AmountMicros(write.before->deal()));
+    CRM_ASSIGN_OR_RETURN(int64_t micros, AmountMicros(write.before->deal()));
+    before_amount = common::Decimal::FromUnits(micros);
   }
   if (write.after.has_value()) {
-    CRM_ASSIGN_OR_RETURN(after_micros, AmountMicros(*write.after));
+    CRM_ASSIGN_OR_RETURN(int64_t micros, AmountMicros(*write.after));
+    after_amount = common::Decimal::FromUnits(micros);
+  }
+  CommitResult result;
+  PreparedWrite prepared;
+  prepared.deal_id = deal_id;
+  if (write.before.has_value()) {
+    prepared.before_revision = write.before->revision();
+    prepared.old_keys = IndexKeys(write.before->deal());
+  }
+  if (write.after.has_value()) {
+    storage::DealRecord record;
+    record.set_revision(prepared.before_revision + 1);
+    *record.mutable_deal() = *std::move(write.after);
+    record.mutable_deal()->set_etag(EtagOf(record.revision()));
+    prepared.after_revision = record.revision();
+    prepared.new_keys = IndexKeys(record.deal());
+    prepared.record = record.SerializeAsString();
+    result.revision = record.revision();
+    result.deal = std::move(*record.mutable_deal());
+  }
+  for (const auto& entry : write.history)
+    prepared.history.push_back(entry.SerializeAsString());
+  if (write.event.has_value()) {
+    v1::DealEvent& event = *write.event;
+    event.clear_sequence();
+    event.clear_shard();
+    event.clear_event_id();
+    event.set_deal_id(deal_id);
+    if (result.deal.has_value()) {
+      *event.mutable_deal() = *result.deal;
+    } else {
+      *event.mutable_deal() = write.before->deal();
+    }
+    prepared.event = event.SerializeAsString();
   }
 
   absl::MutexLock lock(&mu_);
-  // Optimistic check: the stored revision must still be the one read.
-  CRM_ASSIGN_OR_RETURN(std::optional<storage::DealRecord> stored, Get(deal_id));
+  // Optimistic check against the latest state (queued commits included):
+  // the revision must still be the one read.
+  CRM_ASSIGN_OR_RETURN(const int64_t latest, LatestRevision(deal_id));
   if (write.before.has_value()) {
-    if (!stored.has_value() || stored->revision() != write.before->revision()) {
+    if (latest != prepared.before_revision) {
       return absl::AbortedError(
           absl::StrCat("deal ", deal_id, " was changed concurrently"));
     }
-  } else if (stored.has_value()) {
+  } else if (latest != 0) {
     return absl::AbortedError(
         absl::StrCat("deal ", deal_id, " exists already"));
   }
-
   if (!write.request_id.empty()) {
+    auto pending = pending_requests_.find(write.request_id);
+    if (pending != pending_requests_.end()) {
+      return absl::AlreadyExistsError(
+          "request_id: used already by a concurrent request");
+    }
     CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> used,
                          FindRequest(write.request_id));
     if (used.has_value()) {
@@ -188,7 +280,52 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
     }
   }
 
-  rocksdb::WriteBatch batch;
+  // Counters: take the deal out of its old column, into its new one. Done
+  // on a copy so that a failure half way leaves the cache as it was.
+  std::map<std::string, storage::ColumnTotals> columns;
+  auto column = [&](int64_t pipeline_id, const std::string& stage_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_)
+          -> absl::StatusOr<storage::ColumnTotals*> {
+    const std::string key = StageKey(pipeline_id, stage_id);
+    auto it = columns.find(key);
+    if (it == columns.end()) {
+      CRM_ASSIGN_OR_RETURN(storage::ColumnTotals * cached, CachedColumn(key));
+      it = columns.emplace(key, *cached).first;
+    }
+    return &it->second;
+  };
+  auto add = [](storage::ColumnTotals* totals, const std::string& currency,
+                common::Decimal amount, int sign) {
+    storage::Int128& stored = (*totals->mutable_sums())[currency];
+    common::DecimalSum sum = common::DecimalSum::FromParts(stored.hi(),
+                                                           stored.lo());
+    if (sign > 0) {
+      sum.Add(amount);
+    } else {
+      sum.Subtract(amount);
+    }
+    stored.set_hi(sum.hi());
+    stored.set_lo(sum.lo());
+  };
+  if (write.before.has_value()) {
+    const v1::Deal& deal = write.before->deal();
+    CRM_ASSIGN_OR_RETURN(storage::ColumnTotals * totals,
+                         column(deal.pipeline_id(), deal.stage_id()));
+    totals->set_count(totals->count() - 1);
+    add(totals, deal.currency(), before_amount, -1);
+  }
+  if (result.deal.has_value()) {
+    const v1::Deal& deal = *result.deal;
+    CRM_ASSIGN_OR_RETURN(storage::ColumnTotals * totals,
+                         column(deal.pipeline_id(), deal.stage_id()));
+    totals->set_count(totals->count() + 1);
+    add(totals, deal.currency(), after_amount, +1);
+  }
+
+  // Everything checked: the commit goes into the open group.
+  if (open_batch_ == nullptr)
+    open_batch_ = std::make_unique<rocksdb::WriteBatch>();
+  rocksdb::WriteBatch& batch = *open_batch_;
   auto put = [&](const char* cf, const std::string& key,
                  const std::string& value) {
     static_cast<void>(batch.Put(db_->Handle(cf), key, value));
@@ -196,131 +333,155 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
   auto del = [&](const char* cf, const std::string& key) {
     static_cast<void>(batch.Delete(db_->Handle(cf), key));
   };
-
-  CommitResult result;
-  storage::Sequences sequences = sequences_;
-
-  // Record and indexes.
-  std::set<std::pair<const char*, std::string>> old_keys;
-  std::set<std::pair<const char*, std::string>> new_keys;
-  if (write.before.has_value()) old_keys = IndexKeys(write.before->deal());
-  if (write.after.has_value()) {
-    storage::DealRecord record;
-    record.set_revision(write.before.has_value() ? write.before->revision() + 1
-                                                 : 1);
-    *record.mutable_deal() = *write.after;
-    record.mutable_deal()->set_etag(EtagOf(record.revision()));
-    put(kDeals, common::EncodeInt64(deal_id), record.SerializeAsString());
-    new_keys = IndexKeys(record.deal());
-    result.revision = record.revision();
-    result.deal = record.deal();
+  if (result.deal.has_value()) {
+    put(kDeals, common::EncodeInt64(deal_id), prepared.record);
   } else {
     del(kDeals, common::EncodeInt64(deal_id));
   }
-  for (const auto& key : old_keys) {
-    if (new_keys.count(key) == 0) del(key.first, key.second);
+  for (const auto& key : prepared.old_keys) {
+    if (prepared.new_keys.count(key) == 0) del(key.first, key.second);
   }
-  for (const auto& key : new_keys) {
-    if (old_keys.count(key) == 0) put(key.first, key.second, "");
-  }
-
-  // Column counters: take the deal out of its old column, into its new one.
-  std::map<std::string, storage::ColumnTotals> columns;
-  auto column = [&](int64_t pipeline_id, const std::string& stage_id)
-      -> absl::StatusOr<storage::ColumnTotals*> {
-    const std::string key = StageKey(pipeline_id, stage_id);
-    auto it = columns.find(key);
-    if (it == columns.end()) {
-      storage::ColumnTotals totals;
-      CRM_ASSIGN_OR_RETURN(std::optional<std::string> value,
-                           db_->Get(db_->Handle(kColumnTotals), key));
-      if (value.has_value() && !totals.ParseFromString(*value)) {
-        return absl::DataLossError("unreadable column totals record");
-      }
-      it = columns.emplace(key, std::move(totals)).first;
-    }
-    return &it->second;
-  };
-  if (write.before.has_value()) {
-    const v1::Deal& deal = write.before->deal();
-    CRM_ASSIGN_OR_RETURN(storage::ColumnTotals * totals,
-                         column(deal.pipeline_id(), deal.stage_id()));
-    totals->set_count(totals->count() - 1);
-    (*totals->mutable_sums_micros())[deal.currency()] -= before_micros;
-  }
-  if (write.after.has_value()) {
-    const v1::Deal& deal = *write.after;
-    CRM_ASSIGN_OR_RETURN(storage::ColumnTotals * totals,
-                         column(deal.pipeline_id(), deal.stage_id()));
-    totals->set_count(totals->count() + 1);
-    (*totals->mutable_sums_micros())[deal.currency()] += after_micros;
+  for (const auto& key : prepared.new_keys) {
+    if (prepared.old_keys.count(key) == 0) put(key.first, key.second, "");
   }
   for (auto& [key, totals] : columns) {
     // Currencies that no deal of the column uses any more are dropped.
-    for (auto it = totals.mutable_sums_micros()->begin();
-         it != totals.mutable_sums_micros()->end();) {
-      it = it->second == 0 ? totals.mutable_sums_micros()->erase(it)
-                           : std::next(it);
+    for (auto it = totals.mutable_sums()->begin();
+         it != totals.mutable_sums()->end();) {
+      it = it->second.hi() == 0 && it->second.lo() == 0
+               ? totals.mutable_sums()->erase(it)
+               : std::next(it);
     }
-    if (totals.count() == 0 && totals.sums_micros().empty()) {
+    if (totals.count() == 0 && totals.sums().empty()) {
       del(kColumnTotals, key);
     } else {
       put(kColumnTotals, key, totals.SerializeAsString());
     }
+    columns_[key] = std::move(totals);
   }
-
-  // History.
-  for (const auto& entry : write.history) {
+  for (const std::string& entry : prepared.history) {
     std::string key;
     common::AppendInt64(&key, deal_id);
     common::AppendUint64(&key,
-                         static_cast<uint64_t>(sequences.next_history_seq()));
-    sequences.set_next_history_seq(sequences.next_history_seq() + 1);
-    put(kHistory, key, entry.SerializeAsString());
+                         static_cast<uint64_t>(sequences_.next_history_seq()));
+    sequences_.set_next_history_seq(sequences_.next_history_seq() + 1);
+    put(kHistory, key, entry);
   }
-
-  // Event (outbox).
-  if (write.event.has_value()) {
-    v1::DealEvent& event = *write.event;
-    const int64_t sequence = sequences.next_event_seq();
-    sequences.set_next_event_seq(sequence + 1);
-    event.set_sequence(sequence);
-    event.set_shard(shard_);
-    event.set_event_id(absl::StrCat(shard_, "-", sequence));
-    event.set_deal_id(deal_id);
-    if (result.deal.has_value()) {
-      *event.mutable_deal() = *result.deal;
-    } else {
-      *event.mutable_deal() = write.before->deal();
-    }
+  if (prepared.event.has_value()) {
+    const int64_t sequence = sequences_.next_event_seq();
+    sequences_.set_next_event_seq(sequence + 1);
+    v1::DealEvent numbering;
+    numbering.set_sequence(sequence);
+    numbering.set_shard(shard_);
+    numbering.set_event_id(absl::StrCat(shard_, "-", sequence));
+    prepared.event->append(numbering.SerializeAsString());
     put(kOutbox, common::EncodeUint64(static_cast<uint64_t>(sequence)),
-        event.SerializeAsString());
+        *prepared.event);
     result.event_sequence = sequence;
   }
-
-  // Request id of an idempotent create.
   if (!write.request_id.empty()) {
     storage::RequestRecord request;
     request.set_fingerprint(write.request_fingerprint);
     request.set_deal_id(deal_id);
     put(kRequestIds, write.request_id, request.SerializeAsString());
+    pending_requests_[write.request_id] = open_generation_;
+    open_requests_.push_back(write.request_id);
   }
-
   // Allocated ids are covered too: next_deal_seq only grows.
-  sequences.set_next_deal_seq(
-      std::max(sequences.next_deal_seq(), sequences_.next_deal_seq()));
-  put(kMeta, kSequencesKey, sequences.SerializeAsString());
-  CRM_RETURN_IF_ERROR(db_->Write(&batch));
-  sequences_ = std::move(sequences);
+  put(kMeta, kSequencesKey, sequences_.SerializeAsString());
+  pending_revisions_[deal_id] =
+      PendingRevision{prepared.after_revision, open_generation_};
+  open_deals_.push_back(deal_id);
+
+  Waiter waiter;
+  open_waiters_.push_back(&waiter);
+  CRM_RETURN_IF_ERROR(AwaitGroup(&waiter));
   {
     // Bumped before the writer is answered, so whoever reads after the
     // acknowledgement sees the new count.
     absl::MutexLock counts(&write_counts_mu_);
     if (write.before.has_value())
       ++write_counts_[write.before->deal().pipeline_id()];
-    if (write.after.has_value()) ++write_counts_[write.after->pipeline_id()];
+    if (result.deal.has_value()) ++write_counts_[result.deal->pipeline_id()];
   }
   return result;
+}
+
+absl::Status DealStore::AwaitGroup(Waiter* waiter) {
+  while (!waiter->done) {
+    if (!writing_) {
+      WriteOpenGroup();
+      continue;
+    }
+    struct Wake {
+      DealStore* store;
+      Waiter* waiter;
+      static bool Ready(Wake* wake) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return wake->waiter->done || !wake->store->writing_;
+      }
+    } wake{this, waiter};
+    mu_.Await(absl::Condition(&Wake::Ready, &wake));
+  }
+  return waiter->status;
+}
+
+void DealStore::WriteOpenGroup() {
+  if (open_batch_ == nullptr) return;
+  std::unique_ptr<rocksdb::WriteBatch> batch = std::move(open_batch_);
+  std::vector<Waiter*> waiters = std::move(open_waiters_);
+  std::vector<int64_t> deals = std::move(open_deals_);
+  std::vector<std::string> requests = std::move(open_requests_);
+  open_waiters_.clear();
+  open_deals_.clear();
+  open_requests_.clear();
+  const uint64_t generation = open_generation_++;
+  writing_ = true;
+  mu_.Unlock();
+  const absl::Status written = db_->Write(batch.get());
+  mu_.Lock();
+  writing_ = false;
+  if (written.ok()) {
+    for (int64_t deal : deals) {
+      auto it = pending_revisions_.find(deal);
+      if (it != pending_revisions_.end() &&
+          it->second.generation == generation) {
+        pending_revisions_.erase(it);
+      }
+    }
+    for (const std::string& request : requests) {
+      auto it = pending_requests_.find(request);
+      if (it != pending_requests_.end() && it->second == generation)
+        pending_requests_.erase(it);
+    }
+    for (Waiter* waiter : waiters) waiter->done = true;
+    return;
+  }
+  // The group is lost, and so is the open group behind it: it was checked
+  // against the lost state. Start again from what is on disk.
+  for (Waiter* waiter : open_waiters_) waiters.push_back(waiter);
+  for (Waiter* waiter : waiters) {
+    waiter->status = written;
+    waiter->done = true;
+  }
+  open_batch_.reset();
+  open_waiters_.clear();
+  open_deals_.clear();
+  open_requests_.clear();
+  ++open_generation_;
+  pending_revisions_.clear();
+  pending_requests_.clear();
+  columns_.clear();
+  storage::Sequences stored;
+  absl::StatusOr<std::optional<std::string>> value =
+      db_->Get(db_->Handle(kMeta), kSequencesKey);
+  if (value.ok() && value->has_value() && stored.ParseFromString(**value)) {
+    // Ids handed out stay handed out.
+    stored.set_next_deal_seq(
+        std::max(stored.next_deal_seq(), sequences_.next_deal_seq()));
+    sequences_ = std::move(stored);
+  }
+  // If even that read fails the store is broken; the sequences in memory
+  // stay ahead of disk, which leaves gaps but never reuses a number.
 }
 
 int64_t DealStore::PipelineWriteCount(int64_t pipeline_id) const {
@@ -355,33 +516,79 @@ absl::StatusOr<std::vector<v1::DealEvent>> DealStore::ReadOutbox(
   return events;
 }
 
+absl::Status DealStore::ReadOutboxRaw(int64_t from, int limit,
+                                     size_t max_bytes,
+                                     std::vector<std::string>* events,
+                                     std::vector<int64_t>* sequences) const {
+  events->clear();
+  sequences->clear();
+  size_t bytes = 0;
+  auto it = db_->NewIterator(db_->Handle(kOutbox));
+  for (it->Seek(common::EncodeUint64(
+           static_cast<uint64_t>(std::max<int64_t>(from, 0))));
+       it->Valid() && static_cast<int>(events->size()) < limit; it->Next()) {
+    if (!events->empty() && bytes + it->value().size() > max_bytes) break;
+    common::KeyReader reader(
+        std::string_view(it->key().data(), it->key().size()));
+    uint64_t sequence = 0;
+    if (!reader.ReadUint64(&sequence) || !reader.done())
+      return absl::DataLossError("malformed outbox key");
+    bytes += it->value().size();
+    events->emplace_back(it->value().data(), it->value().size());
+    sequences->push_back(static_cast<int64_t>(sequence));
+  }
+  return common::FromRocksStatus(it->status(), "scan outbox");
+}
+
 int64_t DealStore::next_event_sequence() const {
   absl::MutexLock lock(&mu_);
   return sequences_.next_event_seq();
 }
 
 absl::StatusOr<int64_t> DealStore::PruneOutbox(absl::Time cutoff,
-                                               int64_t max_sequence) {
+                                               int64_t max_sequence,
+                                               int chunk) {
   const int64_t cutoff_micros = absl::ToUnixMicros(cutoff);
-  rocksdb::WriteBatch batch;
+  chunk = std::max(1, chunk);
   int64_t pruned = 0;
-  auto it = db_->NewIterator(db_->Handle(kOutbox));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    v1::DealEvent event;
-    CRM_RETURN_IF_ERROR(ParseValue(it->value(), &event, "outbox"));
-    // Events are in commit order, so times only grow (up to clock steps):
-    // stop at the first event young enough to keep.
-    if (google::protobuf::util::TimeUtil::TimestampToMicroseconds(
-            event.occur_time()) >= cutoff_micros ||
-        event.sequence() > max_sequence) {
-      break;
+  std::string resume;  // the last key deleted, "" = from the start
+  // Bounded batches: a backlog of millions of expired events is deleted a
+  // chunk at a time, each chunk its own write, never one huge batch.
+  while (true) {
+    rocksdb::WriteBatch batch;
+    int in_batch = 0;
+    bool more = false;
+    {
+      auto it = db_->NewIterator(db_->Handle(kOutbox));
+      if (resume.empty()) {
+        it->SeekToFirst();
+      } else {
+        it->Seek(resume);
+      }
+      for (; it->Valid(); it->Next()) {
+        v1::DealEvent event;
+        CRM_RETURN_IF_ERROR(ParseValue(it->value(), &event, "outbox"));
+        // Events are in commit order, so times only grow (up to clock
+        // steps): stop at the first event young enough to keep.
+        if (google::protobuf::util::TimeUtil::TimestampToMicroseconds(
+                event.occur_time()) >= cutoff_micros ||
+            event.sequence() > max_sequence) {
+          break;
+        }
+        if (in_batch == chunk) {
+          more = true;
+          break;
+        }
+        static_cast<void>(batch.Delete(db_->Handle(kOutbox), it->key()));
+        resume = it->key().ToString();
+        ++in_batch;
+      }
+      CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "scan outbox"));
     }
-    static_cast<void>(batch.Delete(db_->Handle(kOutbox), it->key()));
-    ++pruned;
+    if (in_batch > 0) CRM_RETURN_IF_ERROR(db_->Write(&batch));
+    pruned += in_batch;
+    if (!more) return pruned;
   }
-  CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "scan outbox"));
-  if (pruned > 0) CRM_RETURN_IF_ERROR(db_->Write(&batch));
-  return pruned;
 }
 
 absl::StatusOr<int64_t> DealStore::GetCursor(
@@ -405,7 +612,8 @@ absl::Status DealStore::SetCursor(const std::string& subscriber,
   static_cast<void>(
       batch.Put(db_->Handle(kMeta), absl::StrCat("cursor/", subscriber),
                 common::EncodeUint64(static_cast<uint64_t>(sequence))));
-  return db_->Write(&batch);
+  return common::FromRocksStatus(
+      db_->db()->Write(rocksdb::WriteOptions(), &batch), "write cursor");
 }
 
 absl::StatusOr<std::vector<std::pair<uint64_t, v1::StageHistoryEntry>>>
@@ -436,9 +644,9 @@ DealStore::ReadHistory(int64_t deal_id, uint64_t after_seq, int limit) const {
   return entries;
 }
 
-absl::StatusOr<std::map<std::string, storage::ColumnTotals>>
+absl::StatusOr<std::map<std::string, ColumnCounters>>
 DealStore::ColumnTotalsOf(int64_t pipeline_id) const {
-  std::map<std::string, storage::ColumnTotals> totals;
+  std::map<std::string, ColumnCounters> totals;
   const std::string prefix = common::EncodeInt64(pipeline_id);
   const std::string end = common::PrefixSuccessor(prefix);
   rocksdb::ReadOptions options;
@@ -453,8 +661,17 @@ DealStore::ColumnTotalsOf(int64_t pipeline_id) const {
     if (!reader.ReadInt64(&id) || !reader.ReadString(&stage_id)) {
       return absl::DataLossError("malformed column totals key");
     }
-    CRM_RETURN_IF_ERROR(
-        ParseValue(it->value(), &totals[stage_id], "column totals"));
+    storage::ColumnTotals stored;
+    CRM_RETURN_IF_ERROR(ParseValue(it->value(), &stored, "column totals"));
+    ColumnCounters& column = totals[stage_id];
+    column.count = stored.count();
+    for (const auto& [currency, sum] : stored.sums()) {
+      column.sums[currency] = common::DecimalSum::FromParts(sum.hi(), sum.lo());
+    }
+    for (const auto& [currency, micros] : stored.sums_micros()) {
+      if (stored.sums().count(currency) > 0) continue;
+      column.sums[currency].AddUnits(micros);
+    }
   }
   CRM_RETURN_IF_ERROR(
       common::FromRocksStatus(it->status(), "scan column totals"));
@@ -466,7 +683,7 @@ absl::StatusOr<int64_t> DealStore::CountDeals(
   CRM_ASSIGN_OR_RETURN(auto totals, ColumnTotalsOf(pipeline_id));
   int64_t count = 0;
   for (const auto& [stage, column] : totals) {
-    if (stage_id.empty() || stage == stage_id) count += column.count();
+    if (stage_id.empty() || stage == stage_id) count += column.count;
   }
   return count;
 }

@@ -1,10 +1,15 @@
 #include "services/deals/storage/deal_store.h"
 
 #include <algorithm>
+#include <set>
+#include <thread>
+#include <vector>
 
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 
+#include "absl/strings/str_cat.h"
+#include "common/rocks/key_codec.h"
 #include "common/status/status_matchers.h"
 #include "common/testing/temp_dir.h"
 
@@ -101,8 +106,8 @@ TEST_F(DealStoreTest,
   EXPECT_THAT(ids, ElementsAre(deal.id()));
   ASSERT_OK_AND_ASSIGN(auto totals, store_->ColumnTotalsOf(0));
   ASSERT_EQ(totals.count("NEW"), 1u);
-  EXPECT_EQ(totals["NEW"].count(), 1);
-  EXPECT_EQ(totals["NEW"].sums_micros().at("EUR"), 100'500'000);
+  EXPECT_EQ(totals["NEW"].count, 1);
+  EXPECT_EQ(totals["NEW"].sums.at("EUR").ToString(2), "100.50");
   ASSERT_OK_AND_ASSIGN(auto history, store_->ReadHistory(deal.id(), 0, 10));
   ASSERT_EQ(history.size(), 1u);
   EXPECT_EQ(history[0].second.kind(), v1::StageHistoryEntry::KIND_CREATED);
@@ -132,10 +137,10 @@ TEST_F(DealStoreTest, MoveUpdatesIndexesAndCountersOfBothColumns) {
   EXPECT_EQ(in_new.size(), 1u);
   EXPECT_THAT(in_won, ElementsAre(deal.id()));
   ASSERT_OK_AND_ASSIGN(auto totals, store_->ColumnTotalsOf(0));
-  EXPECT_EQ(totals["NEW"].count(), 1);
-  EXPECT_EQ(totals["NEW"].sums_micros().at("USD"), 5'000'000);
-  EXPECT_EQ(totals["WON"].count(), 1);
-  EXPECT_EQ(totals["WON"].sums_micros().at("USD"), 10'000'000);
+  EXPECT_EQ(totals["NEW"].count, 1);
+  EXPECT_EQ(totals["NEW"].sums.at("USD").ToString(2), "5.00");
+  EXPECT_EQ(totals["WON"].count, 1);
+  EXPECT_EQ(totals["WON"].sums.at("USD").ToString(2), "10.00");
 }
 
 TEST_F(DealStoreTest, StaleBeforeIsAbortedAndWritesNothing) {
@@ -381,6 +386,155 @@ TEST_F(DealStoreTest, CountsDealsPerPipelineAndStageFromCounters) {
   ASSERT_OK(store_->Commit(std::move(erase)).status());
   ASSERT_OK_AND_ASSIGN(int64_t after_delete, store_->CountDeals(0, ""));
   EXPECT_EQ(after_delete, 2);
+}
+
+TEST_F(DealStoreTest, ColumnSumsAreExactBeyondTheInt64Range) {
+  // 2 * 5e12 in micro units is past 2^63: an int64 sum wrapped to
+  // -8446744073709.541616.
+  const v1::Deal big = NewDeal("NEW", "5000000000000.00", "USD");
+  Create(big);
+  Create(NewDeal("NEW", "5000000000000.00", "USD"));
+  Create(NewDeal("NEW", "0.01", "USD"));
+  ASSERT_OK_AND_ASSIGN(auto totals, store_->ColumnTotalsOf(0));
+  EXPECT_EQ(totals["NEW"].count, 3);
+  EXPECT_EQ(totals["NEW"].sums.at("USD").ToString(2), "10000000000000.01");
+  // Moving one out subtracts exactly, also after a restart.
+  Reopen();
+  DealWrite move;
+  move.before = Stored(big.id());
+  move.after = move.before->deal();
+  move.after->set_stage_id("WON");
+  ASSERT_OK(store_->Commit(std::move(move)).status());
+  ASSERT_OK_AND_ASSIGN(totals, store_->ColumnTotalsOf(0));
+  EXPECT_EQ(totals["NEW"].sums.at("USD").ToString(2), "5000000000000.01");
+  EXPECT_EQ(totals["WON"].sums.at("USD").ToString(2), "5000000000000.00");
+}
+
+TEST_F(DealStoreTest, SumsStoredAsInt64ByOlderVersionsCarryOver) {
+  // A column record as older versions wrote it: int64 micro sums only.
+  storage::ColumnTotals legacy;
+  legacy.set_count(1);
+  (*legacy.mutable_sums_micros())["USD"] = 7'250'000;
+  std::string key;
+  common::AppendInt64(&key, 0);
+  common::AppendString(&key, "NEW");
+  rocksdb::WriteBatch batch;
+  ASSERT_TRUE(batch
+                  .Put(store_->db().Handle("column_totals"), key,
+                       legacy.SerializeAsString())
+                  .ok());
+  ASSERT_OK(store_->db().Write(&batch));
+  ASSERT_OK_AND_ASSIGN(auto totals, store_->ColumnTotalsOf(0));
+  EXPECT_EQ(totals["NEW"].sums.at("USD").ToString(2), "7.25");
+  Create(NewDeal("NEW", "1.00", "USD"));
+  ASSERT_OK_AND_ASSIGN(totals, store_->ColumnTotalsOf(0));
+  EXPECT_EQ(totals["NEW"].count, 2);
+  EXPECT_EQ(totals["NEW"].sums.at("USD").ToString(2), "8.25");
+}
+
+TEST_F(DealStoreTest, ConcurrentCommitsShareGroupsAndKeepEveryInvariant) {
+  store_.reset();
+  common::RocksOptions options;
+  options.sync_writes = true;
+  auto opened = DealStore::Open(dir_.path(), options, 3);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  store_ = *std::move(opened);
+  // Shared deals that every thread updates without coordination, and new
+  // deals each thread creates.
+  std::vector<int64_t> shared;
+  for (int i = 0; i < 4; ++i) shared.push_back(Create(NewDeal("NEW", "1")).deal->id());
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 60;
+  std::vector<int> applied_updates(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        DealWrite create;
+        create.after = NewDeal(i % 2 == 0 ? "NEW" : "WON", "2.50", "USD");
+        create.event = Event(v1::DEAL_EVENT_TYPE_CREATED);
+        create.request_id = absl::StrCat("t", t, "-", i);
+        EXPECT_TRUE(store_->Commit(std::move(create)).ok());
+        DealWrite update;
+        auto before = store_->Get(shared[i % shared.size()]);
+        ASSERT_TRUE(before.ok() && before->has_value());
+        update.before = **before;
+        update.after = update.before->deal();
+        update.after->set_title(absl::StrCat("t", t, "-", i));
+        update.event = Event(v1::DEAL_EVENT_TYPE_UPDATED);
+        auto updated = store_->Commit(std::move(update));
+        if (updated.ok()) {
+          ++applied_updates[t];
+        } else {
+          // Only a lost race on the same revision may fail.
+          EXPECT_EQ(updated.status().code(), absl::StatusCode::kAborted)
+              << updated.status();
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  int updates = 0;
+  for (int n : applied_updates) updates += n;
+  // Each shared deal's revision counts exactly the updates that won.
+  int64_t revisions = 0;
+  for (int64_t id : shared) revisions += Stored(id).revision() - 1;
+  EXPECT_EQ(revisions, updates);
+  // One event per commit, gap-free, in order, each id once.
+  const int expected = 4 + kThreads * kPerThread + updates;
+  ASSERT_OK_AND_ASSIGN(auto events, store_->ReadOutbox(1, 100000));
+  ASSERT_EQ(static_cast<int>(events.size()), expected);
+  std::set<std::string> ids;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1);
+    EXPECT_EQ(events[i].event_id(), absl::StrCat("3-", i + 1));
+    ids.insert(events[i].event_id());
+  }
+  EXPECT_EQ(ids.size(), events.size());
+  // Counters agree with the deals, also after a restart.
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(auto totals, store_->ColumnTotalsOf(0));
+  EXPECT_EQ(totals["NEW"].count, 4 + kThreads * kPerThread / 2);
+  EXPECT_EQ(totals["WON"].count, kThreads * kPerThread / 2);
+  EXPECT_EQ(totals["WON"].sums.at("USD").ToString(2),
+            absl::StrCat(kThreads * kPerThread / 2 * 5 / 2, ".00"));
+  EXPECT_EQ(store_->next_event_sequence(), expected + 1);
+  // Every request id stayed taken.
+  DealWrite again;
+  again.after = NewDeal("NEW", "1");
+  again.request_id = "t3-7";
+  EXPECT_THAT(store_->Commit(std::move(again)).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+}
+
+TEST_F(DealStoreTest, PruningGoesInBoundedChunks) {
+  for (int i = 0; i < 25; ++i) Create(NewDeal("NEW", "1"), /*seconds=*/100);
+  Create(NewDeal("NEW", "1"), /*seconds=*/900);
+  ASSERT_OK_AND_ASSIGN(int64_t pruned,
+                       store_->PruneOutbox(absl::FromUnixSeconds(500),
+                                           INT64_MAX, /*chunk=*/4));
+  EXPECT_EQ(pruned, 25);
+  ASSERT_OK_AND_ASSIGN(int64_t first, store_->FirstRetainedSequence());
+  EXPECT_EQ(first, 26);
+}
+
+TEST_F(DealStoreTest, RawOutboxReadsStopAtTheByteBudgetButNeverEmpty) {
+  for (int i = 0; i < 5; ++i) {
+    v1::Deal deal = NewDeal("NEW", "1");
+    deal.set_comments(std::string(1000, 'x'));
+    Create(deal);
+  }
+  std::vector<std::string> events;
+  std::vector<int64_t> sequences;
+  ASSERT_OK(store_->ReadOutboxRaw(2, 10, 2500, &events, &sequences));
+  ASSERT_EQ(events.size(), 2u);  // a third would pass 2,500 bytes
+  EXPECT_THAT(sequences, ElementsAre(2, 3));
+  v1::DealEvent parsed;
+  ASSERT_TRUE(parsed.ParseFromString(events[1]));
+  EXPECT_EQ(parsed.sequence(), 3);
+  EXPECT_EQ(parsed.event_id(), "3-3");
+  ASSERT_OK(store_->ReadOutboxRaw(1, 10, 10, &events, &sequences));
+  EXPECT_EQ(events.size(), 1u);  // alone over budget, still delivered
 }
 
 TEST_F(DealStoreTest, ShardOutOfRangeIsRefused) {

@@ -1,0 +1,57 @@
+#include "common/money/decimal_sum.h"
+
+#include <algorithm>
+
+namespace crm::common {
+
+DecimalSum DecimalSum::FromParts(int64_t hi, uint64_t lo) {
+  DecimalSum sum;
+  const unsigned __int128 bits =
+      (static_cast<unsigned __int128>(static_cast<uint64_t>(hi)) << 64) | lo;
+  sum.units_ = static_cast<__int128>(bits);
+  return sum;
+}
+
+int64_t DecimalSum::hi() const {
+  return static_cast<int64_t>(
+      static_cast<uint64_t>(static_cast<unsigned __int128>(units_) >> 64));
+}
+
+uint64_t DecimalSum::lo() const {
+  return static_cast<uint64_t>(static_cast<unsigned __int128>(units_));
+}
+
+std::string DecimalSum::ToString(int min_places) const {
+  min_places = std::clamp(min_places, 0, Decimal::kScale);
+  const bool negative = units_ < 0;
+  // The magnitude of the most negative value still fits unsigned.
+  const unsigned __int128 magnitude =
+      negative ? static_cast<unsigned __int128>(0) -
+                     static_cast<unsigned __int128>(units_)
+               : static_cast<unsigned __int128>(units_);
+  unsigned __int128 whole = magnitude / Decimal::kUnitsPerOne;
+  uint64_t fraction =
+      static_cast<uint64_t>(magnitude % Decimal::kUnitsPerOne);
+  std::string digits;
+  do {
+    digits.push_back(static_cast<char>('0' + static_cast<int>(whole % 10)));
+    whole /= 10;
+  } while (whole != 0);
+  std::string out;
+  if (negative) out.push_back('-');
+  out.append(digits.rbegin(), digits.rend());
+  int places = Decimal::kScale;
+  while (places > min_places && fraction % 10 == 0) {
+    fraction /= 10;
+    --places;
+  }
+  if (places > 0) {
+    const std::string tail = std::to_string(fraction);
+    out.push_back('.');
+    out.append(static_cast<size_t>(places) - tail.size(), '0');
+    out += tail;
+  }
+  return out;
+}
+
+}  // namespace crm::common
