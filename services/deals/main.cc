@@ -21,6 +21,7 @@
 #include "common/concurrency/worker_pool.h"
 #include "common/config/env.h"
 #include "common/config/service_flags.h"
+#include "common/grpc/message_limits.h"
 #include "common/grpc/server_runner.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -113,6 +114,7 @@ std::shared_ptr<grpc::Channel> SubscriberChannel(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(1, min_ms));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(1, min_ms));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(1, max_ms));
+  args.SetMaxReceiveMessageSize(crm::common::kMaxMessageBytes);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
                                    args);
 }
@@ -169,19 +171,20 @@ int main(int argc, char** argv) {
   std::unique_ptr<crm::deals::GrpcPipelineClient> pipelines =
       *std::move(connected);
 
+  crm::common::MetricsRegistry metrics;
   // Relays, one per subscriber.
   std::vector<std::unique_ptr<crm::deals::GrpcEventPublisher>> publishers;
   std::vector<std::unique_ptr<crm::deals::OutboxRelay>> relays;
   crm::deals::RelayOptions relay_options;
   relay_options.max_backoff =
       absl::Milliseconds(absl::GetFlag(FLAGS_relay_max_backoff_ms));
+  relay_options.metrics = &metrics;
   if (relay_options.min_backoff > relay_options.max_backoff)
     relay_options.min_backoff = relay_options.max_backoff;
   for (const auto& subscriber : *subscribers) {
     publishers.push_back(std::make_unique<crm::deals::GrpcEventPublisher>(
-        crm::deals::v1::DealEventSink::NewStub(
-            SubscriberChannel(subscriber.address, relay_options)),
-        subscriber.name, secret));
+        SubscriberChannel(subscriber.address, relay_options), subscriber.name,
+        secret));
     relays.push_back(std::make_unique<crm::deals::OutboxRelay>(
         **store, subscriber.name, *publishers.back(), relay_options));
   }
@@ -217,12 +220,11 @@ int main(int argc, char** argv) {
       absl::Hours(24) * absl::GetFlag(FLAGS_event_retention_days);
   std::thread pruner([&] {
     do {
-      int64_t keep_after = INT64_MAX;
-      for (const auto& subscriber : *subscribers) {
-        auto cursor = (*store)->GetCursor(subscriber.name);
-        if (cursor.ok()) keep_after = std::min(keep_after, *cursor);
-      }
-      auto pruned = (*store)->PruneOutbox(absl::Now() - retention, keep_after);
+      std::vector<std::string> names;
+      for (const auto& subscriber : *subscribers)
+        names.push_back(subscriber.name);
+      auto pruned = crm::deals::PruneDeliveredEvents(**store, names,
+                                                     absl::Now() - retention);
       if (!pruned.ok()) {
         CRM_LOG(kWarning, "outbox pruning failed",
                 {{"error", pruned.status().ToString()}});
@@ -233,7 +235,6 @@ int main(int argc, char** argv) {
     } while (!stop_pruning.WaitForNotificationWithTimeout(absl::Hours(1)));
   });
 
-  crm::common::MetricsRegistry metrics;
   crm::common::ServerOptions options = crm::common::ServerOptionsFromFlags(
       "deals", absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_http_port));
   crm::common::ServerRunner runner(options, metrics);

@@ -186,6 +186,45 @@ TEST_F(DealsE2eTest, SubscriberDownThenUpGetsEveryEventOnce) {
   EXPECT_EQ(ReadFileOrEmpty(sink_files().reject_file), "");
 }
 
+// A backlog of large events (120 deals with 20,000-character comments,
+// 7.2 MB) used to go out as one delivery the subscriber refused as larger
+// than its message limit, on every retry, and nothing after it was ever
+// delivered. Deliveries are bounded by bytes now.
+TEST_F(DealsE2eTest, ABacklogOfLargeEventsGetsThroughAndSoDoesWhatFollows) {
+  const absl::StatusOr<int> sink_port = PickFreePort();
+  ASSERT_TRUE(sink_port.ok()) << sink_port.status();
+  auto config = StartPipelineConfig();
+  ASSERT_NE(config, nullptr);
+  DealsOptions options;
+  options.pipeline_config_addr = config->grpc_address();
+  options.subscribers = SinkSubscriber(*sink_port);
+  options.extra_args = {"--relay_max_backoff_ms=200"};
+  auto deals = StartDeals(options);  // the subscriber is down
+  ASSERT_NE(deals, nullptr);
+  DealsClient client(deals->NewChannel());
+  std::string comments;
+  for (int i = 0; i < 20000; ++i) comments += "\u20ac";  // 3 bytes each
+  std::vector<ExpectedEvent> expected;
+  for (int i = 0; i < 120; ++i) {
+    deals_v1::Deal deal;
+    deal.set_comments(comments);
+    deals_v1::Deal created;
+    ASSERT_TRUE(IsOk(client.Create(deal, &created))) << i;
+    expected.push_back({"CREATED", created.id(), ""});
+  }
+  auto sink = StartSink(*sink_port);
+  ASSERT_NE(sink, nullptr);
+  deals_v1::Deal small;
+  ASSERT_TRUE(IsOk(client.Create(deals_v1::Deal(), &small)));
+  expected.push_back({"CREATED", small.id(), ""});
+  std::vector<SinkEvent> events = WaitForSink([&](const std::vector<SinkEvent>& e) {
+    return e.size() >= expected.size();
+  });
+  EXPECT_TRUE(GapFreeFromOne(events));
+  EXPECT_TRUE(Matches(events, expected));
+  EXPECT_EQ(ReadFileOrEmpty(sink_files().reject_file), "");
+}
+
 // After a long outage the backlog still arrives about as soon as the
 // subscriber is back: the relay's waits are capped by --relay_max_backoff_ms
 // (200 ms here), and nothing else (such as the gRPC channel's own reconnect

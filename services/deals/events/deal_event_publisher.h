@@ -2,7 +2,9 @@
 // reporting, a test sink).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -11,14 +13,26 @@
 
 namespace crm::deals {
 
+// Consecutive events of the outbox, as stored: serialized DealEvents, so a
+// delivery never parses or re-serializes what the commit already wrote.
+struct EventBatch {
+  std::vector<std::string> events;
+  std::vector<int64_t> sequences;  // of each event, increasing
+  size_t bytes() const {
+    size_t total = 0;
+    for (const auto& event : events) total += event.size();
+    return total;
+  }
+};
+
 class DealEventPublisher {
  public:
   virtual ~DealEventPublisher() = default;
-  // Delivers consecutive events in order. Returns the highest sequence the
+  // Delivers the batch in order. Returns the highest sequence the
   // subscriber durably applied (usually the last one sent). Any error means
-  // "try again later"; nothing is assumed delivered.
+  // nothing is assumed delivered.
   [[nodiscard]] virtual absl::StatusOr<int64_t> Deliver(
-      const std::vector<crm::deals::v1::DealEvent>& events) = 0;
+      const EventBatch& batch) = 0;
 };
 
 }  // namespace crm::deals

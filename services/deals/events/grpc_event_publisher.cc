@@ -2,37 +2,98 @@
 
 #include <utility>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/slice.h"
+
+#include "crm/deals/v1/deal_events.pb.h"
 
 #include "common/auth/auth.h"
 #include "common/grpc/deadline.h"
 #include "common/status/grpc_status.h"
 
 namespace crm::deals {
+namespace {
 
-GrpcEventPublisher::GrpcEventPublisher(
-    std::unique_ptr<crm::deals::v1::DealEventSink::StubInterface> stub,
-    std::string subscriber, std::string jwt_secret, absl::Duration timeout)
-    : stub_(std::move(stub)),
+constexpr char kMethod[] = "/crm.deals.v1.DealEventSink/DeliverEvents";
+
+void AppendVarint(std::string* out, uint64_t value) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+}  // namespace
+
+GrpcEventPublisher::GrpcEventPublisher(std::shared_ptr<grpc::Channel> channel,
+                                       std::string subscriber,
+                                       std::string jwt_secret,
+                                       absl::Duration timeout)
+    : stub_(std::move(channel)),
       subscriber_(std::move(subscriber)),
       jwt_secret_(std::move(jwt_secret)),
       timeout_(timeout) {}
 
-absl::StatusOr<int64_t> GrpcEventPublisher::Deliver(
-    const std::vector<crm::deals::v1::DealEvent>& events) {
-  crm::deals::v1::DeliverEventsRequest request;
-  for (const auto& event : events) *request.add_events() = event;
+std::string GrpcEventPublisher::EncodeRequest(const EventBatch& batch) {
+  std::string request;
+  request.reserve(batch.bytes() + 6 * batch.events.size());
+  for (const std::string& event : batch.events) {
+    request.push_back('\x0a');  // field 1 (events), length-delimited
+    AppendVarint(&request, event.size());
+    request += event;
+  }
+  return request;
+}
+
+std::string GrpcEventPublisher::Token() {
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&token_mu_);
+  // Tokens live five minutes; a fresh one each minute keeps every call
+  // well inside its validity, also with some clock skew.
+  if (now - token_minted_ > absl::Minutes(1)) {
+    token_ = "Bearer " + common::MakeServiceToken(jwt_secret_, "deals",
+                                                  absl::Minutes(5), now);
+    token_minted_ = now;
+  }
+  return token_;
+}
+
+absl::StatusOr<int64_t> GrpcEventPublisher::Deliver(const EventBatch& batch) {
+  std::string bytes = EncodeRequest(batch);
+  grpc::Slice slice(std::move(bytes));
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
   grpc::ClientContext context;
   common::SetDeadlineFromNow(&context, timeout_);
-  context.AddMetadata(
-      "authorization",
-      "Bearer " + common::MakeServiceToken(jwt_secret_, "deals",
-                                           absl::Minutes(5), absl::Now()));
-  crm::deals::v1::DeliverEventsResponse response;
-  const grpc::Status status =
-      stub_->DeliverEvents(&context, request, &response);
+  context.AddMetadata("authorization", Token());
+  grpc::Status status;
+  absl::Notification done;
+  stub_.UnaryCall(&context, kMethod, grpc::StubOptions(), &request, &response,
+                  [&](grpc::Status result) {
+                    status = std::move(result);
+                    done.Notify();
+                  });
+  done.WaitForNotification();
   if (!status.ok()) return common::FromGrpcStatus(status, subscriber_);
-  return response.applied_sequence();
+  crm::deals::v1::DeliverEventsResponse reply;
+  std::vector<grpc::Slice> slices;
+  std::string reply_bytes;
+  if (!response.Dump(&slices).ok()) {
+    return absl::InternalError(subscriber_ + ": unreadable reply");
+  }
+  for (const auto& piece : slices) {
+    reply_bytes.append(reinterpret_cast<const char*>(piece.begin()),
+                       piece.size());
+  }
+  if (!reply.ParseFromString(reply_bytes)) {
+    return absl::InternalError(subscriber_ +
+                               ": reply is not a DeliverEventsResponse");
+  }
+  return reply.applied_sequence();
 }
 
 }  // namespace crm::deals

@@ -1,14 +1,21 @@
 // DealEventPublisher over gRPC: calls the subscriber's
 // crm.deals.v1.DealEventSink/DeliverEvents as the service identity "deals",
 // with a deadline.
+//
+// The request is assembled from the stored event bytes (a DeliverEventsRequest
+// is just its events, each as field 1), so the relay spends no CPU parsing
+// and re-serializing deals; the service token is minted once a minute, not
+// per call.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-
-#include "crm/deals/v1/deal_events.grpc.pb.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/generic/generic_stub.h"
 
 #include "services/deals/events/deal_event_publisher.h"
 
@@ -16,19 +23,26 @@ namespace crm::deals {
 
 class GrpcEventPublisher final : public DealEventPublisher {
  public:
-  GrpcEventPublisher(
-      std::unique_ptr<crm::deals::v1::DealEventSink::StubInterface> stub,
-      std::string subscriber, std::string jwt_secret,
-      absl::Duration timeout = absl::Seconds(5));
+  GrpcEventPublisher(std::shared_ptr<grpc::Channel> channel,
+                     std::string subscriber, std::string jwt_secret,
+                     absl::Duration timeout = absl::Seconds(10));
 
-  absl::StatusOr<int64_t> Deliver(
-      const std::vector<crm::deals::v1::DealEvent>& events) override;
+  absl::StatusOr<int64_t> Deliver(const EventBatch& batch) override;
+
+  // The DeliverEventsRequest bytes of a batch.
+  static std::string EncodeRequest(const EventBatch& batch);
 
  private:
-  std::unique_ptr<crm::deals::v1::DealEventSink::StubInterface> stub_;
-  std::string subscriber_;
-  std::string jwt_secret_;
-  absl::Duration timeout_;
+  std::string Token();
+
+  grpc::GenericStub stub_;
+  const std::string subscriber_;
+  const std::string jwt_secret_;
+  const absl::Duration timeout_;
+
+  absl::Mutex token_mu_;
+  std::string token_ ABSL_GUARDED_BY(token_mu_);
+  absl::Time token_minted_ ABSL_GUARDED_BY(token_mu_) = absl::InfinitePast();
 };
 
 }  // namespace crm::deals

@@ -21,10 +21,22 @@ using ::crm::testing::StatusIs;
 // repeats).
 class FakePublisher final : public DealEventPublisher {
  public:
-  absl::StatusOr<int64_t> Deliver(
-      const std::vector<v1::DealEvent>& events) override {
+  absl::StatusOr<int64_t> Deliver(const EventBatch& batch) override {
+    std::vector<v1::DealEvent> events;
+    for (const std::string& bytes : batch.events) {
+      events.emplace_back();
+      if (!events.back().ParseFromString(bytes))
+        return absl::InvalidArgumentError("not a DealEvent");
+      if (events.back().sequence() != batch.sequences[events.size() - 1])
+        return absl::InvalidArgumentError("sequence mismatch");
+    }
     absl::MutexLock lock(&mu_);
     ++calls_;
+    sizes_.push_back(static_cast<int>(events.size()));
+    if (refuse_larger_than_ > 0 &&
+        static_cast<int>(events.size()) > refuse_larger_than_) {
+      return absl::ResourceExhaustedError("larger than max");
+    }
     if (failures_left_ > 0) {
       --failures_left_;
       return absl::UnavailableError("subscriber down");
@@ -42,6 +54,15 @@ class FakePublisher final : public DealEventPublisher {
   void FailNext(int n) {
     absl::MutexLock lock(&mu_);
     failures_left_ = n;
+  }
+  // Refuses (RESOURCE_EXHAUSTED) any delivery of more than n events.
+  void RefuseLargerThan(int n) {
+    absl::MutexLock lock(&mu_);
+    refuse_larger_than_ = n;
+  }
+  std::vector<int> sizes() const {
+    absl::MutexLock lock(&mu_);
+    return sizes_;
   }
   void ApplyAtMost(int n) {
     absl::MutexLock lock(&mu_);
@@ -64,6 +85,8 @@ class FakePublisher final : public DealEventPublisher {
   mutable absl::Mutex mu_;
   int failures_left_ = 0;
   int apply_at_most_ = 0;
+  int refuse_larger_than_ = 0;
+  std::vector<int> sizes_;
   int calls_ = 0;
   std::vector<int64_t> order_;
   std::map<std::string, int> applied_;
@@ -227,6 +250,100 @@ TEST_F(OutboxRelayTest, StopReturnsPromptlyDuringBackoff) {
   const absl::Time start = absl::Now();
   relay.Stop();
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST_F(OutboxRelayTest, RefusedBatchesShrinkUntilTheyPassAndNothingIsLost) {
+  CreateDeals(10);
+  publisher_.RefuseLargerThan(1);
+  RelayOptions options = FastOptions();
+  options.batch_size = 8;
+  OutboxRelay relay(*store_, "sink", publisher_, options);
+  // 8 and 4 and 2 are refused, then one event passes.
+  EXPECT_THAT(relay.DeliverOnce(),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(relay.stuck_sequence(), 1);
+  EXPECT_FALSE(relay.DeliverOnce().ok());
+  EXPECT_FALSE(relay.DeliverOnce().ok());
+  ASSERT_OK_AND_ASSIGN(int delivered, relay.DeliverOnce());
+  EXPECT_EQ(delivered, 1);
+  EXPECT_EQ(relay.stuck_sequence(), 0);
+  // The background thread gets the rest through without waiting out
+  // backoffs, and in order.
+  relay.Start();
+  relay.Notify();
+  ASSERT_TRUE(WaitForCursor(10));
+  relay.Stop();
+  EXPECT_EQ(publisher_.order(), Range(1, 10));
+  EXPECT_EQ(publisher_.sizes()[0], 8);
+  EXPECT_EQ(publisher_.sizes()[1], 4);
+  EXPECT_EQ(publisher_.sizes()[2], 2);
+}
+
+TEST_F(OutboxRelayTest, DeliveriesAreBoundedByBytesButOneEventAlwaysGoes) {
+  for (int i = 0; i < 6; ++i) {
+    DealWrite write;
+    write.after.emplace();
+    write.after->set_id(store_->AllocateDealId());
+    write.after->set_stage_id("NEW");
+    write.after->set_comments(std::string(1000, 'c'));
+    write.event.emplace();
+    write.event->set_type(v1::DEAL_EVENT_TYPE_CREATED);
+    ASSERT_OK(store_->Commit(std::move(write)).status());
+  }
+  RelayOptions options = FastOptions();
+  options.batch_size = 100;
+  options.batch_bytes = 2500;  // two of these events, not three
+  OutboxRelay relay(*store_, "sink", publisher_, options);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(int delivered, relay.DeliverOnce());
+    EXPECT_EQ(delivered, 2);
+  }
+  options.batch_bytes = 10;  // smaller than any event: one at a time
+  OutboxRelay single(*store_, "other", publisher_, options);
+  ASSERT_OK_AND_ASSIGN(int one, single.DeliverOnce());
+  EXPECT_EQ(one, 1);
+}
+
+TEST_F(OutboxRelayTest, AnEventRefusedAloneIsRetriedAndReportedNeverSkipped) {
+  CreateDeals(3);
+  publisher_.RefuseLargerThan(1);
+  publisher_.FailNext(0);
+  RelayOptions options = FastOptions();
+  options.batch_size = 1;
+  common::MetricsRegistry metrics;
+  options.metrics = &metrics;
+  OutboxRelay relay(*store_, "sink", publisher_, options);
+  ASSERT_OK(relay.DeliverOnce().status());  // sequence 1
+  publisher_.FailNext(3);  // now sequence 2 is refused three times
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(relay.DeliverOnce().ok());
+  EXPECT_EQ(relay.stuck_sequence(), 2);
+  EXPECT_THAT(metrics.RenderPrometheus(),
+              ::testing::HasSubstr("crm_deals_relay_sink_stuck_sequence 2"));
+  ASSERT_OK(relay.DeliverOnce().status());
+  ASSERT_OK(relay.DeliverOnce().status());
+  EXPECT_EQ(publisher_.order(), Range(1, 3));
+  EXPECT_THAT(metrics.RenderPrometheus(),
+              ::testing::HasSubstr("crm_deals_relay_sink_stuck_sequence 0"));
+}
+
+TEST_F(OutboxRelayTest, PruningNeverPassesAnUnreadableCursor) {
+  CreateDeals(5);
+  ASSERT_OK(store_->SetCursor("fast", 5));
+  ASSERT_OK(store_->SetCursor("slow", 2));
+  // Everything is old enough; "slow" still lacks 3..5.
+  const absl::Time later = absl::Now() + absl::Hours(1);
+  ASSERT_OK_AND_ASSIGN(int64_t pruned,
+                       PruneDeliveredEvents(*store_, {"fast", "slow"}, later));
+  EXPECT_EQ(pruned, 2);
+  // A cursor that cannot be read stops pruning altogether.
+  rocksdb::WriteBatch batch;
+  ASSERT_TRUE(
+      batch.Put(store_->db().Handle("meta"), "cursor/slow", "garbage").ok());
+  ASSERT_OK(store_->db().Write(&batch));
+  EXPECT_THAT(PruneDeliveredEvents(*store_, {"fast", "slow"}, later),
+              StatusIs(absl::StatusCode::kDataLoss));
+  ASSERT_OK_AND_ASSIGN(int64_t first, store_->FirstRetainedSequence());
+  EXPECT_EQ(first, 3);
 }
 
 }  // namespace
