@@ -3,33 +3,36 @@
 #include <algorithm>
 
 namespace crm::common {
+namespace {
+__extension__ typedef unsigned __int128 UInt128;
+}  // namespace
 
 DecimalSum DecimalSum::FromParts(int64_t hi, uint64_t lo) {
   DecimalSum sum;
-  const unsigned __int128 bits =
-      (static_cast<unsigned __int128>(static_cast<uint64_t>(hi)) << 64) | lo;
-  sum.units_ = static_cast<__int128>(bits);
+  const UInt128 bits =
+      (static_cast<UInt128>(static_cast<uint64_t>(hi)) << 64) | lo;
+  sum.units_ = static_cast<Int128>(bits);
   return sum;
 }
 
 int64_t DecimalSum::hi() const {
   return static_cast<int64_t>(
-      static_cast<uint64_t>(static_cast<unsigned __int128>(units_) >> 64));
+      static_cast<uint64_t>(static_cast<UInt128>(units_) >> 64));
 }
 
 uint64_t DecimalSum::lo() const {
-  return static_cast<uint64_t>(static_cast<unsigned __int128>(units_));
+  return static_cast<uint64_t>(static_cast<UInt128>(units_));
 }
 
 std::string DecimalSum::ToString(int min_places) const {
   min_places = std::clamp(min_places, 0, Decimal::kScale);
   const bool negative = units_ < 0;
   // The magnitude of the most negative value still fits unsigned.
-  const unsigned __int128 magnitude =
-      negative ? static_cast<unsigned __int128>(0) -
-                     static_cast<unsigned __int128>(units_)
-               : static_cast<unsigned __int128>(units_);
-  unsigned __int128 whole = magnitude / Decimal::kUnitsPerOne;
+  const UInt128 magnitude =
+      negative ? static_cast<UInt128>(0) -
+                     static_cast<UInt128>(units_)
+               : static_cast<UInt128>(units_);
+  UInt128 whole = magnitude / Decimal::kUnitsPerOne;
   uint64_t fraction =
       static_cast<uint64_t>(magnitude % Decimal::kUnitsPerOne);
   std::string digits;

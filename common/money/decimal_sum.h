@@ -45,9 +45,11 @@ class DecimalSum {
   }
 
  private:
+  // __extension__: GCC's 128-bit integers are not ISO C++ (-Wpedantic).
+  __extension__ typedef __int128 Int128;
   // Sums of up to 2^64 amounts of the full Decimal range fit: |units| stays
   // below 2^127.
-  __int128 units_ = 0;
+  Int128 units_ = 0;
 };
 
 }  // namespace crm::common

@@ -695,6 +695,26 @@ TEST_F(DealsKanbanTest, ColumnsCountAndSumPerCurrency) {
   EXPECT_THAT(Sums(*FindColumn(filtered, "WON")), IsEmpty());
 }
 
+// Two deals of 5,000,000,000,000.00 USD plus one of 0.01 summed to
+// -8446744073709.541616 when sums were 64-bit: from the counters and in the
+// filtered scan alike.
+TEST_F(DealsKanbanTest, ColumnSumsAreExactBeyondTheInt64Range) {
+  for (const char* amount : {"5000000000000.00", "5000000000000.00", "0.01"}) {
+    v1::Deal deal = MakeDeal("big");
+    deal.set_amount(amount);
+    deal.set_currency("USD");
+    ASSERT_OK(CreateDeal(deal).status());
+  }
+  ASSERT_OK_AND_ASSIGN(v1::KanbanBoard board, Board(0, 0));
+  EXPECT_THAT(Sums(*FindColumn(board, "NEW")),
+              ElementsAre(Pair("USD", "10000000000000.01")));
+  const v1::Filter usd_only =
+      Where("currency", Condition::OPERATOR_EQ, {"usd"});
+  ASSERT_OK_AND_ASSIGN(v1::KanbanBoard filtered, Board(0, 0, &usd_only));
+  EXPECT_THAT(Sums(*FindColumn(filtered, "NEW")),
+              ElementsAre(Pair("USD", "10000000000000.01")));
+}
+
 TEST_F(DealsKanbanTest, CardsAreNewestFirstAndColumnsPageThroughTheRest) {
   std::vector<int64_t> ids = CreateMany(25, "card ");
   ASSERT_OK_AND_ASSIGN(pv1::Pipeline other, CreatePipeline("Other"));
