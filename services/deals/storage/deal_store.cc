@@ -254,8 +254,11 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
   }
 
   absl::MutexLock lock(&mu_);
-  // Optimistic check against the latest state (queued commits included):
-  // the revision must still be the one read.
+  // A queued commit of the same deal or request id goes to disk first: the
+  // caller read the durable state, and its retry must be able to see what
+  // that commit did.
+  AwaitNotPending(deal_id, write.request_id);
+  // Optimistic check: the revision must still be the one read.
   CRM_ASSIGN_OR_RETURN(const int64_t latest, LatestRevision(deal_id));
   if (write.before.has_value()) {
     if (latest != prepared.before_revision) {
@@ -405,6 +408,31 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
     if (result.deal.has_value()) ++write_counts_[result.deal->pipeline_id()];
   }
   return result;
+}
+
+void DealStore::AwaitNotPending(int64_t deal_id,
+                                const std::string& request_id) {
+  struct Wake {
+    DealStore* store;
+    int64_t deal_id;
+    const std::string* request_id;
+    static bool Pending(const Wake* wake) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      const DealStore& s = *wake->store;
+      return s.pending_revisions_.count(wake->deal_id) > 0 ||
+             (!wake->request_id->empty() &&
+              s.pending_requests_.count(*wake->request_id) > 0);
+    }
+    static bool Ready(Wake* wake) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return !Pending(wake) || !wake->store->writing_;
+    }
+  } wake{this, deal_id, &request_id};
+  while (Wake::Pending(&wake)) {
+    if (!writing_) {
+      WriteOpenGroup();
+      continue;
+    }
+    mu_.Await(absl::Condition(&Wake::Ready, &wake));
+  }
 }
 
 absl::Status DealStore::AwaitGroup(Waiter* waiter) {

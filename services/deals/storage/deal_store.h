@@ -246,6 +246,9 @@ class DealStore {
   // Waits until the waiter's group is durable (or failed), writing groups
   // itself whenever no other committer is.
   absl::Status AwaitGroup(Waiter* waiter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns once no queued commit touches the deal or the request id.
+  void AwaitNotPending(int64_t deal_id, const std::string& request_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the open group; releases mu_ during the write.
   void WriteOpenGroup() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -507,6 +507,36 @@ TEST_F(DealStoreTest, ConcurrentCommitsShareGroupsAndKeepEveryInvariant) {
               StatusIs(absl::StatusCode::kAlreadyExists));
 }
 
+TEST_F(DealStoreTest, ConcurrentRetriesOfOneRequestSeeTheWinnerOnDisk) {
+  constexpr int kThreads = 8;
+  std::vector<absl::Status> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      DealWrite create;
+      create.after = NewDeal("NEW", "1");
+      create.request_id = "retry";
+      results[t] = store_->Commit(std::move(create)).status();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  int ok = 0;
+  ASSERT_OK_AND_ASSIGN(auto winner, store_->FindRequest("retry"));
+  ASSERT_TRUE(winner.has_value());
+  for (const absl::Status& status : results) {
+    if (status.ok()) {
+      ++ok;
+      continue;
+    }
+    // Every loser is told which deal won, and that deal is readable.
+    EXPECT_THAT(status,
+                StatusIs(absl::StatusCode::kAlreadyExists,
+                         HasSubstr(absl::StrCat("deal ", winner->deal_id()))));
+  }
+  EXPECT_EQ(ok, 1);
+  EXPECT_TRUE(Stored(winner->deal_id()).has_deal());
+}
+
 TEST_F(DealStoreTest, PruningGoesInBoundedChunks) {
   for (int i = 0; i < 25; ++i) Create(NewDeal("NEW", "1"), /*seconds=*/100);
   Create(NewDeal("NEW", "1"), /*seconds=*/900);
