@@ -23,6 +23,11 @@
 ABSL_FLAG(int, channels, 4, "Channels (connections) the calls are spread over");
 ABSL_FLAG(double, warmup_s, 0.3, "Warm-up seconds per run (not measured)");
 ABSL_FLAG(double, duration_s, 2.0, "Measured seconds per run");
+ABSL_FLAG(double, rate, 0,
+          "Calls per second to start at most (paced, still at most the "
+          "in-flight count at once); 0 = as fast as the in-flight calls "
+          "complete. At a fixed rate, CPU per call compares configurations "
+          "at equal load");
 ABSL_FLAG(
     int, repeats, 3,
     "Runs per point, methods interleaved; the median-QPS run is reported");
@@ -88,6 +93,11 @@ std::optional<LoopSettings> LoopSettingsFromFlags() {
   settings.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
   settings.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
   settings.repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
+  settings.rate = absl::GetFlag(FLAGS_rate);
+  if (settings.rate < 0) {
+    std::cerr << "--rate must not be negative\n";
+    return std::nullopt;
+  }
   if (settings.duration <= absl::ZeroDuration()) {
     std::cerr << "--duration_s must be positive\n";
     return std::nullopt;
@@ -120,8 +130,10 @@ class ClosedLoop {
       : driver_(driver),
         server_cpu_(server_cpu),
         authorization_(authorization),
+        rate_(loop.rate),
         slots_(static_cast<size_t>(in_flight)) {
     const Clock::time_point start = Clock::now();
+    start_ = start;
     measure_start_ = start + absl::ToChronoNanoseconds(loop.warmup);
     measure_end_ = measure_start_ + absl::ToChronoNanoseconds(loop.duration);
     for (size_t i = 0; i < slots_.size(); ++i) {
@@ -135,7 +147,15 @@ class ClosedLoop {
       absl::MutexLock lock(&mu_);
       outstanding_ = static_cast<int>(slots_.size());
     }
-    for (Slot& slot : slots_) Issue(&slot);
+    std::thread pacer;
+    if (rate_ > 0) {
+      // Paced: a completed call returns its slot; this thread starts the
+      // k-th call at start + k / rate on a free slot.
+      for (Slot& slot : slots_) free_.push_back(&slot);
+      pacer = std::thread([this] { Pace(); });
+    } else {
+      for (Slot& slot : slots_) Issue(&slot);
+    }
     // CPU used by both sides over the window (the window boundaries are
     // approximate: a scheduling delay here shifts them a little).
     std::this_thread::sleep_until(measure_start_);
@@ -150,6 +170,7 @@ class ClosedLoop {
       mu_.Await(absl::Condition(
           +[](int* outstanding) { return *outstanding == 0; }, &outstanding_));
     }
+    if (pacer.joinable()) pacer.join();
     PointResult result;
     result.in_flight = static_cast<int>(slots_.size());
     result.seconds =
@@ -226,6 +247,11 @@ class ClosedLoop {
     if (!status.ok() && slot->first_error.empty()) {
       slot->first_error = StatusText(status);
     }
+    if (rate_ > 0) {
+      absl::MutexLock lock(&mu_);
+      free_.push_back(slot);
+      return;
+    }
     if (now < measure_end_) {
       Issue(slot);
       return;
@@ -234,14 +260,47 @@ class ClosedLoop {
     --outstanding_;
   }
 
+  void Pace() {
+    const auto interval = std::chrono::duration<double>(1.0 / rate_);
+    for (int64_t k = 0;; ++k) {
+      const Clock::time_point at =
+          start_ + std::chrono::duration_cast<Clock::duration>(interval * k);
+      if (at >= measure_end_) break;
+      std::this_thread::sleep_until(at);
+      Slot* slot = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        // All slots busy: the call starts late (the server is saturated).
+        mu_.Await(absl::Condition(
+            +[](std::vector<Slot*>* free) { return !free->empty(); }, &free_));
+        slot = free_.back();
+        free_.pop_back();
+      }
+      Issue(slot);
+    }
+    // Every slot back: nothing is in flight any more.
+    absl::MutexLock lock(&mu_);
+    const size_t all = slots_.size();
+    struct Args {
+      std::vector<Slot*>* free;
+      size_t all;
+    } args{&free_, all};
+    mu_.Await(absl::Condition(
+        +[](Args* a) { return a->free->size() == a->all; }, &args));
+    outstanding_ = 0;
+  }
+
   CallDriver& driver_;
   const CpuClock server_cpu_;
   const std::string authorization_;
+  const double rate_;
   std::vector<Slot> slots_;
+  Clock::time_point start_;
   Clock::time_point measure_start_;
   Clock::time_point measure_end_;
   absl::Mutex mu_;
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Slot*> free_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

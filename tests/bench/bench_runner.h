@@ -8,7 +8,8 @@
 // QPS and latency percentiles come from the calls completing in the
 // measurement window that follows.
 //
-// Defines the flags --channels, --warmup_s, --duration_s and --repeats.
+// Defines the flags --channels, --warmup_s, --duration_s, --repeats and
+// --rate (paced calls instead of a closed loop).
 #pragma once
 
 #include <sys/types.h>
@@ -58,6 +59,7 @@ struct LoopSettings {
   absl::Duration warmup;
   absl::Duration duration;  // positive
   int repeats = 1;          // at least 1
+  double rate = 0;          // calls/s to start at most; 0 = closed loop
 };
 // Prints what is wrong and returns nullopt when a flag is out of range.
 std::optional<LoopSettings> LoopSettingsFromFlags();

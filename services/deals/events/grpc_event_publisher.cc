@@ -2,9 +2,9 @@
 
 #include <utility>
 
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/impl/client_unary_call.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 
@@ -33,7 +33,8 @@ GrpcEventPublisher::GrpcEventPublisher(std::shared_ptr<grpc::Channel> channel,
                                        std::string subscriber,
                                        std::string jwt_secret,
                                        absl::Duration timeout)
-    : stub_(std::move(channel)),
+    : channel_(std::move(channel)),
+      method_(kMethod, grpc::internal::RpcMethod::NORMAL_RPC, channel_),
       subscriber_(std::move(subscriber)),
       jwt_secret_(std::move(jwt_secret)),
       timeout_(timeout) {}
@@ -66,20 +67,14 @@ absl::StatusOr<int64_t> GrpcEventPublisher::Deliver(const EventBatch& batch) {
   std::string bytes = EncodeRequest(batch);
   grpc::Slice slice(std::move(bytes));
   grpc::ByteBuffer request(&slice, 1);
-  grpc::ByteBuffer response;
   grpc::ClientContext context;
   common::SetDeadlineFromNow(&context, timeout_);
   context.AddMetadata("authorization", Token());
-  grpc::Status status;
-  absl::Notification done;
-  stub_.UnaryCall(&context, kMethod, grpc::StubOptions(), &request, &response,
-                  [&](grpc::Status result) {
-                    status = std::move(result);
-                    done.Notify();
-                  });
-  done.WaitForNotification();
+  grpc::ByteBuffer response;
+  const grpc::Status status =
+      grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+          channel_.get(), method_, &context, request, &response);
   if (!status.ok()) return common::FromGrpcStatus(status, subscriber_);
-  crm::deals::v1::DeliverEventsResponse reply;
   std::vector<grpc::Slice> slices;
   std::string reply_bytes;
   if (!response.Dump(&slices).ok()) {
@@ -89,6 +84,7 @@ absl::StatusOr<int64_t> GrpcEventPublisher::Deliver(const EventBatch& batch) {
     reply_bytes.append(reinterpret_cast<const char*>(piece.begin()),
                        piece.size());
   }
+  crm::deals::v1::DeliverEventsResponse reply;
   if (!reply.ParseFromString(reply_bytes)) {
     return absl::InternalError(subscriber_ +
                                ": reply is not a DeliverEventsResponse");

@@ -4,8 +4,9 @@
 //
 // The request is assembled from the stored event bytes (a DeliverEventsRequest
 // is just its events, each as field 1), so the relay spends no CPU parsing
-// and re-serializing deals; the service token is minted once a minute, not
-// per call.
+// and re-serializing deals; the call is a blocking unary call on the relay's
+// own thread (as a generated stub makes it, with the request as bytes); the
+// service token is minted once a minute, not per call.
 #pragma once
 
 #include <memory>
@@ -15,7 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
-#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/impl/rpc_method.h"
 
 #include "services/deals/events/deal_event_publisher.h"
 
@@ -35,7 +36,8 @@ class GrpcEventPublisher final : public DealEventPublisher {
  private:
   std::string Token();
 
-  grpc::GenericStub stub_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const grpc::internal::RpcMethod method_;
   const std::string subscriber_;
   const std::string jwt_secret_;
   const absl::Duration timeout_;

@@ -1,5 +1,7 @@
 #include "services/deals/events/outbox_relay.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -51,6 +53,9 @@ OutboxRelay::~OutboxRelay() { Stop(); }
 
 void OutboxRelay::Start() {
   thread_ = std::thread([this] { Run(); });
+  // "relay-<subscriber>" in top and /proc (at most 15 characters).
+  pthread_setname_np(thread_.native_handle(),
+                     ("relay-" + subscriber_).substr(0, 15).c_str());
 }
 
 void OutboxRelay::Stop() {
@@ -90,6 +95,7 @@ void OutboxRelay::Export(const char* name, const char* help, double value,
 absl::StatusOr<int> OutboxRelay::DeliverOnce() {
   if (cursor_ < 0) {
     CRM_ASSIGN_OR_RETURN(cursor_, store_.GetCursor(subscriber_));
+    stored_cursor_ = cursor_;
   }
   const int64_t cursor = cursor_;
   EventBatch batch;
@@ -154,8 +160,10 @@ absl::StatusOr<int> OutboxRelay::DeliverOnce() {
   // not sent one again at once.
   limit_ = std::min(std::max(1, options_.batch_size), limit_ * 2);
   if (new_cursor <= cursor) return 0;
-  CRM_RETURN_IF_ERROR(store_.SetCursor(subscriber_, new_cursor));
   cursor_ = new_cursor;
+  if (absl::Now() - cursor_stored_at_ >= options_.cursor_flush) {
+    CRM_RETURN_IF_ERROR(FlushCursor());
+  }
   int delivered = 0;
   for (int64_t sequence : batch.sequences)
     delivered += sequence <= new_cursor ? 1 : 0;
@@ -165,24 +173,39 @@ absl::StatusOr<int> OutboxRelay::DeliverOnce() {
   return delivered;
 }
 
+absl::Status OutboxRelay::FlushCursor() {
+  if (cursor_ < 0 || cursor_ == stored_cursor_) return absl::OkStatus();
+  CRM_RETURN_IF_ERROR(store_.SetCursor(subscriber_, cursor_));
+  stored_cursor_ = cursor_;
+  cursor_stored_at_ = absl::Now();
+  return absl::OkStatus();
+}
+
 void OutboxRelay::Run() {
   absl::Duration backoff = options_.min_backoff;
-  bool linger = false;
+  absl::Time last_start = absl::InfinitePast();
+  auto flush = [this] {
+    if (absl::Status flushed = FlushCursor(); !flushed.ok()) {
+      CRM_LOG(kWarning, "cannot store the delivery cursor",
+              {{"subscriber", subscriber_}, {"error", flushed.ToString()}});
+    }
+  };
   while (true) {
-    if (linger && options_.linger > absl::ZeroDuration()) {
-      // Woken by a commit: give the commits of this moment a chance to
-      // travel together.
+    // Coalesce: everything committed since the last delivery started goes
+    // in the next one.
+    const absl::Time due = last_start + options_.min_interval;
+    if (const absl::Time now = absl::Now(); now < due) {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.linger);
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), due - now);
     }
     {
       absl::MutexLock lock(&mu_);
-      if (stop_) return;
+      if (stop_) break;
       notified_ = false;
     }
+    last_start = absl::Now();
     shrunk_ = false;
     absl::StatusOr<int> delivered = DeliverOnce();
-    linger = false;
     absl::Duration wait = absl::ZeroDuration();
     if (!delivered.ok() && shrunk_) {
       // The remedy is the smaller batch, not waiting.
@@ -201,6 +224,7 @@ void OutboxRelay::Run() {
     } else {
       backoff = options_.min_backoff;
       if (*delivered > 0) continue;  // more may be waiting
+      flush();  // idle: the stored cursor catches up
       wait = options_.idle_poll;
     }
     absl::MutexLock lock(&mu_);
@@ -212,9 +236,10 @@ void OutboxRelay::Run() {
     if (!delivered.ok()) {
       mu_.AwaitWithTimeout(absl::Condition(&stop_), wait);
     } else {
-      linger = mu_.AwaitWithTimeout(absl::Condition(&wake), wait) && !stop_;
+      mu_.AwaitWithTimeout(absl::Condition(&wake), wait);
     }
   }
+  flush();
 }
 
 absl::StatusOr<int64_t> PruneDeliveredEvents(

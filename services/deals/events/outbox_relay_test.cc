@@ -138,6 +138,8 @@ class OutboxRelayTest : public ::testing::Test {
     options.min_backoff = absl::Milliseconds(1);
     options.max_backoff = absl::Milliseconds(20);
     options.idle_poll = absl::Milliseconds(10);
+    options.min_interval = absl::ZeroDuration();
+    options.cursor_flush = absl::ZeroDuration();  // store every cursor
     return options;
   }
 
@@ -344,6 +346,46 @@ TEST_F(OutboxRelayTest, PruningNeverPassesAnUnreadableCursor) {
               StatusIs(absl::StatusCode::kDataLoss));
   ASSERT_OK_AND_ASSIGN(int64_t first, store_->FirstRetainedSequence());
   EXPECT_EQ(first, 3);
+}
+
+TEST_F(OutboxRelayTest, TheCursorIsStoredLazilyButAlwaysOnStop) {
+  CreateDeals(6);
+  RelayOptions options = FastOptions();
+  options.cursor_flush = absl::Hours(1);
+  {
+    OutboxRelay relay(*store_, "sink", publisher_, options);
+    ASSERT_OK_AND_ASSIGN(int delivered, relay.DeliverOnce());
+    EXPECT_EQ(delivered, 4);
+    // The first store happens at once (nothing stored for an hour yet).
+    ASSERT_OK_AND_ASSIGN(int64_t cursor, store_->GetCursor("sink"));
+    EXPECT_EQ(cursor, 4);
+    ASSERT_OK(relay.DeliverOnce().status());
+    ASSERT_OK_AND_ASSIGN(cursor, store_->GetCursor("sink"));
+    EXPECT_EQ(cursor, 4);  // applied 6, stored 4: a crash now repeats 5, 6
+    relay.Start();
+    relay.Stop();
+  }
+  ASSERT_OK_AND_ASSIGN(int64_t cursor, store_->GetCursor("sink"));
+  EXPECT_EQ(cursor, 6);
+  EXPECT_EQ(publisher_.order(), Range(1, 6));
+}
+
+TEST_F(OutboxRelayTest, DeliveriesUnderLoadCoalesce) {
+  RelayOptions options = FastOptions();
+  options.batch_size = 1000;
+  options.min_interval = absl::Milliseconds(50);
+  OutboxRelay relay(*store_, "sink", publisher_, options);
+  relay.Start();
+  // 40 commits spread over ~200 ms: at most one delivery starts per 50 ms.
+  for (int i = 0; i < 40; ++i) {
+    CreateDeals(1);
+    relay.Notify();
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(WaitForCursor(40));
+  relay.Stop();
+  EXPECT_EQ(publisher_.order(), Range(1, 40));
+  EXPECT_LE(publisher_.sizes().size(), 10u);
 }
 
 }  // namespace
