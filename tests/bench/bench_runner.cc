@@ -23,7 +23,7 @@
 ABSL_FLAG(int, channels, 4, "Channels (connections) the calls are spread over");
 ABSL_FLAG(double, warmup_s, 0.3, "Warm-up seconds per run (not measured)");
 ABSL_FLAG(double, duration_s, 2.0, "Measured seconds per run");
-ABSL_FLAG(double, rate, 0,
+ABSL_FLAG(double, paced_qps, 0,
           "Calls per second to start at most (paced, still at most the "
           "in-flight count at once); 0 = as fast as the in-flight calls "
           "complete. At a fixed rate, CPU per call compares configurations "
@@ -93,9 +93,9 @@ std::optional<LoopSettings> LoopSettingsFromFlags() {
   settings.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
   settings.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
   settings.repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
-  settings.rate = absl::GetFlag(FLAGS_rate);
+  settings.rate = absl::GetFlag(FLAGS_paced_qps);
   if (settings.rate < 0) {
-    std::cerr << "--rate must not be negative\n";
+    std::cerr << "--paced_qps must not be negative\n";
     return std::nullopt;
   }
   if (settings.duration <= absl::ZeroDuration()) {

@@ -9,7 +9,7 @@
 // measurement window that follows.
 //
 // Defines the flags --channels, --warmup_s, --duration_s, --repeats and
-// --rate (paced calls instead of a closed loop).
+// --paced_qps (paced calls instead of a closed loop).
 #pragma once
 
 #include <sys/types.h>

@@ -9,6 +9,10 @@
 #      configuration has one, crm-test-event-sink as its subscriber: a real
 #      process that fsyncs what it applies) and runs crm-deals-bench
 #      --methods=create at 1, 8 and 64 calls in flight;
+#      then once more paced at --rate creates/s (default 2000, up to 64 in
+#      flight), so that CPU per create also compares at equal load (closed
+#      loops run each configuration at a different rate, and gRPC's cost per
+#      call falls as the rate grows);
 #   3. prints a summary: QPS and server CPU per create for each
 #      configuration, the CPU ratio with/without subscriber (relay cost) and
 #      the durable/non-durable QPS ratio at 64 in flight.
@@ -18,7 +22,8 @@
 #   tests/bench/run_deals_write_bench.sh --baseline OTHER_BUILD_DIR
 #
 # Options: --seconds S (measured seconds per point), --repeats N (median of
-# N runs per point, default 3), --baseline DIR (also run every
+# N runs per point, default 3), --rate R (creates/s of the paced run,
+# default 2000; 0 = none), --baseline DIR (also run every
 # configuration with DIR/services/deals/crm-deals, e.g. a build of an older
 # commit, in the same run, for before/after figures); anything else goes to
 # crm-deals-bench.
@@ -30,6 +35,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 seconds=5
 repeats=3
+rate=2000
 baseline=""
 bench_args=()
 while [[ $# -gt 0 ]]; do
@@ -38,6 +44,8 @@ while [[ $# -gt 0 ]]; do
     --seconds=*) seconds="${1#--seconds=}"; shift ;;
     --repeats) repeats="$2"; shift 2 ;;
     --repeats=*) repeats="${1#--repeats=}"; shift ;;
+    --rate) rate="$2"; shift 2 ;;
+    --rate=*) rate="${1#--rate=}"; shift ;;
     --baseline) baseline="$2"; shift 2 ;;
     --baseline=*) baseline="${1#--baseline=}"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -133,6 +141,14 @@ run_config() {
     --jwt_secret="${secret}" --server_pid="${deals_pid}" --methods=create \
     --in_flight=1,8,64 --scan_in_flight=1 --duration_s="${seconds}" \
     --repeats="${repeats}" "${bench_args[@]}" | tee "${dir}/bench.out"
+  if [[ "${rate}" != 0 ]]; then
+    echo "-- paced at ${rate} creates/s"
+    "${bench}" --target="127.0.0.1:$(sed -n 1p "${dir}/deals.ports")" \
+      --jwt_secret="${secret}" --server_pid="${deals_pid}" --methods=create \
+      --in_flight=64 --scan_in_flight=1 --duration_s="${seconds}" \
+      --repeats="${repeats}" --paced_qps="${rate}" "${bench_args[@]}" |
+      tee "${dir}/paced.out"
+  fi
   if [[ -n "${sink_pid}" ]]; then
     # Everything created reached the subscriber before we stop.
     local metrics_port created applied
@@ -169,11 +185,17 @@ for i in "${!builds[@]}"; do
   run_config "${builds[$i]}-durable-plain" true no "${binaries[$i]}"
 done
 
-# "QPS CPU" of CreateDeal at N in flight from a bench output.
+# "QPS CPU" of CreateDeal at N in flight from a bench output (N = paced:
+# the paced run).
 point() {
-  awk -v n="$2" '$1 == "DealsService/CreateDeal" && $2 == n {
-      cpu = $7; print $3, cpu }' "${tmp}/$1/bench.out"
+  local file="${tmp}/$1/bench.out" n="$2"
+  if [[ "${n}" == paced ]]; then file="${tmp}/$1/paced.out"; n=64; fi
+  [[ -f "${file}" ]] || { echo "- -"; return; }
+  awk -v n="${n}" '$1 == "DealsService/CreateDeal" && $2 == n {
+      cpu = $7; print $3, cpu }' "${file}"
 }
+levels=(1 8 64)
+[[ "${rate}" != 0 ]] && levels+=(paced)
 
 echo
 echo "== summary (CreateDeal; CPU = crm-deals' user+system CPU per create)"
@@ -182,7 +204,7 @@ echo "durable: --sync_writes with the subscriber; durable-plain: without"
 printf "%-9s %-14s %9s %10s %12s\n" build config "in flight" QPS "CPU/create"
 for build in "${builds[@]}"; do
   for config in "${configs[@]}"; do
-    for n in 1 8 64; do
+    for n in "${levels[@]}"; do
       read -r qps cpu <<<"$(point "${build}-${config}" "${n}")"
       printf "%-9s %-14s %9s %10s %9s us\n" "${build}" "${config}" "${n}" "${qps}" "${cpu}"
     done
@@ -191,11 +213,11 @@ done
 for build in "${builds[@]}"; do
   echo
   echo "${build}: relay cost, CPU/create with the subscriber / without (non-durable):"
-  for n in 1 8 64; do
+  for n in "${levels[@]}"; do
     read -r _ plain_cpu <<<"$(point "${build}-plain" "${n}")"
     read -r _ relay_cpu <<<"$(point "${build}-relay" "${n}")"
     awk -v n="${n}" -v a="${relay_cpu}" -v b="${plain_cpu}" \
-      'BEGIN { printf "  %2d in flight: %.1f us / %.1f us = %.2fx\n", n, a, b, a / b }'
+      'BEGIN { printf "  %5s: %.1f us / %.1f us = %.2fx\n", n, a, b, a / b }'
   done
   read -r durable_qps _ <<<"$(point "${build}-durable" 64)"
   read -r relay_qps _ <<<"$(point "${build}-relay" 64)"
