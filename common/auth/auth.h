@@ -30,10 +30,6 @@
 
 namespace crm::common {
 
-// Default signing secret for local development when CRM_JWT_SECRET is unset.
-// Never use it in a deployment.
-inline constexpr char kDevJwtSecret[] = "crm-dev-secret-change-me";
-
 // The authenticated caller of a request.
 struct Principal {
   int64_t user_id = 0;  // > 0 for users, 0 for service identities

@@ -396,10 +396,6 @@ TEST_F(JwtVerifierTest, EmptySecretRejectsEverything) {
                        HasSubstr("not configured")));
 }
 
-TEST(DevSecretTest, Value) {
-  EXPECT_STREQ(kDevJwtSecret, "crm-dev-secret-change-me");
-}
-
 class AuthenticatorTest : public ::testing::Test {
  protected:
   std::string UserToken(int64_t user_id, bool admin = false) const {

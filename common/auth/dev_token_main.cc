@@ -1,12 +1,14 @@
 // Prints a signed token for local testing:
 //
-//   crm-dev-token --user=7 [--admin] [--ttl_hours=24] [--secret=...]
-//   crm-dev-token --service=automation [--ttl_hours=24] [--secret=...]
+//   crm-dev-token --user=7 [--admin] [--ttl_hours=24] [--secret_file=F]
+//   crm-dev-token --service=automation [--ttl_hours=24] [--secret_file=F]
 //
-// The secret defaults to $CRM_JWT_SECRET, then to kDevJwtSecret. Only the
-// token is written to stdout; errors go to stderr with exit code 2.
+// The secret is read from --secret_file (its first line), else --secret,
+// else $CRM_JWT_SECRET; there is no default. Only the token is written to
+// stdout; errors go to stderr with exit code 2.
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -23,10 +25,11 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: crm-dev-token --user=<id> [--admin] [--ttl_hours=24] "
-    "[--secret=...]\n"
-    "       crm-dev-token --service=<name> [--ttl_hours=24] [--secret=...]\n"
-    "The secret defaults to $CRM_JWT_SECRET, then to the development "
-    "default.\n";
+    "[--secret_file=F | --secret=S]\n"
+    "       crm-dev-token --service=<name> [--ttl_hours=24] "
+    "[--secret_file=F | --secret=S]\n"
+    "The secret is the first line of --secret_file, else --secret, else "
+    "$CRM_JWT_SECRET.\n";
 
 int UsageError(std::string_view message) {
   std::cerr << "crm-dev-token: " << message << "\n" << kUsage;
@@ -51,6 +54,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> service;
   std::optional<std::string> ttl_hours;
   std::optional<std::string> secret;
+  std::optional<std::string> secret_file;
   bool admin = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -63,7 +67,8 @@ int main(int argc, char** argv) {
     } else if (!FlagValue(arg, "user", &user) &&
                !FlagValue(arg, "service", &service) &&
                !FlagValue(arg, "ttl_hours", &ttl_hours) &&
-               !FlagValue(arg, "secret", &secret)) {
+               !FlagValue(arg, "secret", &secret) &&
+               !FlagValue(arg, "secret_file", &secret_file)) {
       return UsageError("unknown or empty argument: " + std::string(arg));
     }
   }
@@ -75,10 +80,20 @@ int main(int argc, char** argv) {
   }
   const absl::Duration ttl = absl::Hours(hours);
 
-  if (!secret.has_value()) {
+  if (secret_file.has_value()) {
+    std::ifstream in(*secret_file);
+    std::string line;
+    if (!in || !std::getline(in, line) || line.empty()) {
+      return UsageError("cannot read a secret from " + *secret_file);
+    }
+    secret = line;
+  } else if (!secret.has_value()) {
     const char* env = std::getenv("CRM_JWT_SECRET");
-    secret = (env != nullptr && *env != '\0') ? std::string(env)
-                                              : crm::common::kDevJwtSecret;
+    if (env == nullptr || *env == '\0') {
+      return UsageError("no secret: give --secret_file, --secret or "
+                        "$CRM_JWT_SECRET");
+    }
+    secret = std::string(env);
   }
 
   const absl::Time now = absl::Now();

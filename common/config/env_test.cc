@@ -2,7 +2,10 @@
 
 #include <cstdlib>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+
+#include "common/status/status_matchers.h"
 
 namespace crm::common {
 namespace {
@@ -18,13 +21,25 @@ TEST(EnvTest, ReadsValuesAndFallsBack) {
   EXPECT_EQ(EnvString("CRM_TEST_EMPTY", "d"), "d");
   EXPECT_EQ(EnvString("CRM_TEST_UNSET", "d"), "d");
   EXPECT_EQ(EnvInt("CRM_TEST_INT", 7), 42);
-  EXPECT_EQ(EnvInt("CRM_TEST_BAD_INT", 7), 7);
   EXPECT_TRUE(EnvBool("CRM_TEST_BOOL", false));
   EXPECT_FALSE(EnvBool("CRM_TEST_UNSET", false));
   ::setenv("CRM_TEST_BOOL", "off", 1);
   EXPECT_FALSE(EnvBool("CRM_TEST_BOOL", true));
-  ::setenv("CRM_TEST_BOOL", "maybe", 1);
-  EXPECT_TRUE(EnvBool("CRM_TEST_BOOL", true));
+  EXPECT_OK(CheckEnvironment());
+}
+
+TEST(EnvTest, ValuesThatDoNotParseAreReported) {
+  ::setenv("CRM_TEST_BAD_INT", "4x2", 1);
+  ::setenv("CRM_TEST_BAD_BOOL", "enabled", 1);
+  EXPECT_EQ(EnvInt("CRM_TEST_BAD_INT", 7), 7);
+  EXPECT_TRUE(EnvBool("CRM_TEST_BAD_BOOL", true));
+  const absl::Status status = CheckEnvironment();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()),
+              ::testing::AllOf(
+                  ::testing::HasSubstr("CRM_TEST_BAD_INT=4x2: not an integer"),
+                  ::testing::HasSubstr(
+                      "CRM_TEST_BAD_BOOL=enabled: not a boolean")));
 }
 
 }  // namespace

@@ -1,12 +1,25 @@
 #include "common/config/service_flags.h"
 
+#include <openssl/rand.h>
+
+#include <iostream>
+#include <vector>
+
 #include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-#include "common/auth/auth.h"
+#include "common/config/build_info.h"
 #include "common/config/env.h"
 #include "common/log/log.h"
+#include "common/status/status_macros.h"
 
 using crm::common::EnvBool;
 using crm::common::EnvInt;
@@ -19,14 +32,14 @@ ABSL_FLAG(std::string, port_file, "",
 ABSL_FLAG(bool, sync_writes, EnvBool("CRM_SYNC_WRITES", false),
           "fsync every commit so it survives power loss (env CRM_SYNC_WRITES)");
 ABSL_FLAG(std::string, jwt_secret, EnvString("CRM_JWT_SECRET", ""),
-          "HS256 secret of caller tokens (env CRM_JWT_SECRET); unset = the dev "
-          "secret, with a warning");
+          "HS256 secret of caller tokens, at least 16 bytes (env "
+          "CRM_JWT_SECRET); required unless --insecure_dev_auth");
 ABSL_FLAG(bool, insecure_dev_auth, EnvBool("CRM_INSECURE_DEV_AUTH", false),
           "Do not verify tokens; calls without one act as administrator user "
           "1. Local debugging only (env CRM_INSECURE_DEV_AUTH)");
-ABSL_FLAG(
-    std::string, admin_users, EnvString("CRM_ADMIN_USERS", "1"),
-    "Comma-separated user ids that are administrators (env CRM_ADMIN_USERS)");
+ABSL_FLAG(std::string, admin_users, EnvString("CRM_ADMIN_USERS", ""),
+          "Comma-separated user ids that are administrators besides tokens "
+          "with admin: true (env CRM_ADMIN_USERS); default none");
 ABSL_FLAG(bool, seed_demo, EnvBool("CRM_SEED_DEMO", false),
           "Seed demo data into a fresh store (env CRM_SEED_DEMO)");
 ABSL_FLAG(
@@ -37,6 +50,59 @@ ABSL_FLAG(std::string, log_level, EnvString("CRM_LOG_LEVEL", "info"),
           "debug, info, warn or error (env CRM_LOG_LEVEL)");
 
 namespace crm::common {
+namespace {
+
+// --help lists the flags defined by the project's own code (the service's
+// main.cc and common/), not Abseil's internal ones.
+bool IsProjectFlagFile(absl::string_view file) {
+  return absl::StrContains(file, "services/") ||
+         absl::StrContains(file, "common/");
+}
+
+}  // namespace
+
+absl::StatusOr<CommonSettings> SetUpService(int argc, char** argv,
+                                            const std::string& service,
+                                            const std::string& usage) {
+  SetLogService(service);  // names the service in start-up errors too
+  const std::string binary = absl::StrCat("crm-", service);
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = IsProjectFlagFile;
+  config.contains_helpshort_flags = IsProjectFlagFile;
+  config.version_string = [binary] {
+    return absl::StrCat(binary, " ", BuildVersion(), " (commit ",
+                        BuildCommit(), ")\n");
+  };
+  absl::SetFlagsUsageConfig(config);
+  absl::SetProgramUsageMessage(absl::StrCat(
+      usage, "\n\nEvery flag also reads the CRM_* environment variable its "
+             "help names; a flag on the command line wins.\n\nUsage: ",
+      binary, " [--flag=value ...]"));
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument '", positional[1],
+                     "' (flags are --name=value; see --help)"));
+  }
+  // Abseil computes a flag's default (where the environment is read) when
+  // the flag is first used; read every flag now so a bad CRM_* value is
+  // reported before anything starts.
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    static_cast<void>(flag->CurrentValue());
+  }
+  CRM_RETURN_IF_ERROR(CheckEnvironment());
+  CRM_RETURN_IF_ERROR(SetUpLogging(service, absl::GetFlag(FLAGS_log_level)));
+  CommonSettings settings;
+  CRM_ASSIGN_OR_RETURN(settings.admin_users,
+                       ParseAdminUsers(absl::GetFlag(FLAGS_admin_users)));
+  settings.insecure_dev_auth = absl::GetFlag(FLAGS_insecure_dev_auth);
+  CRM_ASSIGN_OR_RETURN(settings.jwt_secret,
+                       ResolveJwtSecret(absl::GetFlag(FLAGS_jwt_secret),
+                                        settings.insecure_dev_auth));
+  CRM_LOG(kInfo, "starting",
+          {{"version", BuildVersion()}, {"commit", BuildCommit()}});
+  return settings;
+}
 
 absl::Status SetUpLogging(const std::string& service,
                           const std::string& level) {
@@ -64,17 +130,33 @@ absl::StatusOr<std::set<int64_t>> ParseAdminUsers(const std::string& text) {
   return admins;
 }
 
-std::string ResolveJwtSecret(const std::string& secret,
-                             bool insecure_dev_auth) {
+absl::StatusOr<std::string> ResolveJwtSecret(const std::string& secret,
+                                             bool insecure_dev_auth) {
   if (insecure_dev_auth) {
     CRM_LOG(kWarning,
             "--insecure_dev_auth is on: tokens are NOT verified; never use "
             "this outside local debugging");
   }
-  if (!secret.empty()) return secret;
-  CRM_LOG(kWarning,
-          "CRM_JWT_SECRET is not set: using the public development secret");
-  return kDevJwtSecret;
+  if (!secret.empty()) {
+    if (secret.size() < kMinJwtSecretBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--jwt_secret (env CRM_JWT_SECRET): at least ", kMinJwtSecretBytes,
+          " bytes; e.g. `openssl rand -hex 32`"));
+    }
+    return secret;
+  }
+  if (!insecure_dev_auth) {
+    return absl::InvalidArgumentError(
+        "--jwt_secret (env CRM_JWT_SECRET) is required: the HS256 secret "
+        "every service of the deployment shares (e.g. `openssl rand -hex "
+        "32`); only --insecure_dev_auth runs without one");
+  }
+  unsigned char random[32];
+  if (RAND_bytes(random, sizeof(random)) != 1) {
+    return absl::InternalError("cannot generate a random secret");
+  }
+  return absl::BytesToHexString(absl::string_view(
+      reinterpret_cast<const char*>(random), sizeof(random)));
 }
 
 ServerOptions ServerOptionsFromFlags(const std::string& service_name,

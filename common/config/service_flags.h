@@ -1,12 +1,12 @@
-// What every service binary does with its common flags before it opens its
-// store: logging, the administrator list and the token secret.
+// What every service binary does with its command line and common flags
+// before it opens its store: --help and --version, environment values that
+// do not parse, logging, the administrator list and the token secret.
 //
-//   CRM_RETURN_IF_ERROR(SetUpLogging("deals", absl::GetFlag(FLAGS_log_level)));
-//   CRM_ASSIGN_OR_RETURN(std::set<int64_t> admins,
-//                        ParseAdminUsers(absl::GetFlag(FLAGS_admin_users)));
-//   const std::string secret = ResolveJwtSecret(
-//       absl::GetFlag(FLAGS_jwt_secret),
-//       absl::GetFlag(FLAGS_insecure_dev_auth));
+//   int main(int argc, char** argv) {
+//     crm::common::BlockShutdownSignals();
+//     absl::StatusOr<CommonSettings> common = crm::common::SetUpService(
+//         argc, argv, "deals", "crm-deals: deals, lists and boards ...");
+//     if (!common.ok()) return crm::common::FailStartup(common.status(), ...);
 //
 // The flags every service binary has are defined here once (each with its
 // CRM_* environment fallback): --listen_host, --port_file, --sync_writes,
@@ -37,6 +37,23 @@ ABSL_DECLARE_FLAG(std::string, log_level);
 
 namespace crm::common {
 
+// The common settings, checked.
+struct CommonSettings {
+  std::set<int64_t> admin_users;
+  std::string jwt_secret;
+  bool insecure_dev_auth = false;
+};
+
+// Parses the command line (`usage` heads --help, which lists the flags of the
+// service and of common/; --version prints "crm-<service> <version>
+// (commit <commit>)"; both exit 0), then checks the environment values read
+// by flag defaults (CheckEnvironment), positional arguments (refused), sets
+// up logging and resolves the administrators and the token secret. The first
+// problem comes back as INVALID_ARGUMENT naming the flag or variable.
+[[nodiscard]] absl::StatusOr<CommonSettings> SetUpService(
+    int argc, char** argv, const std::string& service,
+    const std::string& usage);
+
 // Names the service in every log line and applies --log_level (debug, info,
 // warn or error); INVALID_ARGUMENT "--log_level: ..." otherwise.
 [[nodiscard]] absl::Status SetUpLogging(const std::string& service,
@@ -47,9 +64,15 @@ namespace crm::common {
 [[nodiscard]] absl::StatusOr<std::set<int64_t>> ParseAdminUsers(
     const std::string& text);
 
-// `secret`, or the public development secret (with a warning) when it is
-// empty; also warns loudly when `insecure_dev_auth` is on.
-std::string ResolveJwtSecret(const std::string& secret, bool insecure_dev_auth);
+// The secret tokens are signed with. There is no built-in default: an empty
+// secret is INVALID_ARGUMENT ("--jwt_secret ... is required") unless
+// `insecure_dev_auth` is on, when a random per-process secret is used (tokens
+// are not verified then; it still signs page tokens and the service's own
+// calls). Secrets shorter than kMinJwtSecretBytes are refused too. Warns
+// loudly when `insecure_dev_auth` is on.
+inline constexpr size_t kMinJwtSecretBytes = 16;
+[[nodiscard]] absl::StatusOr<std::string> ResolveJwtSecret(
+    const std::string& secret, bool insecure_dev_auth);
 
 // Server options from --listen_host, --port_file and
 // --shutdown_grace_seconds plus the service's own ports.

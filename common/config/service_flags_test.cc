@@ -3,7 +3,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-#include "common/auth/auth.h"
 #include "common/status/status_matchers.h"
 
 namespace crm::common {
@@ -32,9 +31,22 @@ TEST(ServiceFlagsTest, RefusesUnknownLogLevels) {
   EXPECT_OK(SetUpLogging("test", "error"));
 }
 
-TEST(ServiceFlagsTest, FallsBackToTheDevSecret) {
-  EXPECT_EQ(ResolveJwtSecret("s3cret", false), "s3cret");
-  EXPECT_EQ(ResolveJwtSecret("", false), kDevJwtSecret);
+TEST(ServiceFlagsTest, ASecretIsRequiredUnlessTokensAreNotVerified) {
+  ASSERT_OK_AND_ASSIGN(std::string given,
+                       ResolveJwtSecret("0123456789abcdef", false));
+  EXPECT_EQ(given, "0123456789abcdef");
+  EXPECT_THAT(ResolveJwtSecret("", false),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("--jwt_secret")));
+  EXPECT_THAT(ResolveJwtSecret("short", true),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("at least 16 bytes")));
+  // Without verification a random secret still signs page tokens; two
+  // processes never share one.
+  ASSERT_OK_AND_ASSIGN(std::string first, ResolveJwtSecret("", true));
+  ASSERT_OK_AND_ASSIGN(std::string second, ResolveJwtSecret("", true));
+  EXPECT_GE(first.size(), kMinJwtSecretBytes);
+  EXPECT_NE(first, second);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/descriptor.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -71,8 +72,9 @@ ServerRunner::ServerRunner(ServerOptions options, MetricsRegistry& metrics)
 
 ServerRunner::~ServerRunner() { Shutdown(); }
 
-void ServerRunner::AddService(grpc::Service* service) {
+void ServerRunner::AddService(grpc::Service* service, std::string full_name) {
   services_.push_back(service);
+  service_names_.push_back(std::move(full_name));
 }
 
 absl::Status ServerRunner::Start() {
@@ -86,6 +88,14 @@ absl::Status ServerRunner::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+  for (const std::string& name : service_names_) {
+    // A typo would leave the health check of a real service NOT_FOUND.
+    if (google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+            name) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("AddService: no proto service named \"", name, "\""));
+    }
+  }
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat(options_.host, ":", options_.grpc_port),
                            grpc::InsecureServerCredentials(), &grpc_port_);
@@ -109,6 +119,11 @@ absl::Status ServerRunner::Start() {
                      options_.grpc_port, " (port in use?)"));
   }
   if (auto* health = server_->GetHealthCheckService(); health != nullptr) {
+    // Per service name (what Kubernetes' grpc probe with `service:` and
+    // grpcurl '{"service": "..."}' ask for) and "" for the whole server.
+    for (const std::string& name : service_names_) {
+      health->SetServingStatus(name, true);
+    }
     health->SetServingStatus(true);
   }
 

@@ -7,7 +7,8 @@
 //   crm::common::BlockShutdownSignals();           // first thing in main()
 //   MetricsRegistry metrics;
 //   ServerRunner runner(options, metrics);
-//   runner.AddService(&pipelines_service);
+//   runner.AddService(&pipelines_service,
+//                     v1::PipelinesService::service_full_name());
 //   CRM_RETURN_IF_ERROR(runner.Start());
 //   crm::common::WaitForShutdownSignal();
 //   runner.Shutdown();
@@ -48,8 +49,11 @@ class ServerRunner {
   ServerRunner(ServerOptions options, MetricsRegistry& metrics);
   ~ServerRunner();
 
-  // REQUIRES: before Start(); `service` outlives the runner.
-  void AddService(grpc::Service* service);
+  // REQUIRES: before Start(); `service` outlives the runner. `full_name` is
+  // the proto service it implements ("crm.deals.v1.DealsService", the
+  // generated class's service_full_name()): the health service answers for
+  // it as well as for "".
+  void AddService(grpc::Service* service, std::string full_name);
   // The HTTP server, to add routes before Start().
   HttpServer& http() { return *http_; }
 
@@ -60,7 +64,7 @@ class ServerRunner {
   int http_port() const { return http_port_; }
   grpc::Server* server() { return server_.get(); }
 
-  // Marks the service NOT_SERVING (health and /healthz), stops accepting
+  // Marks every service NOT_SERVING (health and /healthz), stops accepting
   // calls, waits up to shutdown_grace for running calls, then cancels the
   // rest. Idempotent.
   void Shutdown();
@@ -70,6 +74,7 @@ class ServerRunner {
   MetricsRegistry& metrics_;
   std::unique_ptr<HttpServer> http_;
   std::vector<grpc::Service*> services_;
+  std::vector<std::string> service_names_;
   std::unique_ptr<grpc::Server> server_;
   int grpc_port_ = 0;
   int http_port_ = 0;

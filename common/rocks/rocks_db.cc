@@ -1,6 +1,8 @@
 #include "common/rocks/rocks_db.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -88,6 +90,14 @@ absl::StatusOr<std::unique_ptr<RocksDb>> RocksDb::Open(
   descriptors.reserve(names.size());
   for (const auto& name : names) descriptors.emplace_back(name, cf_options);
 
+  // RocksDB creates only the last level of the path; a fresh data folder
+  // ("./var/deals" with no ./var yet) should just work.
+  std::error_code mkdir_error;
+  std::filesystem::create_directories(path, mkdir_error);
+  if (mkdir_error) {
+    return absl::UnavailableError(
+        absl::StrCat("open ", path, ": ", mkdir_error.message()));
+  }
   auto db = std::unique_ptr<RocksDb>(new RocksDb());
   rocksdb::DBOptions open_options(db_options);
   const rocksdb::Status status = rocksdb::DB::Open(

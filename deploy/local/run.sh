@@ -8,11 +8,30 @@
 #   deploy/local/run.sh token 7 --admin
 #
 # Data lives under ./var (or $CRM_DATA_DIR); restarting keeps it. The JWT
-# secret is $CRM_JWT_SECRET, or the public development secret when unset.
+# secret every service shares is $CRM_JWT_SECRET when set, else a random one
+# generated on the first start and kept in $CRM_DATA_DIR/jwt_secret (mode
+# 0600); `token` signs with the same. User 1 is the demo administrator
+# (--admin_users=1, or $CRM_ADMIN_USERS).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 export CRM_DATA_DIR="${CRM_DATA_DIR:-$ROOT/var}"
+
+SECRET_FILE="$CRM_DATA_DIR/jwt_secret"
+
+# The secret of this data folder: $CRM_JWT_SECRET, else the kept one (made
+# once, readable by this user only).
+ensure_secret() {
+  if [ -n "${CRM_JWT_SECRET:-}" ]; then return; fi
+  if [ ! -s "$SECRET_FILE" ]; then
+    mkdir -p "$CRM_DATA_DIR"
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE.tmp" &&
+      echo >>"$SECRET_FILE.tmp" && mv "$SECRET_FILE.tmp" "$SECRET_FILE")
+  fi
+  chmod 600 "$SECRET_FILE"
+  CRM_JWT_SECRET="$(head -n 1 "$SECRET_FILE")"
+  export CRM_JWT_SECRET
+}
 
 build() {
   "$ROOT/deploy/install_deps.sh"
@@ -24,11 +43,15 @@ if [ "${1:-}" = "token" ]; then
   shift
   user="${1:?usage: run.sh token USER_ID [--admin]}"
   shift
+  ensure_secret
   exec "$BUILD_DIR/common/auth/crm-dev-token" --user="$user" "$@"
 fi
 
 build
 mkdir -p "$CRM_DATA_DIR"
+ensure_secret
+# The demo administrator; nobody is one unless named.
+export CRM_ADMIN_USERS="${CRM_ADMIN_USERS:-1}"
 RUN_DIR="$CRM_DATA_DIR/run"
 mkdir -p "$RUN_DIR"
 
@@ -90,7 +113,7 @@ cat <<INFO
 
 All services are up (data in $CRM_DATA_DIR). Press Ctrl-C to stop them.
 
-A dev token for user 1 (an administrator); for another user run
+A token for user 1 (the demo administrator); for another user run
   deploy/local/run.sh token 7
   TOKEN=$TOKEN
 
@@ -101,6 +124,7 @@ Try it with grpcurl (server reflection, no .proto files needed):
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"pipeline": {"name": "Wholesale"}}' 127.0.0.1:50052 crm.pipelines.v1.PipelinesService/CreatePipeline
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"user_id": 5}' 127.0.0.1:50052 crm.pipelines.v1.AccessService/GetEffectivePermissions
   grpcurl -plaintext 127.0.0.1:50052 grpc.health.v1.Health/Check
+  grpcurl -plaintext -d '{"service": "crm.deals.v1.DealsService"}' 127.0.0.1:50051 grpc.health.v1.Health/Check
 
 Deals (port 50051):
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"page_size": 5}' 127.0.0.1:50051 crm.deals.v1.DealsService/ListDeals

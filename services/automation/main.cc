@@ -4,6 +4,7 @@
 // fall back to CRM_* environment variables.
 #include <algorithm>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -115,15 +116,14 @@ std::shared_ptr<grpc::Channel> DealsChannel(const std::string& address) {
 
 int main(int argc, char** argv) {
   crm::common::BlockShutdownSignals();
-  absl::ParseCommandLine(argc, argv);
-  if (absl::Status logging = crm::common::SetUpLogging(
-          "automation", absl::GetFlag(FLAGS_log_level));
-      !logging.ok()) {
-    return crm::common::FailStartup(logging, "bad flag");
-  }
-  auto admins = crm::common::ParseAdminUsers(absl::GetFlag(FLAGS_admin_users));
-  if (!admins.ok())
-    return crm::common::FailStartup(admins.status(), "bad flag");
+  absl::StatusOr<crm::common::CommonSettings> common =
+      crm::common::SetUpService(
+          argc, argv, "automation",
+          "rules, triggers, scheduled runs, tasks, the run "
+          "log and notifications (crm.automation.v1); receives deal events "
+          "as a crm.deals.v1.DealEventSink.");
+  if (!common.ok()) return crm::common::FailStartup(common.status(), "bad flag");
+  const std::set<int64_t>* admins = &common->admin_users;
   crm::automation::EngineOptions engine_options;
   if (!absl::LoadTimeZone(absl::GetFlag(FLAGS_time_zone),
                           &engine_options.zone)) {
@@ -158,9 +158,8 @@ int main(int argc, char** argv) {
       absl::Seconds(absl::GetFlag(FLAGS_loop_window_seconds));
   engine_options.workers = std::max(1, absl::GetFlag(FLAGS_workers));
 
-  const bool insecure = absl::GetFlag(FLAGS_insecure_dev_auth);
-  const std::string secret =
-      crm::common::ResolveJwtSecret(absl::GetFlag(FLAGS_jwt_secret), insecure);
+  const bool insecure = common->insecure_dev_auth;
+  const std::string& secret = common->jwt_secret;
 
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   crm::common::RocksOptions rocks_options;
@@ -212,8 +211,10 @@ int main(int argc, char** argv) {
   crm::common::ServerOptions options = crm::common::ServerOptionsFromFlags(
       "automation", absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_http_port));
   crm::common::ServerRunner runner(options, metrics);
-  runner.AddService(&automation_service);
-  runner.AddService(&event_sink);
+  runner.AddService(&automation_service,
+                    crm::automation::v1::AutomationService::service_full_name());
+  runner.AddService(&event_sink,
+                    crm::deals::v1::DealEventSink::service_full_name());
   crm::automation::RegisterHttpHandlers(runner.http(), engine, clock);
   absl::Status started = runner.Start();
   if (started.ok()) {

@@ -123,15 +123,13 @@ std::shared_ptr<grpc::Channel> SubscriberChannel(
 
 int main(int argc, char** argv) {
   crm::common::BlockShutdownSignals();
-  absl::ParseCommandLine(argc, argv);
-  if (absl::Status logging =
-          crm::common::SetUpLogging("deals", absl::GetFlag(FLAGS_log_level));
-      !logging.ok()) {
-    return crm::common::FailStartup(logging, "bad flag");
-  }
-  auto admins = crm::common::ParseAdminUsers(absl::GetFlag(FLAGS_admin_users));
-  if (!admins.ok())
-    return crm::common::FailStartup(admins.status(), "bad flag");
+  absl::StatusOr<crm::common::CommonSettings> common =
+      crm::common::SetUpService(
+          argc, argv, "deals",
+          "deals, their stages, lists, kanban boards, group "
+          "actions and the deal event outbox (crm.deals.v1).");
+  if (!common.ok()) return crm::common::FailStartup(common.status(), "bad flag");
+  const std::set<int64_t>* admins = &common->admin_users;
   auto subscribers = ParseSubscribers(absl::GetFlag(FLAGS_subscribers));
   if (!subscribers.ok())
     return crm::common::FailStartup(subscribers.status(), "bad flag");
@@ -145,9 +143,8 @@ int main(int argc, char** argv) {
         absl::InvalidArgumentError("--event_retention_days: at least 1"),
         "bad flag");
   }
-  const bool insecure = absl::GetFlag(FLAGS_insecure_dev_auth);
-  const std::string secret =
-      crm::common::ResolveJwtSecret(absl::GetFlag(FLAGS_jwt_secret), insecure);
+  const bool insecure = common->insecure_dev_auth;
+  const std::string& secret = common->jwt_secret;
 
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   crm::common::RocksOptions rocks_options;
@@ -238,7 +235,8 @@ int main(int argc, char** argv) {
   crm::common::ServerOptions options = crm::common::ServerOptionsFromFlags(
       "deals", absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_http_port));
   crm::common::ServerRunner runner(options, metrics);
-  runner.AddService(&deals_service);
+  runner.AddService(&deals_service,
+                    crm::deals::v1::DealsService::service_full_name());
   absl::Status started = runner.Start();
   if (started.ok()) {
     CRM_LOG(

@@ -48,18 +48,15 @@ ABSL_FLAG(std::string, deals_addr, EnvString("CRM_DEALS_ADDR", ""),
 
 int main(int argc, char** argv) {
   crm::common::BlockShutdownSignals();
-  absl::ParseCommandLine(argc, argv);
-  if (absl::Status logging = crm::common::SetUpLogging(
-          "pipeline-config", absl::GetFlag(FLAGS_log_level));
-      !logging.ok()) {
-    return crm::common::FailStartup(logging, "bad flag");
-  }
-  auto admins = crm::common::ParseAdminUsers(absl::GetFlag(FLAGS_admin_users));
-  if (!admins.ok())
-    return crm::common::FailStartup(admins.status(), "bad flag");
-  const bool insecure = absl::GetFlag(FLAGS_insecure_dev_auth);
-  const std::string secret =
-      crm::common::ResolveJwtSecret(absl::GetFlag(FLAGS_jwt_secret), insecure);
+  absl::StatusOr<crm::common::CommonSettings> common =
+      crm::common::SetUpService(
+          argc, argv, "pipeline-config",
+          "pipelines, stages, custom deal fields, "
+          "departments and roles (crm.pipelines.v1).");
+  if (!common.ok()) return crm::common::FailStartup(common.status(), "bad flag");
+  const std::set<int64_t>* admins = &common->admin_users;
+  const bool insecure = common->insecure_dev_auth;
+  const std::string& secret = common->jwt_secret;
 
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   crm::common::RocksOptions rocks_options;
@@ -105,9 +102,12 @@ int main(int argc, char** argv) {
       "pipeline-config", absl::GetFlag(FLAGS_port),
       absl::GetFlag(FLAGS_http_port));
   crm::common::ServerRunner runner(options, metrics);
-  runner.AddService(&pipelines_service);
-  runner.AddService(&fields_service);
-  runner.AddService(&access_service);
+  runner.AddService(&pipelines_service,
+                    crm::pipelines::v1::PipelinesService::service_full_name());
+  runner.AddService(&fields_service,
+                    crm::pipelines::v1::DealFieldsService::service_full_name());
+  runner.AddService(&access_service,
+                    crm::pipelines::v1::AccessService::service_full_name());
   if (absl::Status started = runner.Start(); !started.ok()) {
     return crm::common::FailStartup(started, "cannot start server");
   }

@@ -91,8 +91,8 @@ ABSL_FLAG(std::string, automation_target, "",
 ABSL_FLAG(std::string, pipeline_config_target, "",
           "host:port of the crm-pipeline-config both use");
 ABSL_FLAG(std::string, jwt_secret, "",
-          "Secret to mint the administrator token with; empty = the "
-          "development secret");
+          "Secret of the services, to mint the administrator token with "
+          "(required)");
 ABSL_FLAG(int64_t, user, 1, "User id of the minted administrator token");
 ABSL_FLAG(int64_t, pipeline_id, 0,
           "Pipeline whose every stage gets a rule and whose deals move");
@@ -493,7 +493,10 @@ int Run() {
     return 2;
   }
   std::string secret = absl::GetFlag(FLAGS_jwt_secret);
-  if (secret.empty()) secret = common::kDevJwtSecret;
+  if (secret.empty()) {
+    std::cerr << "--jwt_secret (the services' secret) is required\n";
+    return 2;
+  }
   const std::string bearer =
       "Bearer " + common::MakeUserToken(secret, absl::GetFlag(FLAGS_user),
                                         /*admin=*/true, absl::Hours(6),

@@ -59,7 +59,7 @@ ABSL_FLAG(std::string, token, "",
           "Bearer token for the deals calls; empty = mint one for --user "
           "with --jwt_secret");
 ABSL_FLAG(std::string, jwt_secret, "",
-          "Secret to mint the token with; empty = the development secret");
+          "Secret to mint the token with (required unless --token)");
 ABSL_FLAG(int64_t, user, 1, "User id of the minted token");
 ABSL_FLAG(bool, admin, true, "Mint an administrator token");
 ABSL_FLAG(std::vector<std::string>, in_flight,
@@ -349,8 +349,11 @@ int Run() {
     return 2;
   }
   std::string secret = absl::GetFlag(FLAGS_jwt_secret);
-  if (secret.empty()) secret = common::kDevJwtSecret;
   std::string token = absl::GetFlag(FLAGS_token);
+  if (secret.empty() && token.empty()) {
+    std::cerr << "--jwt_secret (the server's secret) or --token is required\n";
+    return 2;
+  }
   if (token.empty()) {
     token = common::MakeUserToken(secret, absl::GetFlag(FLAGS_user),
                                   absl::GetFlag(FLAGS_admin), absl::Hours(6),

@@ -55,9 +55,8 @@ ABSL_FLAG(std::string, token, "",
           "--jwt_secret");
 ABSL_FLAG(std::string, jwt_secret, "",
           "Secret to mint the token with (and to start the server with); empty "
-          "= a bench "
-          "secret for a server the bench starts, the development secret for "
-          "--target");
+          "= a bench secret for a server the bench starts; required with "
+          "--target unless --token is given");
 ABSL_FLAG(int64_t, user, 1, "User id of the minted token");
 ABSL_FLAG(std::vector<std::string>, in_flight,
           std::vector<std::string>({"1", "8", "64"}),
@@ -246,10 +245,12 @@ int Run() {
     }
     server = std::move(started).value();
     address = server->grpc_address();
-  } else if (secret.empty()) {
-    secret = common::kDevJwtSecret;
   }
   std::string token = absl::GetFlag(FLAGS_token);
+  if (secret.empty() && token.empty()) {
+    std::cerr << "--jwt_secret (the server's secret) or --token is required\n";
+    return 2;
+  }
   if (token.empty()) {
     token = common::MakeUserToken(secret, absl::GetFlag(FLAGS_user),
                                   /*admin=*/false, absl::Hours(1), absl::Now());

@@ -360,7 +360,7 @@ int main(int argc, char** argv) {
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.shutdown_grace = absl::Seconds(5);
   crm::common::ServerRunner runner(options, metrics);
-  runner.AddService(&sink);
+  runner.AddService(&sink, v1::DealEventSink::service_full_name());
   if (absl::Status started = runner.Start(); !started.ok()) {
     return crm::common::FailStartup(started, "cannot start server");
   }

@@ -531,10 +531,14 @@ grpc::Status EventSinkImpl::DeliverEvents(
   });
 }
 
-grpc::Status EventSinkImpl::Ping(grpc::ServerContext*,
+grpc::Status EventSinkImpl::Ping(grpc::ServerContext* context,
                                  const google::protobuf::Empty*,
                                  google::protobuf::Empty*) {
-  return grpc::Status::OK;
+  // Like every method but health and reflection: a valid token (any
+  // identity; only DeliverEvents is limited to deals).
+  return Answer([&]() -> absl::Status {
+    return authenticator_.Authenticate(*context).status();
+  });
 }
 
 // ---------------------------------------------------------------- HTTP

@@ -72,8 +72,10 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     common::ServerOptions options;
     options.service_name = "automation";
     runner_ = std::make_unique<common::ServerRunner>(options, metrics_);
-    runner_->AddService(service_.get());
-    runner_->AddService(sink_.get());
+    runner_->AddService(service_.get(),
+                        v1::AutomationService::service_full_name());
+    runner_->AddService(sink_.get(),
+                        crm::deals::v1::DealEventSink::service_full_name());
     RegisterHttpHandlers(runner_->http(), *engine_, clock_);
     ASSERT_OK(runner_->Start());
     auto channel =

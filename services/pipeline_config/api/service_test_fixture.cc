@@ -99,9 +99,12 @@ void PipelineConfigServiceTest::StartService() {
   options.http_port = -1;
   options.shutdown_grace = absl::Seconds(2);
   runner_ = std::make_unique<common::ServerRunner>(options, metrics_);
-  runner_->AddService(pipelines_service_.get());
-  runner_->AddService(fields_service_.get());
-  runner_->AddService(access_service_.get());
+  runner_->AddService(pipelines_service_.get(),
+                      v1::PipelinesService::service_full_name());
+  runner_->AddService(fields_service_.get(),
+                      v1::DealFieldsService::service_full_name());
+  runner_->AddService(access_service_.get(),
+                      v1::AccessService::service_full_name());
   const absl::Status started = runner_->Start();
   ASSERT_TRUE(started.ok()) << started;
 

@@ -37,9 +37,12 @@ absl::Status InProcessPipelineConfig::Start(int port) {
   options.http_port = -1;
   options.shutdown_grace = absl::Seconds(2);
   runner_ = std::make_unique<common::ServerRunner>(options, metrics_);
-  runner_->AddService(pipelines_.get());
-  runner_->AddService(fields_.get());
-  runner_->AddService(access_.get());
+  runner_->AddService(pipelines_.get(),
+                      v1::PipelinesService::service_full_name());
+  runner_->AddService(fields_.get(),
+                      v1::DealFieldsService::service_full_name());
+  runner_->AddService(access_.get(),
+                      v1::AccessService::service_full_name());
   return runner_->Start();
 }
 
