@@ -17,6 +17,7 @@
 #include "common/auth/auth.h"
 #include "common/config/env.h"
 #include "common/config/service_flags.h"
+#include "common/grpc/message_limits.h"
 #include "common/grpc/server_runner.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -108,6 +109,7 @@ std::shared_ptr<grpc::Channel> DealsChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetMaxReceiveMessageSize(crm::common::kMaxMessageBytes);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
                                    args);
 }

@@ -1,6 +1,9 @@
 #include "services/deals/api/deal_lister.h"
 
+#include <limits>
+
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <queue>
 #include <set>
@@ -9,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
+#include "common/grpc/message_limits.h"
 #include "common/money/currency.h"
 #include "common/money/decimal.h"
 #include "common/money/decimal_sum.h"
@@ -178,14 +182,19 @@ absl::StatusOr<v1::ListDealsResponse> DealLister::List(
   std::unique_ptr<IdStream> stream =
       Candidates(ctx, filter, ordering.by_id() ? after_id : 0, &ordered);
 
+  // A page also ends when the reply reaches the byte budget (large deals:
+  // long comments, many custom fields), with a token for the rest.
+  common::ReplyBudget budget;
   if (ordering.by_id() && ordered) {
     // Ids come in order: stop after one more than a page.
     CRM_RETURN_IF_ERROR(Walk(ctx, filter, *stream, [&](v1::Deal& deal) {
-      if (response.deals_size() == page_size) {
+      if (response.deals_size() == page_size || budget.spent()) {
         response.set_next_page_token(page_tokens_.Encode(
-            query, common::EncodeInt64(response.deals(page_size - 1).id())));
+            query, common::EncodeInt64(
+                       response.deals(response.deals_size() - 1).id())));
         return false;
       }
+      budget.Spend(deal.ByteSizeLong());
       *response.add_deals() = std::move(deal);
       return true;
     }));
@@ -211,9 +220,17 @@ absl::StatusOr<v1::ListDealsResponse> DealLister::List(
       best.pop();
     }
     std::reverse(page.begin(), page.end());
-    const bool more = page.size() == keep;
+    bool more = page.size() == keep;
     if (more) page.pop_back();
-    for (Entry& entry : page) *response.add_deals() = std::move(entry.second);
+    for (size_t i = 0; i < page.size(); ++i) {
+      const bool full = budget.Spend(page[i].second.ByteSizeLong());
+      *response.add_deals() = std::move(page[i].second);
+      if (full && i + 1 < page.size()) {
+        page.resize(i + 1);
+        more = true;
+        break;
+      }
+    }
     if (more) {
       response.set_next_page_token(
           page_tokens_.Encode(query, page.back().first));
@@ -348,6 +365,10 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
 
   v1::KanbanBoard board;
   board.set_pipeline_id(pipeline->id);
+  // One budget for the whole board: once it is spent, the remaining columns
+  // carry their counts and sums but no more cards, and a token to fetch
+  // them with ListKanbanColumn.
+  common::ReplyBudget budget;
   for (const StageView& stage : pipeline->stages) {
     v1::KanbanColumn* column = board.add_columns();
     column->set_stage_id(stage.stage_id);
@@ -370,11 +391,12 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
       }
       auto stream = ColumnStream(store_, ctx, pipeline->id, stage.stage_id, 0);
       CRM_RETURN_IF_ERROR(Walk(ctx, filter, *stream, [&](v1::Deal& deal) {
-        if (column->cards_size() == cards) {
+        if (column->cards_size() == cards || budget.spent()) {
           more = true;
           return false;
         }
         last_card = deal.id();
+        budget.Spend(deal.ByteSizeLong());
         *column->add_cards() = std::move(deal);
         return true;
       }));
@@ -387,8 +409,9 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
           auto amount = common::Decimal::Parse(deal.amount(), "amount");
           if (amount.ok()) sums[deal.currency()].Add(*amount);
         }
-        if (column->cards_size() < cards) {
+        if (column->cards_size() < cards && !budget.spent()) {
           last_card = deal.id();
+          budget.Spend(deal.ByteSizeLong());
           *column->add_cards() = std::move(deal);
         } else {
           more = true;
@@ -406,9 +429,12 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
       }
     }
     if (more) {
-      column->set_next_page_token(
-          page_tokens_.Encode(ColumnQuery(pipeline->id, stage.stage_id, filter),
-                              common::EncodeInt64(last_card)));
+      // No card yet (the budget ran out before this column): from the top.
+      column->set_next_page_token(page_tokens_.Encode(
+          ColumnQuery(pipeline->id, stage.stage_id, filter),
+          common::EncodeInt64(last_card != 0
+                                  ? last_card
+                                  : std::numeric_limits<int64_t>::max())));
     }
   }
   return board;
@@ -444,12 +470,15 @@ absl::StatusOr<v1::KanbanColumnPage> DealLister::Column(
   v1::KanbanColumnPage page;
   auto stream =
       ColumnStream(store_, ctx, pipeline->id, request.stage_id(), before_id);
+  common::ReplyBudget budget;
   CRM_RETURN_IF_ERROR(Walk(ctx, filter, *stream, [&](v1::Deal& deal) {
-    if (page.cards_size() == page_size) {
+    if (page.cards_size() == page_size || budget.spent()) {
       page.set_next_page_token(page_tokens_.Encode(
-          query, common::EncodeInt64(page.cards(page_size - 1).id())));
+          query,
+          common::EncodeInt64(page.cards(page.cards_size() - 1).id())));
       return false;
     }
+    budget.Spend(deal.ByteSizeLong());
     *page.add_cards() = std::move(deal);
     return true;
   }));

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "common/grpc/message_limits.h"
 #include "common/grpc/raw_messages.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
@@ -457,10 +458,18 @@ grpc::ServerUnaryReactor* DealsServiceImpl::ListStageHistory(
         CRM_ASSIGN_OR_RETURN(
             auto entries,
             operations_.History(ctx, request->deal_id(), after, page_size + 1));
-        const bool more = static_cast<int>(entries.size()) > page_size;
+        bool more = static_cast<int>(entries.size()) > page_size;
         if (more) entries.resize(page_size);
-        for (auto& [seq, entry] : entries)
-          *response->add_entries() = std::move(entry);
+        common::ReplyBudget budget;
+        for (size_t i = 0; i < entries.size(); ++i) {
+          *response->add_entries() = std::move(entries[i].second);
+          if (budget.Spend(response->entries(i).ByteSizeLong()) &&
+              i + 1 < entries.size()) {
+            entries.resize(i + 1);
+            more = true;
+            break;
+          }
+        }
         if (more) {
           response->set_next_page_token(deps_.page_tokens.Encode(
               query, common::EncodeUint64(entries.back().first)));

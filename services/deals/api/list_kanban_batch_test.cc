@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+#include "common/grpc/message_limits.h"
 #include "common/status/status_matchers.h"
 #include "services/deals/api/deals_service_test_fixture.h"
 #include "services/deals/query/filter_builders.h"
@@ -1186,6 +1187,102 @@ TEST_F(DealsBatchTest, RefusesBadRequestsBeforeAnyItem) {
   EXPECT_EQ(response.failed(), 5000);
   EXPECT_EQ(response.results(4999).code(),
             static_cast<int>(absl::StatusCode::kNotFound));
+}
+
+// --- replies bounded by bytes --------------------------------------------------
+
+// 80 deals of ~60 KB each (20,000 three-byte characters in the comments):
+// one page of them would be 4.8 MB, past gRPC's default 4 MB a client
+// accepts. Pages stop at the reply budget and hand out a token instead.
+class DealsReplyBudgetTest : public DealsListTest {
+ protected:
+  std::vector<int64_t> CreateLarge(int count) {
+    std::string comments;
+    for (int i = 0; i < 20000; ++i) comments += "\u20ac";
+    std::vector<int64_t> ids;
+    for (int i = 0; i < count; ++i) {
+      v1::Deal deal = MakeDeal(absl::StrCat("large ", Pad3(i)));
+      deal.set_comments(comments);
+      absl::StatusOr<v1::Deal> created = CreateDeal(deal);
+      EXPECT_TRUE(created.ok()) << created.status();
+      if (created.ok()) ids.push_back(created->id());
+    }
+    return ids;
+  }
+};
+
+TEST_F(DealsReplyBudgetTest, ListPagesStopAtTheBudgetAndLoseNothing) {
+  const std::vector<int64_t> ids = CreateLarge(80);
+  ASSERT_EQ(ids.size(), 80u);
+  for (const bool by_title : {false, true}) {
+    SCOPED_TRACE(by_title ? "by title, descending" : "by id");
+    v1::ListDealsRequest request;
+    request.set_page_size(500);
+    if (by_title) {
+      v1::OrderBy* order = request.add_order_by();
+      order->set_field("title");
+      order->set_descending(true);
+    }
+    ASSERT_OK_AND_ASSIGN(v1::ListDealsResponse first,
+                         Call(&DealsStub::ListDeals, request));
+    EXPECT_GT(first.deals_size(), 0);
+    EXPECT_LT(first.deals_size(), 80);
+    EXPECT_LE(first.ByteSizeLong(),
+              common::kReplyBudgetBytes + common::kMaxDealBytes);
+    EXPECT_FALSE(first.next_page_token().empty());
+    int pages = 0;
+    ASSERT_OK_AND_ASSIGN(std::vector<v1::Deal> all, ListAll(request, &pages));
+    EXPECT_GE(pages, 3);
+    std::vector<int64_t> seen = Ids(all);
+    if (!by_title) {
+      EXPECT_EQ(seen, ids);
+    } else {
+      EXPECT_EQ(seen, std::vector<int64_t>(ids.rbegin(), ids.rend()));
+    }
+  }
+}
+
+TEST_F(DealsReplyBudgetTest, BoardsAndColumnsStopAtTheBudget) {
+  const std::vector<int64_t> ids = CreateLarge(80);
+  ASSERT_EQ(ids.size(), 80u);
+  // Half of them one stage on, so two columns compete for the budget.
+  for (size_t i = 0; i < ids.size(); i += 2) {
+    v1::MoveDealStageRequest move;
+    move.set_deal_id(ids[i]);
+    move.set_stage_id("PREPARATION");
+    ASSERT_OK(Call(&DealsStub::MoveDealStage, move).status());
+  }
+  ASSERT_OK_AND_ASSIGN(v1::KanbanBoard board, Board(0, 100));
+  EXPECT_LE(board.ByteSizeLong(),
+            common::kReplyBudgetBytes + common::kMaxDealBytes);
+  std::set<int64_t> seen;
+  for (const char* stage : {"NEW", "PREPARATION"}) {
+    SCOPED_TRACE(stage);
+    const v1::KanbanColumn* column = FindColumn(board, stage);
+    ASSERT_NE(column, nullptr);
+    EXPECT_EQ(column->count(), 40);
+    EXPECT_LT(column->cards_size(), 40);
+    ASSERT_FALSE(column->next_page_token().empty());
+    for (const v1::Deal& card : column->cards()) seen.insert(card.id());
+    v1::ListKanbanColumnRequest request;
+    request.set_pipeline_id(0);
+    request.set_stage_id(stage);
+    request.set_page_size(100);
+    request.set_page_token(column->next_page_token());
+    for (int page = 0; page < 20 && !request.page_token().empty(); ++page) {
+      ASSERT_OK_AND_ASSIGN(v1::KanbanColumnPage next,
+                           Call(&DealsStub::ListKanbanColumn, request));
+      EXPECT_GT(next.cards_size(), 0);
+      EXPECT_LE(next.ByteSizeLong(),
+                common::kReplyBudgetBytes + common::kMaxDealBytes);
+      for (const v1::Deal& card : next.cards()) {
+        EXPECT_TRUE(seen.insert(card.id()).second) << card.id();
+      }
+      request.set_page_token(next.next_page_token());
+    }
+    EXPECT_TRUE(request.page_token().empty());
+  }
+  EXPECT_EQ(seen, std::set<int64_t>(ids.begin(), ids.end()));
 }
 
 }  // namespace

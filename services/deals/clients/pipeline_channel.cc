@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc/message_limits.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
@@ -52,6 +53,7 @@ grpc::ChannelArguments PipelineConfigChannelArguments(
                   absl::ToInt64Milliseconds(options.max_reconnect_backoff)));
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, options.max_attempts >= 2 ? 1 : 0);
   args.SetServiceConfigJSON(ServiceConfigJson(options.max_attempts));
+  args.SetMaxReceiveMessageSize(common::kMaxMessageBytes);
   return args;
 }
 

@@ -8,6 +8,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "rocksdb/write_batch.h"
 
+#include "common/grpc/message_limits.h"
 #include "common/money/decimal.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/status_macros.h"
@@ -218,6 +219,20 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
   if (write.after.has_value()) {
     CRM_ASSIGN_OR_RETURN(int64_t micros, AmountMicros(*write.after));
     after_amount = common::Decimal::FromUnits(micros);
+  }
+  // Every deal fits one message with room to spare (an event carries it, a
+  // page holds at least one). A deal stored larger by an older version may
+  // still be written as long as the write does not grow it.
+  if (write.after.has_value()) {
+    const size_t bytes = write.after->ByteSizeLong();
+    if (bytes > common::kMaxDealBytes &&
+        (!write.before.has_value() ||
+         bytes > write.before->deal().ByteSizeLong())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "deal: ", bytes, " bytes serialized, at most ",
+          common::kMaxDealBytes,
+          " (title, comments, custom fields and product rows together)"));
+    }
   }
   CommitResult result;
   PreparedWrite prepared;

@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc/message_limits.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/status_matchers.h"
 #include "common/testing/temp_dir.h"
@@ -141,6 +142,32 @@ TEST_F(DealStoreTest, MoveUpdatesIndexesAndCountersOfBothColumns) {
   EXPECT_EQ(totals["NEW"].sums.at("USD").ToString(2), "5.00");
   EXPECT_EQ(totals["WON"].count, 1);
   EXPECT_EQ(totals["WON"].sums.at("USD").ToString(2), "10.00");
+}
+
+TEST_F(DealStoreTest, ADealLargerThanTheLimitIsRefusedUnlessItShrinks) {
+  v1::Deal large = NewDeal("NEW", "10");
+  large.set_comments(std::string(common::kMaxDealBytes, 'x'));
+  DealWrite create;
+  create.after = large;
+  create.event = Event(v1::DEAL_EVENT_TYPE_CREATED);
+  EXPECT_THAT(store_->Commit(std::move(create)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("deal: ")));
+  ASSERT_OK_AND_ASSIGN(auto events, store_->ReadOutbox(1, 10));
+  EXPECT_THAT(events, IsEmpty());
+
+  // Growing a stored deal past the limit is refused, nothing written...
+  const v1::Deal deal = NewDeal("NEW", "10");
+  Create(deal);
+  const storage::DealRecord stored = Stored(deal.id());
+  DealWrite grow;
+  grow.before = stored;
+  grow.after = stored.deal();
+  grow.after->set_comments(std::string(common::kMaxDealBytes, 'y'));
+  grow.event = Event(v1::DEAL_EVENT_TYPE_UPDATED);
+  EXPECT_THAT(store_->Commit(std::move(grow)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(Stored(deal.id()).revision(), stored.revision());
 }
 
 TEST_F(DealStoreTest, StaleBeforeIsAbortedAndWritesNothing) {

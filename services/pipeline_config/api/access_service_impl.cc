@@ -25,7 +25,11 @@ absl::Status PageById(
   }
   return Paginate(
       keys, page_size, page_token, query, codec,
-      [&](size_t i) { emit(*values[i]); }, next);
+      [&](size_t i) {
+        emit(*values[i]);
+        return values[i]->ByteSizeLong();
+      },
+      next);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "services/pipeline_config/api/call_context.h"
 
+#include "common/grpc/message_limits.h"
 #include "common/status/status_macros.h"
 #include "services/pipeline_config/domain/permissions.h"
 
@@ -27,7 +28,7 @@ absl::Status RequireConfig(const Caller& caller, const ConfigData& data) {
 absl::Status Paginate(const std::vector<std::string>& keys, int32_t page_size,
                       const std::string& page_token, const std::string& query,
                       const common::PageTokenCodec& codec,
-                      const std::function<void(size_t index)>& emit,
+                      const std::function<size_t(size_t index)>& emit,
                       std::string* next_page_token) {
   CRM_ASSIGN_OR_RETURN(int size, common::ResolvePageSize(page_size));
   size_t start = 0;
@@ -36,8 +37,11 @@ absl::Status Paginate(const std::vector<std::string>& keys, int32_t page_size,
     start = static_cast<size_t>(
         std::upper_bound(keys.begin(), keys.end(), cursor) - keys.begin());
   }
-  const size_t end = std::min(keys.size(), start + static_cast<size_t>(size));
-  for (size_t i = start; i < end; ++i) emit(i);
+  size_t end = std::min(keys.size(), start + static_cast<size_t>(size));
+  common::ReplyBudget budget;
+  for (size_t i = start; i < end; ++i) {
+    if (budget.Spend(emit(i))) end = i + 1;  // the reply is big enough
+  }
   next_page_token->clear();
   if (end < keys.size() && end > start)
     *next_page_token = codec.Encode(query, keys[end - 1]);

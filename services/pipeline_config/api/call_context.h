@@ -58,13 +58,15 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
 
 // Emits up to one page of `keys` (sorted ascending, unique) that come after
 // the cursor in `page_token`, and sets `next_page_token` when more remain.
+// `emit` returns the serialized size of what it added; the page also ends
+// once the reply reaches common::kReplyBudgetBytes.
 // `query` binds the token to the request's filters. INVALID_ARGUMENT for a bad
 // page_size or page token.
 [[nodiscard]] absl::Status Paginate(
     const std::vector<std::string>& keys, int32_t page_size,
     const std::string& page_token, const std::string& query,
     const common::PageTokenCodec& codec,
-    const std::function<void(size_t index)>& emit,
+    const std::function<size_t(size_t index)>& emit,
     std::string* next_page_token);
 
 }  // namespace crm::pipeline_config

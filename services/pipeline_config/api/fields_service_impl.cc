@@ -57,7 +57,10 @@ grpc::ServerUnaryReactor* FieldsServiceImpl::ListFields(
     return Paginate(
         keys, request->page_size(), request->page_token(), "fields",
         deps_.page_tokens,
-        [&](size_t i) { *response->add_fields() = *ordered[i].second; },
+        [&](size_t i) {
+          *response->add_fields() = *ordered[i].second;
+          return ordered[i].second->ByteSizeLong();
+        },
         response->mutable_next_page_token());
   });
 }

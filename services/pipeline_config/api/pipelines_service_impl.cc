@@ -182,8 +182,9 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::ListPipelines(
         keys, request->page_size(), request->page_token(), "pipelines",
         deps_.page_tokens,
         [&](size_t i) {
-          *response->add_pipelines() =
-              Compose(*ordered[i].second, request->include_stages());
+          v1::Pipeline* added = response->add_pipelines();
+          *added = Compose(*ordered[i].second, request->include_stages());
+          return added->ByteSizeLong();
         },
         response->mutable_next_page_token());
   });
