@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
+#include "common/grpc/message_limits.h"
 #include "common/log/log.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
@@ -143,8 +144,12 @@ absl::Status PageList(const std::vector<T>& items, int32_t page_size,
       return absl::InvalidArgumentError("page_token: not a token of this list");
     }
   }
-  const size_t end = std::min(items.size(), start + static_cast<size_t>(size));
-  for (size_t i = start; i < end; ++i) add(items[i]);
+  size_t end = std::min(items.size(), start + static_cast<size_t>(size));
+  common::ReplyBudget budget;  // a page also ends at the reply budget
+  for (size_t i = start; i < end; ++i) {
+    add(items[i]);
+    if (budget.Spend(items[i].ByteSizeLong())) end = i + 1;
+  }
   if (end < items.size()) *next = codec.Encode(query, absl::StrCat(end));
   return absl::OkStatus();
 }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "crm/automation/v1/automation_service.grpc.pb.h"
 #include "crm/deals/v1/deal_events.grpc.pb.h"
 
+#include "common/grpc/message_limits.h"
 #include "common/http/http_server.h"
 #include "common/status/status_matchers.h"
 #include "services/automation/api/automation_service_impl.h"
@@ -1010,6 +1012,60 @@ TEST_F(AutomationServiceTest, EveryRpcRefusesBadTokens) {
        }},
   };
   ExpectBadTokensRefused(rpcs);
+}
+
+// Lists stop at the reply budget (2 MiB) with a token, whatever the page
+// size: 120 rules and tasks of 20 KB each (the longest template).
+TEST_F(AutomationServiceTest, ListsStopAtTheReplyBudget) {
+  const std::string text(20000, 'x');
+  for (int i = 0; i < 120; ++i) {
+    // At most 100 rules per stage: two stages.
+    v1::Rule rule = TaskRule(i % 2 == 0 ? "PREPARATION" : "EXECUTING",
+                             absl::StrCat("Large ", i), i);
+    rule.mutable_action()->mutable_create_task()->set_description(text);
+    ASSERT_OK(AddRule(rule).status());
+  }
+  v1::ListRulesRequest rules;
+  rules.set_pipeline_id(0);
+  rules.set_page_size(500);
+  std::set<int64_t> seen_rules;
+  int rule_pages = 0;
+  for (; rule_pages < 20; ++rule_pages) {
+    ASSERT_OK_AND_ASSIGN(v1::ListRulesResponse page,
+                         Auto(&AutomationStub::ListRules, rules));
+    EXPECT_GT(page.rules_size(), 0);
+    EXPECT_LE(page.ByteSizeLong(), common::kReplyBudgetBytes + (1 << 20));
+    for (const v1::Rule& rule : page.rules()) {
+      EXPECT_TRUE(seen_rules.insert(rule.id()).second);
+    }
+    if (page.next_page_token().empty()) break;
+    rules.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(seen_rules.size(), 120u);
+  EXPECT_GE(rule_pages, 1);  // more than one page
+
+  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Large", 4)));
+  ASSERT_OK(MoveStage(deal.id(), "PREPARATION").status());
+  Pump();
+  ASSERT_OK(MoveStage(deal.id(), "EXECUTING").status());
+  Pump();
+  v1::ListTasksRequest tasks;
+  tasks.set_responsible_id(4);
+  tasks.set_page_size(500);
+  std::set<int64_t> seen_tasks;
+  int task_pages = 0;
+  for (; task_pages < 20; ++task_pages) {
+    ASSERT_OK_AND_ASSIGN(v1::ListTasksResponse page,
+                         Auto(&AutomationStub::ListTasks, tasks));
+    EXPECT_LE(page.ByteSizeLong(), common::kReplyBudgetBytes + (1 << 20));
+    for (const v1::Task& task : page.tasks()) {
+      EXPECT_TRUE(seen_tasks.insert(task.id()).second);
+    }
+    if (page.next_page_token().empty()) break;
+    tasks.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(seen_tasks.size(), 120u);
+  EXPECT_GE(task_pages, 1);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "grpcpp/client_context.h"
 #include "nlohmann/json.hpp"
 
+#include "common/grpc/message_limits.h"
 #include "common/log/log.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
@@ -1661,6 +1662,7 @@ absl::StatusOr<Page<v1::Task>> AutomationEngine::ListTasks(
   std::string prefix;
   common::AppendInt64(&prefix, by_deal ? query.deal_id : query.responsible_id);
   Page<v1::Task> page;
+  common::ReplyBudget budget;  // a page also ends at the reply budget
   auto it = store_.db().NewIterator(
       store_.cf(by_deal ? kTasksByDealCf : kTasksByUserCf));
   if (after_key.empty()) {
@@ -1685,10 +1687,11 @@ absl::StatusOr<Page<v1::Task>> AutomationEngine::ListTasks(
     if (query.status != v1::Task::STATUS_UNSPECIFIED &&
         task.status() != query.status)
       continue;
-    if (static_cast<int>(page.items.size()) >= limit) {
+    if (static_cast<int>(page.items.size()) >= limit || budget.spent()) {
       page.more = true;
       break;
     }
+    budget.Spend(task.ByteSizeLong());
     page.items.push_back(std::move(task));
     page.last_key = it->key().ToString();
   }
@@ -1736,8 +1739,9 @@ absl::Status ReversePage(const AutomationStore& store, std::string_view cf,
     if (it->Valid() && it->key().ToString() == after_key) it->Prev();
   }
   int count = 0;
+  common::ReplyBudget budget;  // a page also ends at the reply budget
   for (; it->Valid() && it->key().starts_with(prefix); it->Prev()) {
-    if (count >= limit) {
+    if (count >= limit || budget.spent()) {
       *more = true;
       break;
     }
@@ -1747,6 +1751,7 @@ absl::Status ReversePage(const AutomationStore& store, std::string_view cf,
       return absl::DataLossError(
           absl::StrCat("unreadable ", std::string(cf), " record"));
     }
+    budget.Spend(it->value().size());
     emit(std::move(record));
     *last_key = it->key().ToString();
     ++count;
