@@ -1,4 +1,4 @@
-// Pure rules of the automation service (SPEC.md section 5): validation of
+// Pure rules of the automation service: validation of
 // rules against the pipeline-config snapshot, and when a rule run is due.
 // Errors are INVALID_ARGUMENT naming the field ("rule.timing.delay: ...").
 #pragma once

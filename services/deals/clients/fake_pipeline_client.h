@@ -26,7 +26,7 @@
 
 namespace crm::deals {
 
-// A pipeline with the default stage set of SPEC.md section 1 (NEW ..
+// A pipeline with the default stage set (NEW ..
 // APOLOGY, ids prefixed "C<id>:" outside pipeline 0), as pipeline-config
 // creates it.
 crm::pipelines::v1::Pipeline DefaultPipelineProto(

@@ -1,4 +1,4 @@
-// Enforcement of deal access permissions (SPEC.md section 4) for the deals
+// Enforcement of deal access permissions for the deals
 // service, as pure functions over (caller, effective permissions, deal).
 //
 // pipeline-config computes a user's EffectivePermissions (levels per pipeline

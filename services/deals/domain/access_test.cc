@@ -159,7 +159,7 @@ int64_t UserOf(Who who) {
   return 0;
 }
 
-// SPEC.md section 4, spelled out per level.
+// The permission levels, spelled out per level.
 bool Expected(pv1::AccessLevel level, Who who, std::optional<bool> opened) {
   const bool is_open = opened.value_or(true);  // Unset counts as true.
   switch (level) {

@@ -1,4 +1,4 @@
-// The field rules of a deal (SPEC.md section 2), as pure functions over the
+// The field rules of a deal, as pure functions over the
 // pipeline-config snapshot: defaults on create, validation of every field
 // the caller may set, custom field values checked against their
 // definitions, and what a stage change does to a deal. Errors are

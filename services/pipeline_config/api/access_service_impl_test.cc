@@ -1,5 +1,5 @@
 // In-process gRPC tests of crm.pipelines.v1.AccessService: departments, roles,
-// role assignments, effective permissions (SPEC.md section 4), authentication
+// role assignments, effective permissions, authentication
 // and the CONFIG permission.
 #include "services/pipeline_config/api/access_service_impl.h"
 

@@ -52,7 +52,7 @@ std::vector<std::string> Prefixed(const std::string& prefix,
   return result;
 }
 
-// Checks the default stage set (SPEC.md section 1) of `pipeline_id`.
+// Checks the default stage set of `pipeline_id`.
 template <typename Stages>
 void ExpectDefaultStages(const Stages& stages, int64_t pipeline_id) {
   const std::string prefix =

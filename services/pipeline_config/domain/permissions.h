@@ -1,4 +1,4 @@
-// Effective permissions (SPEC.md section 4): a user's roles come from direct
+// Effective permissions: a user's roles come from direct
 // assignments and from assignments to the departments the user belongs to
 // (or, with include_subdepartments, to any department above them); for every
 // action the highest level across roles wins.

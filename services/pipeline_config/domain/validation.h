@@ -1,4 +1,4 @@
-// Pure validation rules of pipeline-config (SPEC.md section 1). Every error
+// Pure validation rules of pipeline-config. Every error
 // names the field it is about.
 #pragma once
 
@@ -57,7 +57,7 @@ std::string StagePrefix(int64_t pipeline_id);
 // The default colour of a stage with these semantics.
 std::string DefaultStageColor(crm::pipelines::v1::StageSemantics semantics);
 
-// The default stage set of a new pipeline (SPEC.md section 1), ids prefixed.
+// The default stage set of a new pipeline, ids prefixed.
 std::vector<crm::pipelines::v1::Stage> DefaultStages(int64_t pipeline_id);
 
 // Sorts stages by (sort, stage_id).

@@ -140,7 +140,7 @@ TEST(ValidateNameTest, RejectsDelAndC1ControlCharacters) {
 }
 
 // A name made only of NO-BREAK SPACE (U+00A0) or IDEOGRAPHIC SPACE (U+3000)
-// shows as nothing: blank (SPEC section 1: "not blank").
+// shows as nothing: blank ("not blank").
 TEST(ValidateNameTest, RejectsUnicodeWhitespaceOnlyAsBlank) {
   EXPECT_THAT(ValidateName("pipeline.name", "\xc2\xa0\xc2\xa0"),
               StatusIs(kInvalid, HasSubstr("blank")));
