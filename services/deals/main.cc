@@ -70,6 +70,10 @@ ABSL_FLAG(int, event_retention_days,
           "(env CRM_DEALS_EVENT_RETENTION_DAYS)");
 ABSL_FLAG(int, workers, static_cast<int>(EnvInt("CRM_DEALS_WORKERS", 8)),
           "Worker threads for calls that may block (env CRM_DEALS_WORKERS)");
+ABSL_FLAG(int, durable_write_workers,
+          static_cast<int>(EnvInt("CRM_DEALS_DURABLE_WRITE_WORKERS", 128)),
+          "With --sync_writes: threads for writes waiting for their fsync; "
+          "concurrent ones share it (env CRM_DEALS_DURABLE_WRITE_WORKERS)");
 ABSL_FLAG(
     std::string, time_zone, EnvString("CRM_TIME_ZONE", "UTC"),
     "IANA zone of calendar days (begin, close dates) (env CRM_TIME_ZONE)");
@@ -191,14 +195,22 @@ int main(int argc, char** argv) {
   crm::common::WorkerPoolOptions pool_options;
   pool_options.threads = std::max(1, absl::GetFlag(FLAGS_workers));
   crm::common::WorkerPool workers(pool_options);
+  std::unique_ptr<crm::common::WorkerPool> durable_writers;
+  if (absl::GetFlag(FLAGS_sync_writes)) {
+    crm::common::WorkerPoolOptions durable_options;
+    durable_options.threads =
+        std::max(1, absl::GetFlag(FLAGS_durable_write_workers));
+    durable_writers =
+        std::make_unique<crm::common::WorkerPool>(durable_options);
+  }
   crm::deals::DealOperationsOptions operations;
   operations.zone = zone;
   operations.on_event = [&relays] {
     for (auto& relay : relays) relay->Notify();
   };
-  crm::deals::DealsServiceImpl deals_service(
-      crm::deals::DealsServiceDeps{**store, *pipelines, authenticator,
-                                   page_tokens, workers, *admins, operations});
+  crm::deals::DealsServiceImpl deals_service(crm::deals::DealsServiceDeps{
+      **store, *pipelines, authenticator, page_tokens, workers, *admins,
+      operations, durable_writers.get()});
 
   if (absl::GetFlag(FLAGS_seed_demo)) {
     auto seeded =
@@ -253,6 +265,7 @@ int main(int argc, char** argv) {
   stop_pruning.Notify();
   pruner.join();
   workers.Shutdown();
+  if (durable_writers != nullptr) durable_writers->Shutdown();
   for (auto& relay : relays) relay->Stop();
   pipelines->Stop();
   if (!started.ok())

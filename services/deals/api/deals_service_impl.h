@@ -41,6 +41,12 @@ struct DealsServiceDeps {
   // Users who pass every check besides those whose token says "admin".
   std::set<int64_t> admin_user_ids;
   DealOperationsOptions operations;
+  // When set, writes that wait for an fsync (--sync_writes) run here rather
+  // than on `workers`: they spend their time waiting for the disk, and
+  // group commit shares one fsync among as many commits as are waiting, so
+  // this pool is sized by the writes that should be in flight at once, not
+  // by the cores.
+  common::WorkerPool* durable_writers = nullptr;
 };
 
 // GetKanbanBoard is a raw method: boards are answered with bytes (often
