@@ -444,7 +444,9 @@ absl::StatusOr<v1::KanbanColumnPage> DealLister::Column(
     const OperationContext& ctx, const v1::ListKanbanColumnRequest& request) {
   CRM_ASSIGN_OR_RETURN(const PipelineView* pipeline,
                        FindPipeline(*ctx.config, request.pipeline_id()));
-  if (ctx.config->FindStage(pipeline->id, request.stage_id()) == nullptr) {
+  const StageView* stage =
+      ctx.config->ResolveStage(pipeline->id, request.stage_id());
+  if (stage == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("stage_id: \"", request.stage_id(),
                      "\" is not a stage of pipeline ", pipeline->id));
@@ -456,8 +458,7 @@ absl::StatusOr<v1::KanbanColumnPage> DealLister::Column(
     CRM_ASSIGN_OR_RETURN(
         filter, CompiledFilter::Compile(request.filter(), *ctx.config));
   }
-  const std::string query =
-      ColumnQuery(pipeline->id, request.stage_id(), filter);
+  const std::string query = ColumnQuery(pipeline->id, stage->stage_id, filter);
   int64_t before_id = 0;
   if (!request.page_token().empty()) {
     CRM_ASSIGN_OR_RETURN(std::string cursor,
@@ -469,7 +470,7 @@ absl::StatusOr<v1::KanbanColumnPage> DealLister::Column(
   }
   v1::KanbanColumnPage page;
   auto stream =
-      ColumnStream(store_, ctx, pipeline->id, request.stage_id(), before_id);
+      ColumnStream(store_, ctx, pipeline->id, stage->stage_id, before_id);
   common::ReplyBudget budget;
   CRM_RETURN_IF_ERROR(Walk(ctx, filter, *stream, [&](v1::Deal& deal) {
     if (page.cards_size() == page_size || budget.spent()) {

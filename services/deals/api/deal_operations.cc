@@ -1,5 +1,6 @@
 #include "services/deals/api/deal_operations.h"
 
+#include <algorithm>
 #include <map>
 #include <utility>
 
@@ -205,6 +206,41 @@ bool MaskNames(const google::protobuf::FieldMask& mask,
   return false;
 }
 
+// Checks the custom values the mask sets (after ApplyMask put them into
+// `after`), not the ones the deal kept: a definition changed or deleted
+// since a value was stored must not block an edit of something else. A
+// value of a field deals does not know is refused when the request sets it
+// (custom_fields.UF_CRM_X with a value, or a new value in a whole
+// custom_fields map); one a whole map only echoes back as stored is left to
+// Mutate, which drops it.
+absl::Status ValidateMaskedCustomFields(const v1::Deal& before,
+                                        const v1::Deal& after,
+                                        const google::protobuf::FieldMask& mask,
+                                        const ConfigView& config) {
+  for (const std::string& path : mask.paths()) {
+    if (path == "custom_fields") {
+      for (const auto& [code, values] : after.custom_fields()) {
+        if (config.FindField(code) == nullptr) {
+          auto stored = before.custom_fields().find(code);
+          if (stored != before.custom_fields().end() &&
+              google::protobuf::util::MessageDifferencer::Equals(stored->second,
+                                                                 values)) {
+            continue;
+          }
+        }
+        CRM_RETURN_IF_ERROR(ValidateCustomField(code, values, config));
+      }
+    } else if (absl::StartsWith(path, "custom_fields.")) {
+      const std::string code = path.substr(strlen("custom_fields."));
+      auto it = after.custom_fields().find(code);
+      if (it != after.custom_fields().end()) {
+        CRM_RETURN_IF_ERROR(ValidateCustomField(code, it->second, config));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 common::ProductRowInput::DiscountType ToDiscountType(
     v1::ProductRow::DiscountType type) {
   switch (type) {
@@ -328,22 +364,43 @@ static std::string RequestKey(const OperationContext& ctx) {
              : absl::StrCat("s:", ctx.actor_service, "|", ctx.request_id);
 }
 
-std::string CreateFingerprint(const OperationContext& ctx,
-                              const v1::Deal& input) {
-  std::string payload;
+namespace {
+
+// SHA-256 of who asks, how, and the payload. `method` is empty for creates:
+// their fingerprints were stored in that form before other calls had any.
+std::string Fingerprint(const OperationContext& ctx, const std::string& method,
+                        const google::protobuf::Message& payload) {
+  std::string bytes;
   {
-    google::protobuf::io::StringOutputStream stream(&payload);
+    google::protobuf::io::StringOutputStream stream(&bytes);
     google::protobuf::io::CodedOutputStream coded(&stream);
     coded.SetSerializationDeterministic(true);
-    input.SerializeToCodedStream(&coded);
+    payload.SerializeToCodedStream(&coded);
   }
-  const std::string data =
-      absl::StrCat(ctx.actor_id, "|", ctx.actor_service, "|",
-                   static_cast<int>(ctx.channel), "|", payload);
+  const std::string data = absl::StrCat(
+      ctx.actor_id, "|", ctx.actor_service, "|", static_cast<int>(ctx.channel),
+      "|", method.empty() ? "" : absl::StrCat(method, "|"), bytes);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
   return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+}  // namespace
+
+std::string RequestFingerprint(const OperationContext& ctx,
+                               const google::protobuf::Message& request) {
+  return Fingerprint(ctx, request.GetDescriptor()->full_name(), request);
+}
+
+std::string CreateFingerprint(const OperationContext& ctx,
+                              const v1::Deal& input) {
+  return Fingerprint(ctx, "", input);
+}
+
+absl::Status RequestIdReused() {
+  return absl::AlreadyExistsError(
+      "request_id: used already for a different request");
 }
 
 DealOperations::DealOperations(DealStore& store, DealOperationsOptions options)
@@ -437,27 +494,35 @@ void DealOperations::Stamp(const OperationContext& ctx, v1::Deal* deal,
 
 absl::StatusOr<CommitResult> DealOperations::Mutate(
     const OperationContext& ctx, int64_t deal_id, const std::string& etag,
+    const std::string& fingerprint, bool deletes,
     const std::function<absl::StatusOr<std::optional<DealWrite>>(
         const storage::DealRecord&)>& change) {
   CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
-  // A request id names one change of one deal: a retry after a commit (a
-  // lost answer, a redelivered automation run) answers with the deal as it
-  // is now instead of applying the change a second time.
-  const std::string fingerprint =
-      ctx.request_id.empty() ? "" : absl::StrCat("change:", deal_id);
+  // A request id names one request: a retry after a commit (a lost answer,
+  // a redelivered automation run) answers with the deal as it is now
+  // instead of applying the change a second time; the id used for another
+  // payload is refused as CreateDeal refuses it.
   const std::string request_key = RequestKey(ctx);
+  // What changes recorded before their payload was fingerprinted hold.
+  const std::string legacy_fingerprint = absl::StrCat("change:", deal_id);
+  bool rechecked = false;
   for (int attempt = 0;; ++attempt) {
     if (!request_key.empty()) {
       CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> earlier,
                            store_.FindRequest(request_key));
       if (earlier.has_value()) {
-        if (earlier->fingerprint() != fingerprint) {
-          return absl::AlreadyExistsError(
-              "request_id: used already for a different request");
+        if (earlier->fingerprint() != fingerprint &&
+            earlier->fingerprint() != legacy_fingerprint) {
+          return RequestIdReused();
+        }
+        CommitResult replayed;
+        if (deletes) {
+          CRM_ASSIGN_OR_RETURN(std::optional<storage::DealRecord> current,
+                               store_.Get(deal_id));
+          if (!current.has_value()) return replayed;  // deleted, as asked
         }
         CRM_ASSIGN_OR_RETURN(storage::DealRecord current,
                              LoadReadable(ctx, deal_id));
-        CommitResult replayed;
         replayed.revision = current.revision();
         replayed.deal = std::move(*current.mutable_deal());
         return replayed;
@@ -468,12 +533,41 @@ absl::StatusOr<CommitResult> DealOperations::Mutate(
     CRM_RETURN_IF_ERROR(CheckEtag(record.deal(), etag));
     CRM_ASSIGN_OR_RETURN(std::optional<DealWrite> write, change(record));
     if (!write.has_value()) {
+      if (!request_key.empty()) {
+        // Remembered even though nothing changed: a retry after the deal
+        // changed must not apply the request then.
+        storage::RequestRecord used;
+        used.set_fingerprint(fingerprint);
+        used.set_deal_id(deal_id);
+        absl::Status remembered = store_.RememberRequest(request_key, used);
+        if (absl::IsAlreadyExists(remembered) && !rechecked) {
+          rechecked = true;  // a concurrent retry was first: answer as it
+          continue;
+        }
+        CRM_RETURN_IF_ERROR(remembered);
+      }
       CommitResult unchanged;
       unchanged.revision = record.revision();
       unchanged.deal = record.deal();
       return unchanged;
     }
+    // Values of custom fields deleted since they were stored go with the
+    // first write that keeps the deal: they are never validated, and must
+    // not come back should a field of that code be created again. Not when
+    // this call's configuration is older than one the deal was written
+    // with, which may define fields this one does not know yet.
+    if (write->after.has_value() &&
+        ctx.config->version() >= record.config_version() &&
+        DropDeletedCustomFields(&*write->after, *ctx.config) &&
+        write->event.has_value()) {
+      const auto& changed = write->event->changed_fields();
+      if (std::find(changed.begin(), changed.end(), "custom_fields") ==
+          changed.end()) {
+        write->event->add_changed_fields("custom_fields");
+      }
+    }
     write->before = record;
+    write->config_version = ctx.config->version();
     if (write->event.has_value()) write->event->set_request_id(ctx.request_id);
     write->request_id = request_key;
     write->request_fingerprint = fingerprint;
@@ -483,7 +577,10 @@ absl::StatusOr<CommitResult> DealOperations::Mutate(
       return result;
     }
     // A concurrent retry with the same request id committed first.
-    if (absl::IsAlreadyExists(result.status()) && attempt == 0) continue;
+    if (absl::IsAlreadyExists(result.status()) && !rechecked) {
+      rechecked = true;
+      continue;
+    }
     // A concurrent write won. With an etag the caller wanted that exact
     // version; without one, redo the change on the fresh state.
     if (!absl::IsAborted(result.status()) || !etag.empty() ||
@@ -504,10 +601,7 @@ absl::StatusOr<v1::Deal> DealOperations::Create(const OperationContext& ctx,
       CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> earlier,
                            store_.FindRequest(request_key));
       if (earlier.has_value()) {
-        if (earlier->fingerprint() != fingerprint) {
-          return absl::AlreadyExistsError(
-              "request_id: used already for a different request");
-        }
+        if (earlier->fingerprint() != fingerprint) return RequestIdReused();
         CRM_ASSIGN_OR_RETURN(std::optional<storage::DealRecord> record,
                              store_.Get(earlier->deal_id()));
         if (!record.has_value()) {
@@ -540,6 +634,7 @@ absl::StatusOr<v1::Deal> DealOperations::Create(const OperationContext& ctx,
     write.after = std::move(deal);
     write.request_id = request_key;
     write.request_fingerprint = fingerprint;
+    write.config_version = ctx.config->version();
     absl::StatusOr<CommitResult> result = store_.Commit(std::move(write));
     if (result.ok()) {
       if (options_.on_event) options_.on_event();
@@ -562,9 +657,17 @@ absl::StatusOr<v1::Deal> DealOperations::Update(
     const OperationContext& ctx, const v1::Deal& input,
     const google::protobuf::FieldMask& mask, const std::string& etag) {
   CRM_RETURN_IF_ERROR(ValidateDealId(input.id(), "deal.id"));
+  std::string fingerprint;
+  if (!ctx.request_id.empty()) {
+    v1::UpdateDealRequest request;
+    *request.mutable_deal() = input;
+    *request.mutable_update_mask() = mask;
+    request.set_etag(etag);
+    fingerprint = RequestFingerprint(ctx, request);
+  }
   CRM_ASSIGN_OR_RETURN(
       CommitResult result,
-      Mutate(ctx, input.id(), etag,
+      Mutate(ctx, input.id(), etag, fingerprint, /*deletes=*/false,
              [&](const storage::DealRecord& record)
                  -> absl::StatusOr<std::optional<DealWrite>> {
                const v1::Deal& before = record.deal();
@@ -580,7 +683,9 @@ absl::StatusOr<v1::Deal> DealOperations::Update(
                      "deal.amount: follows the product rows unless "
                      "manual_amount is true");
                }
-               CRM_RETURN_IF_ERROR(ValidateDealFields(&after, *ctx.config));
+               CRM_RETURN_IF_ERROR(ValidateDealFields(&after));
+               CRM_RETURN_IF_ERROR(ValidateMaskedCustomFields(
+                   before, after, mask, *ctx.config));
                // Switching back to computed amounts, or changing the
                // currency, re-prices the rows.
                if (rows_price) CRM_RETURN_IF_ERROR(PriceRows(&after));
@@ -608,7 +713,14 @@ absl::StatusOr<v1::Deal> DealOperations::Update(
 
 absl::Status DealOperations::Delete(const OperationContext& ctx,
                                     int64_t deal_id, const std::string& etag) {
-  return Mutate(ctx, deal_id, etag,
+  std::string fingerprint;
+  if (!ctx.request_id.empty()) {
+    v1::DeleteDealRequest request;
+    request.set_deal_id(deal_id);
+    request.set_etag(etag);
+    fingerprint = RequestFingerprint(ctx, request);
+  }
+  return Mutate(ctx, deal_id, etag, fingerprint, /*deletes=*/true,
                 [&](const storage::DealRecord& record)
                     -> absl::StatusOr<std::optional<DealWrite>> {
                   CRM_RETURN_IF_ERROR(
@@ -627,19 +739,6 @@ absl::Status DealOperations::Delete(const OperationContext& ctx,
 
 namespace {
 
-// A stage of the pipeline by its full id, or by the bare id ("WON" for
-// "C3:WON") outside pipeline 0, as pipeline-config accepts both.
-const StageView* ResolveStage(const ConfigView& config, int64_t pipeline_id,
-                              const std::string& stage_id) {
-  const StageView* stage = config.FindStage(pipeline_id, stage_id);
-  if (stage == nullptr && pipeline_id != 0 &&
-      stage_id.find(':') == std::string::npos) {
-    stage = config.FindStage(pipeline_id,
-                             absl::StrCat("C", pipeline_id, ":", stage_id));
-  }
-  return stage;
-}
-
 v1::StageHistoryEntry::Kind MoveKind(const v1::Deal& before,
                                      const v1::Deal& after) {
   if (after.closed() && !before.closed())
@@ -657,17 +756,25 @@ absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
                                                    const std::string& etag,
                                                    bool exact_stage_id) {
   if (stage_id.empty()) return absl::InvalidArgumentError("stage_id: required");
+  std::string fingerprint;
+  if (!ctx.request_id.empty()) {
+    v1::MoveDealStageRequest request;
+    request.set_deal_id(deal_id);
+    request.set_stage_id(stage_id);
+    request.set_etag(etag);
+    fingerprint = RequestFingerprint(ctx, request);
+  }
   CRM_ASSIGN_OR_RETURN(
       CommitResult result,
-      Mutate(ctx, deal_id, etag,
+      Mutate(ctx, deal_id, etag, fingerprint, /*deletes=*/false,
              [&](const storage::DealRecord& record)
                  -> absl::StatusOr<std::optional<DealWrite>> {
                const v1::Deal& before = record.deal();
                const StageView* stage =
                    exact_stage_id
                        ? ctx.config->FindStage(before.pipeline_id(), stage_id)
-                       : ResolveStage(*ctx.config, before.pipeline_id(),
-                                      stage_id);
+                       : ctx.config->ResolveStage(before.pipeline_id(),
+                                                  stage_id);
                if (stage == nullptr) {
                  // Read access is established: naming the pipeline leaks
                  // nothing.
@@ -700,9 +807,18 @@ absl::StatusOr<v1::Deal> DealOperations::MoveToPipeline(
     return absl::InvalidArgumentError(
         absl::StrCat("pipeline_id: pipeline ", pipeline_id, " does not exist"));
   }
+  std::string fingerprint;
+  if (!ctx.request_id.empty()) {
+    v1::MoveDealToPipelineRequest request;
+    request.set_deal_id(deal_id);
+    request.set_pipeline_id(pipeline_id);
+    request.set_stage_id(stage_id);
+    request.set_etag(etag);
+    fingerprint = RequestFingerprint(ctx, request);
+  }
   CRM_ASSIGN_OR_RETURN(
       CommitResult result,
-      Mutate(ctx, deal_id, etag,
+      Mutate(ctx, deal_id, etag, fingerprint, /*deletes=*/false,
              [&](const storage::DealRecord& record)
                  -> absl::StatusOr<std::optional<DealWrite>> {
                const v1::Deal& before = record.deal();
@@ -710,7 +826,7 @@ absl::StatusOr<v1::Deal> DealOperations::MoveToPipeline(
                    CheckAction(ctx.caller, Action::kWrite, before));
                const StageView* stage = nullptr;
                if (!stage_id.empty()) {
-                 stage = ResolveStage(*ctx.config, pipeline_id, stage_id);
+                 stage = ctx.config->ResolveStage(pipeline_id, stage_id);
                  if (stage == nullptr) {
                    return absl::InvalidArgumentError(absl::StrCat(
                        "stage_id: \"", stage_id,
@@ -752,9 +868,17 @@ absl::StatusOr<v1::Deal> DealOperations::SetProductRows(
     const OperationContext& ctx, int64_t deal_id,
     const google::protobuf::RepeatedPtrField<v1::ProductRow>& rows,
     const std::string& etag) {
+  std::string fingerprint;
+  if (!ctx.request_id.empty()) {
+    v1::SetProductRowsRequest request;
+    request.set_deal_id(deal_id);
+    *request.mutable_rows() = rows;
+    request.set_etag(etag);
+    fingerprint = RequestFingerprint(ctx, request);
+  }
   CRM_ASSIGN_OR_RETURN(
       CommitResult result,
-      Mutate(ctx, deal_id, etag,
+      Mutate(ctx, deal_id, etag, fingerprint, /*deletes=*/false,
              [&](const storage::DealRecord& record)
                  -> absl::StatusOr<std::optional<DealWrite>> {
                const v1::Deal& before = record.deal();
@@ -773,7 +897,7 @@ absl::StatusOr<v1::Deal> DealOperations::SetProductRows(
                  // The rows are gone: the amount they made goes too.
                  after.set_amount("0");
                  after.clear_tax_amount();
-                 CRM_RETURN_IF_ERROR(ValidateDealFields(&after, *ctx.config));
+                 CRM_RETURN_IF_ERROR(ValidateDealFields(&after));
                }
                std::vector<std::string> changed = ChangedFields(before, after);
                if (changed.empty()) return std::optional<DealWrite>();
@@ -788,6 +912,37 @@ absl::StatusOr<v1::Deal> DealOperations::SetProductRows(
                return std::optional<DealWrite>(std::move(write));
              }));
   return *std::move(result.deal);
+}
+
+absl::StatusOr<std::vector<int64_t>> DealOperations::BatchTargets(
+    const OperationContext& ctx, const v1::BatchUpdateDealsRequest& request,
+    const std::function<absl::StatusOr<std::vector<int64_t>>()>& targets) {
+  CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
+  const std::string request_key = RequestKey(ctx);
+  if (request_key.empty()) return targets();
+  v1::BatchUpdateDealsRequest payload = request;
+  payload.clear_request_id();
+  const std::string fingerprint = RequestFingerprint(ctx, payload);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> earlier,
+                         store_.FindRequest(request_key));
+    if (earlier.has_value()) {
+      if (earlier->fingerprint() != fingerprint) return RequestIdReused();
+      return std::vector<int64_t>(earlier->batch_deal_ids().begin(),
+                                  earlier->batch_deal_ids().end());
+    }
+    CRM_ASSIGN_OR_RETURN(std::vector<int64_t> ids, targets());
+    storage::RequestRecord used;
+    used.set_fingerprint(fingerprint);
+    for (int64_t id : ids) used.add_batch_deal_ids(id);
+    absl::Status remembered = store_.RememberRequest(request_key, used);
+    // A concurrent call with the same id was first: follow what it took.
+    if (absl::IsAlreadyExists(remembered)) continue;
+    CRM_RETURN_IF_ERROR(remembered);
+    return ids;
+  }
+  return absl::AbortedError(
+      "request_id: a concurrent batch with this id is still starting; retry");
 }
 
 absl::StatusOr<std::vector<std::pair<uint64_t, v1::StageHistoryEntry>>>

@@ -40,7 +40,8 @@ struct OperationContext {
   int64_t actor_id = 0;
   std::string actor_service;
   v1::Channel channel = v1::CHANNEL_API;
-  // Remembered by CreateDeal (idempotency) and copied into events.
+  // Binds the call to its payload (idempotency, see RequestFingerprint)
+  // and is copied into events.
   std::string request_id;
   std::shared_ptr<const ConfigView> config;
 };
@@ -68,16 +69,18 @@ class DealOperations {
       const google::protobuf::FieldMask& mask, const std::string& etag);
   [[nodiscard]] absl::Status Delete(const OperationContext& ctx,
                                     int64_t deal_id, const std::string& etag);
-  // `stage_id` may be bare ("WON" for "C3:WON") unless `exact_stage_id`
-  // (batch moves name one stage of one pipeline: a bare id there must not
-  // match deals of every pipeline).
+  // `stage_id` is resolved in the deal's pipeline by
+  // ConfigView::ResolveStage (bare "WON" for "C3:WON") unless
+  // `exact_stage_id` (a batch resolved its one target stage already and
+  // passes its full id: a bare id must not move deals of every pipeline).
   [[nodiscard]] absl::StatusOr<v1::Deal> MoveStage(const OperationContext& ctx,
                                                    int64_t deal_id,
                                                    const std::string& stage_id,
                                                    const std::string& etag,
                                                    bool exact_stage_id = false);
-  // `stage_id` empty: the first stage of the new pipeline with the deal's
-  // current semantics (else the first stage).
+  // `stage_id` (resolved in the target pipeline) empty: the first stage of
+  // the new pipeline with the deal's current semantics (else the first
+  // stage).
   [[nodiscard]] absl::StatusOr<v1::Deal> MoveToPipeline(
       const OperationContext& ctx, int64_t deal_id, int64_t pipeline_id,
       const std::string& stage_id, const std::string& etag);
@@ -85,6 +88,15 @@ class DealOperations {
       const OperationContext& ctx, int64_t deal_id,
       const google::protobuf::RepeatedPtrField<v1::ProductRow>& rows,
       const std::string& etag);
+
+  // The deals a batch works on. Without a request id, `targets()`. With
+  // one, the first call remembers its fingerprint and `targets()`; a retry
+  // with the same payload gets the deals remembered then (a filter is not
+  // evaluated again over deals the batch itself changed, so each item is
+  // applied once); another payload under the id is ALREADY_EXISTS.
+  [[nodiscard]] absl::StatusOr<std::vector<int64_t>> BatchTargets(
+      const OperationContext& ctx, const v1::BatchUpdateDealsRequest& request,
+      const std::function<absl::StatusOr<std::vector<int64_t>>()>& targets);
 
   // Readable history entries of a readable deal, after `after_seq`.
   [[nodiscard]] absl::StatusOr<
@@ -103,9 +115,15 @@ class DealOperations {
                                                    int64_t deal_id);
   // Runs read-modify-commit, retrying lost races when `etag` is empty.
   // `change` gets the fresh record and returns the write (or nullopt for a
-  // no-op, whose result is the stored deal).
+  // no-op, whose result is the stored deal). With a request id,
+  // `fingerprint` is the call's RequestFingerprint: a retry of the same
+  // request answers with the deal as it is now (nothing for a delete whose
+  // deal is gone) and changes nothing; another request under the id is
+  // ALREADY_EXISTS. The id is remembered with the commit, or on its own for
+  // a no-op (a retry after the deal changed must not apply it then).
   absl::StatusOr<CommitResult> Mutate(
       const OperationContext& ctx, int64_t deal_id, const std::string& etag,
+      const std::string& fingerprint, bool deletes,
       const std::function<absl::StatusOr<std::optional<DealWrite>>(
           const storage::DealRecord&)>& change);
   v1::DealEvent NewEvent(const OperationContext& ctx, v1::DealEventType type,
@@ -131,10 +149,20 @@ class DealOperations {
   const DealOperationsOptions options_;
 };
 
-// The fingerprint of a create request, to tell a retry (same payload) from a
-// reuse of the request id for something else.
+// The fingerprint of a request, to tell a retry (same payload) from a reuse
+// of the request id for something else: SHA-256 of the caller, the channel,
+// the request's message type and its deterministic serialization (the
+// request id itself left out by the caller).
+std::string RequestFingerprint(const OperationContext& ctx,
+                               const google::protobuf::Message& request);
+// The same for a create, over the deal alone and without the message type
+// (the form create fingerprints were stored in first).
 std::string CreateFingerprint(const OperationContext& ctx,
                               const v1::Deal& input);
+
+// The answer to a request id used before for another payload, the same for
+// every call that takes a request id.
+absl::Status RequestIdReused();
 
 // "deal_id: must be a positive deal id" unless > 0.
 [[nodiscard]] absl::Status ValidateDealId(int64_t deal_id,

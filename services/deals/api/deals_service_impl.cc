@@ -16,6 +16,36 @@ namespace {
 
 constexpr int kReplayBatch = 200;
 
+// The one stage a batch move names (every deal must be in its pipeline).
+// A full id names its stage: ids are unique across pipelines, and pipeline
+// 0's carry no prefix, so "WON" is pipeline 0's and never moves deals of
+// another pipeline. Otherwise the bare id is resolved in each pipeline as
+// MoveDealStage resolves it (ConfigView::ResolveStage) and must name a stage
+// of exactly one.
+absl::StatusOr<const StageView*> BatchTargetStage(const ConfigView& config,
+                                                  const std::string& stage_id) {
+  std::vector<const StageView*> matches;
+  for (const PipelineView& pipeline : config.pipelines()) {
+    if (const StageView* exact = config.FindStage(pipeline.id, stage_id))
+      return exact;
+  }
+  for (const PipelineView& pipeline : config.pipelines()) {
+    if (const StageView* stage = config.ResolveStage(pipeline.id, stage_id))
+      matches.push_back(stage);
+  }
+  if (matches.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "move_to_stage_id: stage \"", stage_id, "\" does not exist"));
+  }
+  if (matches.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("move_to_stage_id: \"", stage_id, "\" is a stage of ",
+                     matches.size(), " pipelines; name one by its full id (\"",
+                     matches[0]->stage_id, "\", ...)"));
+  }
+  return matches[0];
+}
+
 absl::Status RequirePrivileged(const OperationContext& ctx, const char* what) {
   if (IsPrivileged(ctx.caller)) return absl::OkStatus();
   return absl::PermissionDeniedError(
@@ -302,49 +332,9 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
     return absl::InvalidArgumentError(
         "request_id: at most 107 characters for a batch");
   }
-  std::vector<int64_t> ids;
-  switch (request.target_case()) {
-    case v1::BatchUpdateDealsRequest::kDealIds: {
-      if (request.deal_ids().ids_size() > kMaxBatchItems) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "deal_ids.ids: at most ", kMaxBatchItems, " deals per batch"));
-      }
-      std::set<int64_t> seen;
-      for (int i = 0; i < request.deal_ids().ids_size(); ++i) {
-        const int64_t id = request.deal_ids().ids(i);
-        if (id <= 0) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "deal_ids.ids[", i, "]: must be a positive deal id"));
-        }
-        if (!seen.insert(id).second) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "deal_ids.ids[", i, "]: deal ", id, " is listed twice"));
-        }
-        ids.push_back(id);
-      }
-      if (ids.empty()) {
-        return absl::InvalidArgumentError(
-            "deal_ids.ids: name at least one deal");
-      }
-      break;
-    }
-    case v1::BatchUpdateDealsRequest::kFilter: {
-      CRM_ASSIGN_OR_RETURN(
-          CompiledFilter filter,
-          CompiledFilter::Compile(request.filter(), *ctx.config));
-      CRM_ASSIGN_OR_RETURN(
-          ids, lister_.MatchingIds(ctx, filter, kMaxBatchItems + 1));
-      if (static_cast<int>(ids.size()) > kMaxBatchItems) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("filter: matches more than ", kMaxBatchItems,
-                         " deals; narrow it or batch by ids"));
-      }
-      break;
-    }
-    default:
-      return absl::InvalidArgumentError("target: deal_ids or filter required");
-  }
-  // Checks of the action itself, before any item.
+  // Checks of the action itself, before any item (and before the request
+  // id is taken).
+  std::string target_stage_id;
   switch (request.action_case()) {
     case v1::BatchUpdateDealsRequest::kSetAssigneeId:
       if (request.set_assignee_id() <= 0) {
@@ -353,17 +343,10 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
       }
       break;
     case v1::BatchUpdateDealsRequest::kMoveToStageId: {
-      bool found = false;
-      for (const PipelineView& pipeline : ctx.config->pipelines()) {
-        found =
-            found || ctx.config->FindStage(
-                         pipeline.id, request.move_to_stage_id()) != nullptr;
-      }
-      if (!found) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("move_to_stage_id: stage \"",
-                         request.move_to_stage_id(), "\" does not exist"));
-      }
+      CRM_ASSIGN_OR_RETURN(
+          const StageView* stage,
+          BatchTargetStage(*ctx.config, request.move_to_stage_id()));
+      target_stage_id = stage->stage_id;
       break;
     }
     case v1::BatchUpdateDealsRequest::kMoveToPipelineId:
@@ -385,6 +368,55 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
           "action: one of set_assignee_id, move_to_stage_id, "
           "move_to_pipeline_id, set_opened or delete required");
   }
+
+  auto targets = [&]() -> absl::StatusOr<std::vector<int64_t>> {
+    std::vector<int64_t> ids;
+    switch (request.target_case()) {
+      case v1::BatchUpdateDealsRequest::kDealIds: {
+        if (request.deal_ids().ids_size() > kMaxBatchItems) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "deal_ids.ids: at most ", kMaxBatchItems, " deals per batch"));
+        }
+        std::set<int64_t> seen;
+        for (int i = 0; i < request.deal_ids().ids_size(); ++i) {
+          const int64_t id = request.deal_ids().ids(i);
+          if (id <= 0) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "deal_ids.ids[", i, "]: must be a positive deal id"));
+          }
+          if (!seen.insert(id).second) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "deal_ids.ids[", i, "]: deal ", id, " is listed twice"));
+          }
+          ids.push_back(id);
+        }
+        if (ids.empty()) {
+          return absl::InvalidArgumentError(
+              "deal_ids.ids: name at least one deal");
+        }
+        break;
+      }
+      case v1::BatchUpdateDealsRequest::kFilter: {
+        CRM_ASSIGN_OR_RETURN(
+            CompiledFilter filter,
+            CompiledFilter::Compile(request.filter(), *ctx.config));
+        CRM_ASSIGN_OR_RETURN(
+            ids, lister_.MatchingIds(ctx, filter, kMaxBatchItems + 1));
+        if (static_cast<int>(ids.size()) > kMaxBatchItems) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("filter: matches more than ", kMaxBatchItems,
+                           " deals; narrow it or batch by ids"));
+        }
+        break;
+      }
+      default:
+        return absl::InvalidArgumentError(
+            "target: deal_ids or filter required");
+    }
+    return ids;
+  };
+  CRM_ASSIGN_OR_RETURN(const std::vector<int64_t> ids,
+                       operations_.BatchTargets(ctx, request, targets));
 
   OperationContext item_ctx = ctx;
   item_ctx.channel = v1::CHANNEL_BATCH;
@@ -413,7 +445,7 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
       }
       case v1::BatchUpdateDealsRequest::kMoveToStageId:
         status = operations_
-                     .MoveStage(item_ctx, id, request.move_to_stage_id(), "",
+                     .MoveStage(item_ctx, id, target_stage_id, "",
                                 /*exact_stage_id=*/true)
                      .status();
         break;

@@ -826,7 +826,7 @@ TEST_F(DealsKanbanTest, RefusesBadInput) {
       {"unknown pipeline", 999, "NEW", "pipeline_id"},
       {"stage of another pipeline", 0, absl::StrCat("C", other.id(), ":NEW"),
        "stage_id"},
-      {"pipeline 0 stage in another pipeline", other.id(), "NEW", "stage_id"},
+      {"bare id the pipeline does not have", other.id(), "NOPE", "stage_id"},
       {"unknown stage", 0, "NOPE", "stage_id"},
       {"no stage", 0, "", "stage_id"},
   };

@@ -4,6 +4,8 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace crm::deals {
 
 // Not "v1": crm::deals::v1 is the deals API.
@@ -103,6 +105,19 @@ const StageView* ConfigView::FindStage(int64_t pipeline_id,
   const std::optional<int> index = StageIndex(pipeline_id, stage_id);
   if (!index.has_value()) return nullptr;
   return &FindPipeline(pipeline_id)->stages[static_cast<size_t>(*index)];
+}
+
+const StageView* ConfigView::ResolveStage(int64_t pipeline_id,
+                                          const std::string& stage_id) const {
+  const StageView* stage = FindStage(pipeline_id, stage_id);
+  // Pipeline 0's stage ids carry no prefix; any other bare id gets its
+  // pipeline's "C<id>:" (a prefixed id was looked up as it is above).
+  if (stage == nullptr && pipeline_id != 0 && !stage_id.empty() &&
+      stage_id.find(':') == std::string::npos) {
+    stage =
+        FindStage(pipeline_id, absl::StrCat("C", pipeline_id, ":", stage_id));
+  }
+  return stage;
 }
 
 const StageView* ConfigView::FirstStage(int64_t pipeline_id) const {

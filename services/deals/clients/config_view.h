@@ -84,6 +84,15 @@ class ConfigView {
   [[nodiscard]] const StageView* FindStage(int64_t pipeline_id,
                                            const std::string& stage_id) const;
 
+  // The stage a caller means by `stage_id` in `pipeline_id`: its full id
+  // ("C3:WON"), or outside pipeline 0 also the bare id ("WON"), as
+  // pipeline-config accepts both. nullptr when it names no stage of the
+  // pipeline (a full id of another pipeline included). Every deals path
+  // that takes a stage id for a known pipeline resolves it here, so a
+  // stage id means the same in create, moves and columns.
+  [[nodiscard]] const StageView* ResolveStage(
+      int64_t pipeline_id, const std::string& stage_id) const;
+
   // The first stage in order (a PROCESS stage); nullptr when the pipeline
   // does not exist or has no stages.
   [[nodiscard]] const StageView* FirstStage(int64_t pipeline_id) const;

@@ -173,27 +173,48 @@ absl::Status ValidateDate(std::string_view field, std::string_view date) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateCustomField(const std::string& code,
+                                 const v1::FieldValues& values,
+                                 const ConfigView& config) {
+  const std::string field = absl::StrCat("deal.custom_fields[", code, "]");
+  const pv1::FieldDefinition* definition = config.FindField(code);
+  if (definition == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": no such custom field"));
+  }
+  if (values.values_size() > kMaxListItems) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": at most ", kMaxListItems, " values"));
+  }
+  if (!definition->multiple() && values.values_size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": holds a single value"));
+  }
+  for (const std::string& value : values.values()) {
+    CRM_RETURN_IF_ERROR(ValidateFieldValue(*definition, field, value));
+  }
+  return absl::OkStatus();
+}
+
+bool DropDeletedCustomFields(v1::Deal* deal, const ConfigView& config) {
+  bool dropped = false;
+  auto* fields = deal->mutable_custom_fields();
+  for (auto it = fields->begin(); it != fields->end();) {
+    if (config.FindField(it->first) == nullptr) {
+      it = fields->erase(it);
+      dropped = true;
+    } else {
+      ++it;
+    }
+  }
+  return dropped;
+}
+
 absl::Status ValidateCustomFields(const v1::Deal& deal,
                                   const ConfigView& config,
                                   bool require_mandatory) {
   for (const auto& [code, values] : deal.custom_fields()) {
-    const std::string field = absl::StrCat("deal.custom_fields[", code, "]");
-    const pv1::FieldDefinition* definition = config.FindField(code);
-    if (definition == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": no such custom field"));
-    }
-    if (values.values_size() > kMaxListItems) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": at most ", kMaxListItems, " values"));
-    }
-    if (!definition->multiple() && values.values_size() > 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": holds a single value"));
-    }
-    for (const std::string& value : values.values()) {
-      CRM_RETURN_IF_ERROR(ValidateFieldValue(*definition, field, value));
-    }
+    CRM_RETURN_IF_ERROR(ValidateCustomField(code, values, config));
   }
   if (require_mandatory) {
     for (const auto& definition : config.fields()) {
@@ -209,7 +230,7 @@ absl::Status ValidateCustomFields(const v1::Deal& deal,
   return absl::OkStatus();
 }
 
-absl::Status ValidateDealFields(v1::Deal* deal, const ConfigView& config) {
+absl::Status ValidateDealFields(v1::Deal* deal) {
   CRM_RETURN_IF_ERROR(common::ValidateText("deal.title", deal->title(),
                                            {kMaxTitleChars, false, false}));
   CRM_RETURN_IF_ERROR(ValidateMoney(deal));
@@ -231,8 +252,7 @@ absl::Status ValidateDealFields(v1::Deal* deal, const ConfigView& config) {
   CRM_RETURN_IF_ERROR(common::ValidateText("deal.comments", deal->comments(),
                                            {kMaxCommentsChars, true, true}));
   CRM_RETURN_IF_ERROR(ValidateDate("deal.begin_date", deal->begin_date()));
-  CRM_RETURN_IF_ERROR(ValidateDate("deal.close_date", deal->close_date()));
-  return ValidateCustomFields(*deal, config, /*require_mandatory=*/false);
+  return ValidateDate("deal.close_date", deal->close_date());
 }
 
 void ApplyStage(v1::Deal* deal, const StageView& to, absl::Time now,
@@ -262,7 +282,7 @@ absl::StatusOr<v1::Deal> PrepareNewDeal(const v1::Deal& input,
   const StageView* stage =
       deal.stage_id().empty()
           ? config.FirstStage(deal.pipeline_id())
-          : config.FindStage(deal.pipeline_id(), deal.stage_id());
+          : config.ResolveStage(deal.pipeline_id(), deal.stage_id());
   if (stage == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("deal.stage_id: stage \"", deal.stage_id(),
@@ -279,7 +299,7 @@ absl::StatusOr<v1::Deal> PrepareNewDeal(const v1::Deal& input,
   if (!deal.has_opened()) deal.set_opened(true);
   if (deal.amount().empty()) deal.set_amount("0");
   ApplyStage(&deal, *stage, context.now, context.zone);
-  CRM_RETURN_IF_ERROR(ValidateDealFields(&deal, config));
+  CRM_RETURN_IF_ERROR(ValidateDealFields(&deal));
   CRM_RETURN_IF_ERROR(
       ValidateCustomFields(deal, config, /*require_mandatory=*/true));
   const google::protobuf::Timestamp now = ToTimestamp(context.now);

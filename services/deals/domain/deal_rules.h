@@ -43,16 +43,28 @@ struct NewDealContext {
     const NewDealContext& context);
 
 // Validates the fields a caller may set (not stage or pipeline) and
-// normalises amounts. Used after an update mask was applied.
-[[nodiscard]] absl::Status ValidateDealFields(crm::deals::v1::Deal* deal,
-                                              const ConfigView& config);
+// normalises amounts. Used after an update mask was applied. Custom fields
+// are not checked here: only values a request sets are (ValidateCustomField),
+// so a definition changed or deleted since a value was stored never blocks
+// an edit of something else.
+[[nodiscard]] absl::Status ValidateDealFields(crm::deals::v1::Deal* deal);
 
-// Checks custom values against their definitions: known code, type, single
-// or multiple, enumeration options; with `require_mandatory`, mandatory
-// fields must have a value.
+// Checks the values of one custom field against its definition: known
+// code, single or multiple, type, enumeration options.
+[[nodiscard]] absl::Status ValidateCustomField(
+    const std::string& code, const crm::deals::v1::FieldValues& values,
+    const ConfigView& config);
+
+// ValidateCustomField for every custom value of the deal; with
+// `require_mandatory`, mandatory fields must have a value.
 [[nodiscard]] absl::Status ValidateCustomFields(
     const crm::deals::v1::Deal& deal, const ConfigView& config,
     bool require_mandatory);
+
+// Removes the values of custom fields `config` does not define (deleted
+// since they were stored). True when it removed any.
+bool DropDeletedCustomFields(crm::deals::v1::Deal* deal,
+                             const ConfigView& config);
 
 // "YYYY-MM-DD" of a real calendar day.
 [[nodiscard]] absl::Status ValidateDate(std::string_view field,

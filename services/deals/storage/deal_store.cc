@@ -244,6 +244,9 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
   if (write.after.has_value()) {
     storage::DealRecord record;
     record.set_revision(prepared.before_revision + 1);
+    record.set_config_version(
+        std::max(write.before.has_value() ? write.before->config_version() : 0,
+                 write.config_version));
     *record.mutable_deal() = *std::move(write.after);
     record.mutable_deal()->set_etag(EtagOf(record.revision()));
     prepared.after_revision = record.revision();
@@ -423,6 +426,32 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
     if (result.deal.has_value()) ++write_counts_[result.deal->pipeline_id()];
   }
   return result;
+}
+
+absl::Status DealStore::RememberRequest(const std::string& request_id,
+                                        const storage::RequestRecord& record) {
+  if (request_id.empty()) return absl::InternalError("no request id");
+  const std::string value = record.SerializeAsString();
+  absl::MutexLock lock(&mu_);
+  AwaitNotPending(record.deal_id(), request_id);
+  if (pending_requests_.count(request_id) > 0) {
+    return absl::AlreadyExistsError(
+        "request_id: used already by a concurrent request");
+  }
+  CRM_ASSIGN_OR_RETURN(std::optional<storage::RequestRecord> used,
+                       FindRequest(request_id));
+  if (used.has_value()) {
+    return absl::AlreadyExistsError("request_id: used already");
+  }
+  if (open_batch_ == nullptr)
+    open_batch_ = std::make_unique<rocksdb::WriteBatch>();
+  static_cast<void>(
+      open_batch_->Put(db_->Handle(kRequestIds), request_id, value));
+  pending_requests_[request_id] = open_generation_;
+  open_requests_.push_back(request_id);
+  Waiter waiter;
+  open_waiters_.push_back(&waiter);
+  return AwaitGroup(&waiter);
 }
 
 void DealStore::AwaitNotPending(int64_t deal_id,

@@ -97,9 +97,12 @@ struct DealWrite {
   // sets them) and without the deal (Commit copies `after`, or `before` for
   // a delete).
   std::optional<v1::DealEvent> event;
-  // For an idempotent create: remembered with the deal id.
+  // For an idempotent request: remembered with the deal id.
   std::string request_id;
   std::string request_fingerprint;
+  // The pipeline-config version the change was checked against; the record
+  // keeps the highest one (DealRecord.config_version).
+  int64_t config_version = 0;
 };
 
 // The counters of one kanban column: deals and exact sums per currency.
@@ -146,10 +149,19 @@ class DealStore {
   // for an amount that is not an exact decimal.
   [[nodiscard]] absl::StatusOr<CommitResult> Commit(DealWrite write);
 
-  // The deal a request id created, if any.
+  // What a request id was used for, if anything.
   [[nodiscard]] absl::StatusOr<
       std::optional<crm::deals::storage::RequestRecord>>
   FindRequest(const std::string& request_id) const;
+
+  // Remembers a request id that changes no deal (a change that turned out
+  // to be a no-op, a batch's own id), with the same checks and durability
+  // as a commit: ALREADY_EXISTS when the id is used already or by a queued
+  // commit. Waits for queued commits of `record.deal_id()` first, like a
+  // commit of that deal.
+  [[nodiscard]] absl::Status RememberRequest(
+      const std::string& request_id,
+      const crm::deals::storage::RequestRecord& record);
 
   // Up to `limit` events with sequence >= `from`, in order.
   [[nodiscard]] absl::StatusOr<std::vector<v1::DealEvent>> ReadOutbox(
