@@ -136,8 +136,12 @@ TEST_F(DealRulesTest, CreatedIntoAClosedStageIsClosedToday) {
 TEST_F(DealRulesTest, StageMustBelongToThePipeline) {
   v1::Deal input;
   input.set_pipeline_id(3);
-  input.set_stage_id("NEW");
+  input.set_stage_id("GHOST");
   EXPECT_THAT(Create(input), StatusIs(kInvalid, HasSubstr("deal.stage_id")));
+  // A bare id names the stage of this pipeline (one rule for stage ids).
+  input.set_stage_id("NEW");
+  ASSERT_OK_AND_ASSIGN(v1::Deal created, Create(input));
+  EXPECT_EQ(created.stage_id(), "C3:NEW");
   input.set_pipeline_id(9);
   EXPECT_THAT(Create(input), StatusIs(kInvalid, HasSubstr("deal.pipeline_id")));
 }
