@@ -645,6 +645,116 @@ TEST_F(AutomationServiceTest, InternalActionsChangeTheDeal) {
   EXPECT_EQ(Events().size(), events);
 }
 
+// A run whose change deals committed but whose answer was lost runs again
+// and computes another payload (add_comment appends to the comments as they
+// are now). deals refuses the run's request id for it: the change is made,
+// so the run succeeds and the comment is not added twice.
+TEST_F(AutomationServiceTest, RetryAfterACommittedChangeSucceedsOnce) {
+  v1::Rule comment = TaskRule("PREPARATION", "comment");
+  comment.mutable_action()->mutable_add_comment()->set_text("Noted");
+  ASSERT_OK_AND_ASSIGN(v1::Rule rule, AddRule(comment));
+  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Lost answer")));
+  ASSERT_OK(MoveStage(deal.id(), "PREPARATION").status());
+  const int64_t entry_seq = Events().back().sequence();
+
+  // The first attempt's call, as deals committed it.
+  dv1::UpdateDealRequest first;
+  first.mutable_deal()->set_id(deal.id());
+  first.mutable_deal()->set_comments("Noted");
+  first.mutable_update_mask()->add_paths("comments");
+  first.set_request_id(absl::StrCat(deal.id(), "/", entry_seq, "/", rule.id()));
+  first.set_channel(dv1::CHANNEL_AUTOMATION);
+  ASSERT_OK(CallAs(ServiceToken("automation"),
+                   &crm::deals::DealsStub::UpdateDeal, first)
+                .status());
+
+  Pump();
+  ASSERT_OK_AND_ASSIGN(dv1::Deal after, GetDeal(deal.id()));
+  EXPECT_EQ(after.comments(), "Noted");
+  std::vector<v1::Run> runs = Runs(deal.id());
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].run_id(), first.request_id());
+  EXPECT_EQ(runs[0].outcome(), v1::Run::OUTCOME_SUCCEEDED) << runs[0].error();
+}
+
+// FireTrigger's request id binds one request: a repeat gets the first
+// answer (a "not moved" one too), another deal, type or app under the id is
+// refused as deals refuses a reused request id.
+TEST_F(AutomationServiceTest, FireTriggerRequestIdBindsOneRequest) {
+  v1::Trigger paid;
+  paid.set_pipeline_id(0);
+  paid.set_stage_id("EXECUTING");
+  paid.set_name("paid");
+  paid.set_type(v1::TRIGGER_TYPE_PAYMENT_RECEIVED);
+  ASSERT_OK_AND_ASSIGN(v1::Trigger trigger, AddTrigger(paid));
+  ASSERT_OK_AND_ASSIGN(dv1::Deal a, CreateDeal(MakeDeal("A")));
+  ASSERT_OK_AND_ASSIGN(dv1::Deal b, CreateDeal(MakeDeal("B")));
+  auto fire = [&](int64_t deal_id, v1::TriggerType type,
+                  const std::string& request_id) {
+    v1::FireTriggerRequest request;
+    request.set_deal_id(deal_id);
+    request.set_type(type);
+    request.set_request_id(request_id);
+    return Auto(&AutomationStub::FireTrigger, request);
+  };
+
+  ASSERT_OK_AND_ASSIGN(
+      v1::FireTriggerResponse first,
+      fire(a.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED, "pay-1"));
+  EXPECT_TRUE(first.moved());
+  EXPECT_EQ(first.trigger_id(), trigger.id());
+  const size_t events = Events().size();
+  ASSERT_OK_AND_ASSIGN(
+      v1::FireTriggerResponse again,
+      fire(a.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED, "pay-1"));
+  EXPECT_EQ(again.SerializeAsString(), first.SerializeAsString());
+  EXPECT_EQ(Events().size(), events);
+  for (const auto& [deal_id, type] :
+       std::vector<std::pair<int64_t, v1::TriggerType>>{
+           {b.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED},
+           {a.id(), v1::TRIGGER_TYPE_CALL_MISSED}}) {
+    EXPECT_THAT(fire(deal_id, type, "pay-1"),
+                StatusIs(absl::StatusCode::kAlreadyExists,
+                         "request_id: used already for a different request"));
+  }
+  ASSERT_OK_AND_ASSIGN(dv1::Deal b_now, GetDeal(b.id()));
+  EXPECT_EQ(b_now.stage_id(), "NEW");
+  EXPECT_EQ(Events().size(), events);
+
+  // Nothing applied at first (B's stage is past the trigger's): a repeat
+  // after the deal moved back does not move it then.
+  ASSERT_OK(MoveStage(b.id(), "FINAL_INVOICE").status());
+  ASSERT_OK_AND_ASSIGN(
+      v1::FireTriggerResponse none,
+      fire(b.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED, "pay-2"));
+  EXPECT_FALSE(none.moved());
+  ASSERT_OK(MoveStage(b.id(), "NEW").status());
+  ASSERT_OK_AND_ASSIGN(
+      v1::FireTriggerResponse still,
+      fire(b.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED, "pay-2"));
+  EXPECT_FALSE(still.moved());
+  ASSERT_OK_AND_ASSIGN(b_now, GetDeal(b.id()));
+  EXPECT_EQ(b_now.stage_id(), "NEW");
+
+  // A fire whose move deals committed but whose answer automation did not
+  // keep: the repeat chooses again, deals refuses the id for the other
+  // move, and the answer is "not moved" rather than an error.
+  dv1::MoveDealStageRequest lost;
+  lost.set_deal_id(b.id());
+  lost.set_stage_id("PREPARATION");
+  lost.set_request_id(absl::StrCat("fire/u", kAdminUserId, "/pay-3"));
+  lost.set_channel(dv1::CHANNEL_TRIGGER);
+  ASSERT_OK(CallAs(ServiceToken("automation"),
+                   &crm::deals::DealsStub::MoveDealStage, lost)
+                .status());
+  ASSERT_OK_AND_ASSIGN(
+      v1::FireTriggerResponse after_lost,
+      fire(b.id(), v1::TRIGGER_TYPE_PAYMENT_RECEIVED, "pay-3"));
+  EXPECT_FALSE(after_lost.moved());
+  ASSERT_OK_AND_ASSIGN(b_now, GetDeal(b.id()));
+  EXPECT_EQ(b_now.stage_id(), "PREPARATION");
+}
+
 TEST_F(AutomationServiceTest, CompleteStageTasksAndTaskQueries) {
   ASSERT_OK(AddRule(TaskRule("PREPARATION", "Prepare")).status());
   ASSERT_OK(AddRule(TaskRule("EXECUTING", "Execute")).status());

@@ -121,6 +121,16 @@ bool DealsIsAway(const absl::Status& status) {
          status.code() == absl::StatusCode::kCancelled;
 }
 
+// deals refuses a request id used before with another payload. A run's
+// request id is its own (automation's namespace at deals, one run per id),
+// so the refusal means an earlier attempt of this run made its change and
+// its answer was lost (a crash, a deadline); the retry computed another
+// payload from the deal as it is now (add_comment appends to the current
+// comments, templates render the current deal). The change is made.
+bool MadeByEarlierAttempt(const absl::Status& status) {
+  return absl::IsAlreadyExists(status);
+}
+
 bool OutsideWillRecover(const absl::Status& status) {
   return status.code() != absl::StatusCode::kFailedPrecondition &&
          status.code() != absl::StatusCode::kInvalidArgument &&
@@ -619,15 +629,46 @@ absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
     return absl::InvalidArgumentError("request_id: at most 100 characters");
   }
   // A repeated request answers what the first one did (the deal has moved
-  // since, so choosing again would say "not moved").
+  // since, so choosing again would say "not moved"). The request id is bound
+  // to the request it came with (kept under "fired-for/", beside the
+  // answer): another deal, type or app under the id is refused as deals
+  // refuses a reused request id. Answers kept before the request was have
+  // none and answer any repeat.
   const std::string answer_key =
       request_id.empty() ? "" : absl::StrCat("fired/", request_id);
+  const std::string request_key =
+      request_id.empty() ? "" : absl::StrCat("fired-for/", request_id);
+  v1::FireTriggerRequest fired;
+  fired.set_deal_id(deal_id);
+  fired.set_type(type);
+  fired.set_app_code(app_code);
   if (!answer_key.empty()) {
     v1::FireTriggerResponse earlier;
     CRM_ASSIGN_OR_RETURN(bool answered,
                          store_.GetProto(kMetaCf, answer_key, &earlier));
-    if (answered) return earlier;
+    if (answered) {
+      v1::FireTriggerRequest first;
+      CRM_ASSIGN_OR_RETURN(bool bound,
+                           store_.GetProto(kMetaCf, request_key, &first));
+      if (bound && first.SerializeAsString() != fired.SerializeAsString()) {
+        return absl::AlreadyExistsError(
+            "request_id: used already for a different request");
+      }
+      return earlier;
+    }
   }
+  // Best effort: without it a retry still changes nothing (deals knows the
+  // request id), it only answers "not moved".
+  auto keep_answer = [&](const v1::FireTriggerResponse& response) {
+    if (answer_key.empty()) return;
+    rocksdb::WriteBatch batch;
+    store_.Put(&batch, kMetaCf, answer_key, response);
+    store_.Put(&batch, kMetaCf, request_key, fired);
+    if (absl::Status kept = store_.Write(&batch); !kept.ok()) {
+      CRM_LOG(kWarning, "cannot keep a trigger answer",
+              {{"error", kept.ToString()}});
+    }
+  };
   CRM_ASSIGN_OR_RETURN(dv1::Deal deal, GetDeal(deal_id));
   v1::Trigger chosen;
   bool found = false;
@@ -651,25 +692,26 @@ absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
     }
   }
   v1::FireTriggerResponse response;
-  if (!found) return response;
-  CRM_ASSIGN_OR_RETURN(
-      dv1::Deal moved,
+  if (!found) {
+    // "Not moved" is an answer too: a repeat after the deal changed must
+    // not move it then.
+    keep_answer(response);
+    return response;
+  }
+  absl::StatusOr<dv1::Deal> moved =
       MoveStage(deal_id, chosen.stage_id(),
                 request_id.empty() ? "" : absl::StrCat("fire/", request_id),
-                dv1::CHANNEL_TRIGGER));
-  response.set_moved(moved.stage_id() == chosen.stage_id());
+                dv1::CHANNEL_TRIGGER);
   response.set_trigger_id(chosen.id());
   response.set_to_stage_id(chosen.stage_id());
-  if (!answer_key.empty()) {
-    // Best effort: without it a retry still changes nothing (deals knows
-    // the request id), it only answers "not moved".
-    rocksdb::WriteBatch batch;
-    store_.Put(&batch, kMetaCf, answer_key, response);
-    if (absl::Status kept = store_.Write(&batch); !kept.ok()) {
-      CRM_LOG(kWarning, "cannot keep a trigger answer",
-              {{"error", kept.ToString()}});
-    }
+  if (moved.ok()) {
+    response.set_moved(moved->stage_id() == chosen.stage_id());
+  } else if (!MadeByEarlierAttempt(moved.status())) {
+    return moved.status();
   }
+  // else: an earlier fire with this id moved the deal (its answer was not
+  // kept) and the deal has changed since, so this one moved nothing.
+  keep_answer(response);
   return response;
 }
 
@@ -1149,7 +1191,8 @@ AutomationEngine::RunResult AutomationEngine::Perform(
   if (run.trigger_id() != 0) {
     auto moved = MoveStage(run.deal_id(), record.target_stage_id(),
                            run.run_id(), dv1::CHANNEL_TRIGGER);
-    if (!moved.ok()) return deals_failed(moved.status());
+    if (!moved.ok() && !MadeByEarlierAttempt(moved.status()))
+      return deals_failed(moved.status());
     return result;
   }
   if (rule == nullptr) {
@@ -1387,14 +1430,16 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
     case v1::Action::kChangeStage: {
       auto moved = MoveStage(deal.id(), action.change_stage().stage_id(),
                              request_id, dv1::CHANNEL_AUTOMATION);
-      if (!moved.ok()) return fail(moved.status(), false);
+      if (!moved.ok() && !MadeByEarlierAttempt(moved.status()))
+        return fail(moved.status(), false);
       return result;
     }
     case v1::Action::kMoveToPipeline: {
       auto moved =
           MoveToPipeline(deal.id(), action.move_to_pipeline().pipeline_id(),
                          action.move_to_pipeline().stage_id(), request_id);
-      if (!moved.ok()) return fail(moved.status(), false);
+      if (!moved.ok() && !MadeByEarlierAttempt(moved.status()))
+        return fail(moved.status(), false);
       return result;
     }
     case v1::Action::kChangeAssignee: {
@@ -1404,7 +1449,8 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       google::protobuf::FieldMask mask;
       mask.add_paths("assignee_id");
       auto updated = UpdateDeal(change, mask, request_id);
-      if (!updated.ok()) return fail(updated.status(), false);
+      if (!updated.ok() && !MadeByEarlierAttempt(updated.status()))
+        return fail(updated.status(), false);
       return result;
     }
     case v1::Action::kSetFields: {
@@ -1456,7 +1502,8 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       }
       change.set_id(deal.id());
       auto updated = UpdateDeal(change, mask, request_id);
-      if (!updated.ok()) return fail(updated.status(), false);
+      if (!updated.ok() && !MadeByEarlierAttempt(updated.status()))
+        return fail(updated.status(), false);
       return result;
     }
     case v1::Action::kAddComment: {
@@ -1474,7 +1521,8 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       google::protobuf::FieldMask mask;
       mask.add_paths("comments");
       auto updated = UpdateDeal(change, mask, request_id, current->etag());
-      if (!updated.ok()) return fail(updated.status(), false);
+      if (!updated.ok() && !MadeByEarlierAttempt(updated.status()))
+        return fail(updated.status(), false);
       return result;
     }
     case v1::Action::KIND_NOT_SET:

@@ -82,6 +82,24 @@ TEST(ConfigViewTest, OrdersPipelinesStagesAndFields) {
   EXPECT_THAT(codes, ElementsAre("UF_CRM_C", "UF_CRM_A", "UF_CRM_B"));
 }
 
+TEST(ConfigViewTest, ResolvesBareStageIdsInTheirPipeline) {
+  const ConfigView view = ConfigView::FromProtos(
+      3, {DefaultPipelineProto(0), DefaultPipelineProto(3, "Partners")}, {});
+  for (const char* id : {"C3:EXECUTING", "EXECUTING"}) {
+    SCOPED_TRACE(id);
+    const StageView* stage = view.ResolveStage(3, id);
+    ASSERT_NE(stage, nullptr);
+    EXPECT_EQ(stage->stage_id, "C3:EXECUTING");
+  }
+  ASSERT_NE(view.ResolveStage(0, "EXECUTING"), nullptr);
+  EXPECT_EQ(view.ResolveStage(0, "EXECUTING")->pipeline_id, 0);
+  EXPECT_EQ(view.ResolveStage(0, "C3:EXECUTING"), nullptr);
+  EXPECT_EQ(view.ResolveStage(3, "C4:EXECUTING"), nullptr);
+  EXPECT_EQ(view.ResolveStage(3, "NOPE"), nullptr);
+  EXPECT_EQ(view.ResolveStage(3, ""), nullptr);
+  EXPECT_EQ(view.ResolveStage(4, "EXECUTING"), nullptr);
+}
+
 TEST(ConfigViewTest, FindsStagesOnlyInTheirPipeline) {
   const ConfigView view = ConfigView::FromProtos(
       3, {DefaultPipelineProto(0), DefaultPipelineProto(3, "Partners")}, {});
