@@ -136,12 +136,20 @@ TEST_F(DealRulesTest, CreatedIntoAClosedStageIsClosedToday) {
 TEST_F(DealRulesTest, StageMustBelongToThePipeline) {
   v1::Deal input;
   input.set_pipeline_id(3);
-  input.set_stage_id("GHOST");
+  // The bare id is resolved in the deal's pipeline, as MoveDealStage does.
+  input.set_stage_id("WON");
+  ASSERT_OK_AND_ASSIGN(v1::Deal won, Create(input));
+  EXPECT_EQ(won.stage_id(), "C3:WON");
+  EXPECT_TRUE(won.closed());
+  for (const char* other : {"WORK", "C4:NEW", "C3:WORK"}) {
+    SCOPED_TRACE(other);
+    input.set_stage_id(other);
+    EXPECT_THAT(Create(input), StatusIs(kInvalid, HasSubstr("deal.stage_id")));
+  }
+  input.set_pipeline_id(0);
+  input.set_stage_id("C3:NEW");
   EXPECT_THAT(Create(input), StatusIs(kInvalid, HasSubstr("deal.stage_id")));
-  // A bare id names the stage of this pipeline (one rule for stage ids).
   input.set_stage_id("NEW");
-  ASSERT_OK_AND_ASSIGN(v1::Deal created, Create(input));
-  EXPECT_EQ(created.stage_id(), "C3:NEW");
   input.set_pipeline_id(9);
   EXPECT_THAT(Create(input), StatusIs(kInvalid, HasSubstr("deal.pipeline_id")));
 }
