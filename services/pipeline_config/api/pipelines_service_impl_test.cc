@@ -240,7 +240,8 @@ TEST_F(PipelinesServiceTest, RequestIdSurvivesRestart) {
   request.mutable_pipeline()->set_name("Other");
   EXPECT_THAT(
       Call(&PipelinesStub::CreatePipeline, request),
-      StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("request_id")));
+      StatusIs(absl::StatusCode::kAlreadyExists,
+               "request_id: used already for a different request"));
 }
 
 // --- CreatePipeline

@@ -319,7 +319,7 @@ absl::StatusOr<v1::Pipeline> ConfigManager::CreatePipeline(
       if (previous.has_value()) {
         if (previous->fingerprint() != fingerprint) {
           return absl::AlreadyExistsError(
-              "request_id: already used for a create with a different payload");
+              "request_id: used already for a different request");
         }
         created_id = previous->pipeline_id();
         return absl::OkStatus();  // Nothing staged: a replay writes nothing.
