@@ -90,8 +90,9 @@ int main(int argc, char** argv) {
   } else if (!secret.has_value()) {
     const char* env = std::getenv("CRM_JWT_SECRET");
     if (env == nullptr || *env == '\0') {
-      return UsageError("no secret: give --secret_file, --secret or "
-                        "$CRM_JWT_SECRET");
+      return UsageError(
+          "no secret: give --secret_file, --secret or "
+          "$CRM_JWT_SECRET");
     }
     secret = std::string(env);
   }

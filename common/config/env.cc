@@ -23,8 +23,8 @@ const char* Get(const char* name) {
 // evaluated during static initialisation, so this is a function-local static
 // (constructed on first use) rather than a global of unknown init order.
 absl::Mutex env_errors_mu(absl::kConstInit);
-std::vector<std::string>& EnvErrors() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-    env_errors_mu) {
+std::vector<std::string>& EnvErrors()
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(env_errors_mu) {
   static auto* errors = new std::vector<std::string>();
   return *errors;
 }
@@ -68,8 +68,8 @@ bool EnvBool(const char* name, bool fallback) {
 absl::Status CheckEnvironment() {
   absl::MutexLock lock(&env_errors_mu);
   if (EnvErrors().empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "environment: ", absl::StrJoin(EnvErrors(), "; ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("environment: ", absl::StrJoin(EnvErrors(), "; ")));
 }
 
 }  // namespace crm::common

@@ -35,11 +35,11 @@ TEST(EnvTest, ValuesThatDoNotParseAreReported) {
   EXPECT_TRUE(EnvBool("CRM_TEST_BAD_BOOL", true));
   const absl::Status status = CheckEnvironment();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(status.message()),
-              ::testing::AllOf(
-                  ::testing::HasSubstr("CRM_TEST_BAD_INT=4x2: not an integer"),
-                  ::testing::HasSubstr(
-                      "CRM_TEST_BAD_BOOL=enabled: not a boolean")));
+  EXPECT_THAT(
+      std::string(status.message()),
+      ::testing::AllOf(
+          ::testing::HasSubstr("CRM_TEST_BAD_INT=4x2: not an integer"),
+          ::testing::HasSubstr("CRM_TEST_BAD_BOOL=enabled: not a boolean")));
 }
 
 }  // namespace

@@ -70,13 +70,14 @@ absl::StatusOr<CommonSettings> SetUpService(int argc, char** argv,
   config.contains_help_flags = IsProjectFlagFile;
   config.contains_helpshort_flags = IsProjectFlagFile;
   config.version_string = [binary] {
-    return absl::StrCat(binary, " ", BuildVersion(), " (commit ",
-                        BuildCommit(), ")\n");
+    return absl::StrCat(binary, " ", BuildVersion(), " (commit ", BuildCommit(),
+                        ")\n");
   };
   absl::SetFlagsUsageConfig(config);
   absl::SetProgramUsageMessage(absl::StrCat(
-      usage, "\n\nEvery flag also reads the CRM_* environment variable its "
-             "help names; a flag on the command line wins.\n\nUsage: ",
+      usage,
+      "\n\nEvery flag also reads the CRM_* environment variable its "
+      "help names; a flag on the command line wins.\n\nUsage: ",
       binary, " [--flag=value ...]"));
   const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
@@ -155,8 +156,8 @@ absl::StatusOr<std::string> ResolveJwtSecret(const std::string& secret,
   if (RAND_bytes(random, sizeof(random)) != 1) {
     return absl::InternalError("cannot generate a random secret");
   }
-  return absl::BytesToHexString(absl::string_view(
-      reinterpret_cast<const char*>(random), sizeof(random)));
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(random), sizeof(random)));
 }
 
 ServerOptions ServerOptionsFromFlags(const std::string& service_name,

@@ -124,7 +124,8 @@ int main(int argc, char** argv) {
           "rules, triggers, scheduled runs, tasks, the run "
           "log and notifications (crm.automation.v1); receives deal events "
           "as a crm.deals.v1.DealEventSink.");
-  if (!common.ok()) return crm::common::FailStartup(common.status(), "bad flag");
+  if (!common.ok())
+    return crm::common::FailStartup(common.status(), "bad flag");
   const std::set<int64_t>* admins = &common->admin_users;
   crm::automation::EngineOptions engine_options;
   if (!absl::LoadTimeZone(absl::GetFlag(FLAGS_time_zone),
@@ -213,8 +214,9 @@ int main(int argc, char** argv) {
   crm::common::ServerOptions options = crm::common::ServerOptionsFromFlags(
       "automation", absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_http_port));
   crm::common::ServerRunner runner(options, metrics);
-  runner.AddService(&automation_service,
-                    crm::automation::v1::AutomationService::service_full_name());
+  runner.AddService(
+      &automation_service,
+      crm::automation::v1::AutomationService::service_full_name());
   runner.AddService(&event_sink,
                     crm::deals::v1::DealEventSink::service_full_name());
   crm::automation::RegisterHttpHandlers(runner.http(), engine, clock);

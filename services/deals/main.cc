@@ -132,7 +132,8 @@ int main(int argc, char** argv) {
           argc, argv, "deals",
           "deals, their stages, lists, kanban boards, group "
           "actions and the deal event outbox (crm.deals.v1).");
-  if (!common.ok()) return crm::common::FailStartup(common.status(), "bad flag");
+  if (!common.ok())
+    return crm::common::FailStartup(common.status(), "bad flag");
   const std::set<int64_t>* admins = &common->admin_users;
   auto subscribers = ParseSubscribers(absl::GetFlag(FLAGS_subscribers));
   if (!subscribers.ok())

@@ -50,11 +50,11 @@ ABSL_FLAG(std::string, deals_addr, EnvString("CRM_DEALS_ADDR", ""),
 int main(int argc, char** argv) {
   crm::common::BlockShutdownSignals();
   absl::StatusOr<crm::common::CommonSettings> common =
-      crm::common::SetUpService(
-          argc, argv, "pipeline-config",
-          "pipelines, stages, custom deal fields, "
-          "departments and roles (crm.pipelines.v1).");
-  if (!common.ok()) return crm::common::FailStartup(common.status(), "bad flag");
+      crm::common::SetUpService(argc, argv, "pipeline-config",
+                                "pipelines, stages, custom deal fields, "
+                                "departments and roles (crm.pipelines.v1).");
+  if (!common.ok())
+    return crm::common::FailStartup(common.status(), "bad flag");
   const std::set<int64_t>* admins = &common->admin_users;
   const bool insecure = common->insecure_dev_auth;
   const std::string& secret = common->jwt_secret;

@@ -1,7 +1,5 @@
 #include "services/deals/api/deal_lister.h"
 
-#include <limits>
-
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -475,8 +473,7 @@ absl::StatusOr<v1::KanbanColumnPage> DealLister::Column(
   CRM_RETURN_IF_ERROR(Walk(ctx, filter, *stream, [&](v1::Deal& deal) {
     if (page.cards_size() == page_size || budget.spent()) {
       page.set_next_page_token(page_tokens_.Encode(
-          query,
-          common::EncodeInt64(page.cards(page.cards_size() - 1).id())));
+          query, common::EncodeInt64(page.cards(page.cards_size() - 1).id())));
       return false;
     }
     budget.Spend(deal.ByteSizeLong());

@@ -375,10 +375,9 @@ TEST_F(DealsRequestsTest, DeletedCustomFieldNeverBlocksEdits) {
 // An enumeration option removed from a field leaves stored values that no
 // longer validate; they must not block other edits either.
 TEST_F(DealsRequestsTest, RemovedOptionNeverBlocksEdits) {
-  ASSERT_OK_AND_ASSIGN(
-      pv1::FieldDefinition source,
-      CreateField("UF_CRM_SOURCE", pv1::FIELD_TYPE_ENUMERATION, false, false,
-                  {"Web", "Fair"}));
+  ASSERT_OK_AND_ASSIGN(pv1::FieldDefinition source,
+                       CreateField("UF_CRM_SOURCE", pv1::FIELD_TYPE_ENUMERATION,
+                                   false, false, {"Web", "Fair"}));
   v1::Deal input = MakeDeal("Typed");
   (*input.mutable_custom_fields())["UF_CRM_SOURCE"].add_values(
       absl::StrCat(source.options(1).id()));
@@ -399,9 +398,9 @@ TEST_F(DealsRequestsTest, RemovedOptionNeverBlocksEdits) {
   // Setting the removed option is refused.
   (*change.mutable_custom_fields())["UF_CRM_SOURCE"].add_values(
       absl::StrCat(source.options(1).id()));
-  EXPECT_THAT(Update(change, {"custom_fields.UF_CRM_SOURCE"}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("UF_CRM_SOURCE")));
+  EXPECT_THAT(
+      Update(change, {"custom_fields.UF_CRM_SOURCE"}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UF_CRM_SOURCE")));
 }
 
 // Pipeline 1's stages are "C1:NEW", "C1:PREPARATION", ...: every call that

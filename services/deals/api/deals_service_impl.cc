@@ -178,11 +178,11 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
         principal, channel, std::move(request_id), std::move(cached));
     reactor->Finish(common::ToGrpcStatus(ctx.ok() ? body(*ctx) : ctx.status()));
   };
-  common::WorkerPool& pool =
-      cost == Cost::kWrite && deps_.durable_writers != nullptr &&
-              deps_.store.db().sync_writes()
-          ? *deps_.durable_writers
-          : deps_.workers;
+  common::WorkerPool& pool = cost == Cost::kWrite &&
+                                     deps_.durable_writers != nullptr &&
+                                     deps_.store.db().sync_writes()
+                                 ? *deps_.durable_writers
+                                 : deps_.workers;
   if (inline_ok) {
     work();
   } else if (!pool.TrySubmit(std::move(work))) {

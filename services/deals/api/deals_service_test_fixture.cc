@@ -63,7 +63,7 @@ void DealsServiceTest::StartDeals() {
   options.shutdown_grace = absl::Seconds(2);
   runner_ = std::make_unique<common::ServerRunner>(options, metrics_);
   runner_->AddService(service_.get(),
-                       crm::deals::v1::DealsService::service_full_name());
+                      crm::deals::v1::DealsService::service_full_name());
   ASSERT_OK(runner_->Start());
   grpc::ChannelArguments args;
   args.SetInt("grpc.use_local_subchannel_pool", 1);

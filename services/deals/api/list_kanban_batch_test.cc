@@ -1189,7 +1189,8 @@ TEST_F(DealsBatchTest, RefusesBadRequestsBeforeAnyItem) {
             static_cast<int>(absl::StatusCode::kNotFound));
 }
 
-// --- replies bounded by bytes --------------------------------------------------
+// --- replies bounded by bytes
+// --------------------------------------------------
 
 // 80 deals of ~60 KB each (20,000 three-byte characters in the comments):
 // one page of them would be 4.8 MB, past gRPC's default 4 MB a client

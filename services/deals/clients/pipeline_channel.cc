@@ -4,9 +4,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc/message_limits.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+
+#include "common/grpc/message_limits.h"
 
 namespace crm::deals {
 namespace {

@@ -229,8 +229,7 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
         (!write.before.has_value() ||
          bytes > write.before->deal().ByteSizeLong())) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "deal: ", bytes, " bytes serialized, at most ",
-          common::kMaxDealBytes,
+          "deal: ", bytes, " bytes serialized, at most ", common::kMaxDealBytes,
           " (title, comments, custom fields and product rows together)"));
     }
   }
@@ -305,8 +304,8 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
   // on a copy so that a failure half way leaves the cache as it was.
   std::map<std::string, storage::ColumnTotals> columns;
   auto column = [&](int64_t pipeline_id, const std::string& stage_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_)
-          -> absl::StatusOr<storage::ColumnTotals*> {
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                        mu_) -> absl::StatusOr<storage::ColumnTotals*> {
     const std::string key = StageKey(pipeline_id, stage_id);
     auto it = columns.find(key);
     if (it == columns.end()) {
@@ -318,8 +317,8 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
   auto add = [](storage::ColumnTotals* totals, const std::string& currency,
                 common::Decimal amount, int sign) {
     storage::Int128& stored = (*totals->mutable_sums())[currency];
-    common::DecimalSum sum = common::DecimalSum::FromParts(stored.hi(),
-                                                           stored.lo());
+    common::DecimalSum sum =
+        common::DecimalSum::FromParts(stored.hi(), stored.lo());
     if (sign > 0) {
       sum.Add(amount);
     } else {
@@ -588,10 +587,9 @@ absl::StatusOr<std::vector<v1::DealEvent>> DealStore::ReadOutbox(
   return events;
 }
 
-absl::Status DealStore::ReadOutboxRaw(int64_t from, int limit,
-                                     size_t max_bytes,
-                                     std::vector<std::string>* events,
-                                     std::vector<int64_t>* sequences) const {
+absl::Status DealStore::ReadOutboxRaw(int64_t from, int limit, size_t max_bytes,
+                                      std::vector<std::string>* events,
+                                      std::vector<int64_t>* sequences) const {
   events->clear();
   sequences->clear();
   size_t bytes = 0;
@@ -716,8 +714,8 @@ DealStore::ReadHistory(int64_t deal_id, uint64_t after_seq, int limit) const {
   return entries;
 }
 
-absl::StatusOr<std::map<std::string, ColumnCounters>>
-DealStore::ColumnTotalsOf(int64_t pipeline_id) const {
+absl::StatusOr<std::map<std::string, ColumnCounters>> DealStore::ColumnTotalsOf(
+    int64_t pipeline_id) const {
   std::map<std::string, ColumnCounters> totals;
   const std::string prefix = common::EncodeInt64(pipeline_id);
   const std::string end = common::PrefixSuccessor(prefix);

@@ -169,10 +169,9 @@ class DealStore {
   // The same as stored bytes (serialized DealEvents), without parsing them:
   // stops after `limit` events or once the bytes reach `max_bytes` (the
   // first event always comes). `sequences` gets each event's sequence.
-  [[nodiscard]] absl::Status ReadOutboxRaw(int64_t from, int limit,
-                                           size_t max_bytes,
-                                           std::vector<std::string>* events,
-                                           std::vector<int64_t>* sequences) const;
+  [[nodiscard]] absl::Status ReadOutboxRaw(
+      int64_t from, int limit, size_t max_bytes,
+      std::vector<std::string>* events, std::vector<int64_t>* sequences) const;
   // The sequence the next event will get.
   int64_t next_event_sequence() const;
   // Deletes events that occurred before `cutoff` and whose sequence is at

@@ -5,10 +5,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 
-#include "absl/strings/str_cat.h"
 #include "common/grpc/message_limits.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/status_matchers.h"
@@ -469,7 +469,8 @@ TEST_F(DealStoreTest, ConcurrentCommitsShareGroupsAndKeepEveryInvariant) {
   // Shared deals that every thread updates without coordination, and new
   // deals each thread creates.
   std::vector<int64_t> shared;
-  for (int i = 0; i < 4; ++i) shared.push_back(Create(NewDeal("NEW", "1")).deal->id());
+  for (int i = 0; i < 4; ++i)
+    shared.push_back(Create(NewDeal("NEW", "1")).deal->id());
   constexpr int kThreads = 8;
   constexpr int kPerThread = 60;
   std::vector<int> applied_updates(kThreads, 0);
@@ -567,9 +568,9 @@ TEST_F(DealStoreTest, ConcurrentRetriesOfOneRequestSeeTheWinnerOnDisk) {
 TEST_F(DealStoreTest, PruningGoesInBoundedChunks) {
   for (int i = 0; i < 25; ++i) Create(NewDeal("NEW", "1"), /*seconds=*/100);
   Create(NewDeal("NEW", "1"), /*seconds=*/900);
-  ASSERT_OK_AND_ASSIGN(int64_t pruned,
-                       store_->PruneOutbox(absl::FromUnixSeconds(500),
-                                           INT64_MAX, /*chunk=*/4));
+  ASSERT_OK_AND_ASSIGN(
+      int64_t pruned,
+      store_->PruneOutbox(absl::FromUnixSeconds(500), INT64_MAX, /*chunk=*/4));
   EXPECT_EQ(pruned, 25);
   ASSERT_OK_AND_ASSIGN(int64_t first, store_->FirstRetainedSequence());
   EXPECT_EQ(first, 26);

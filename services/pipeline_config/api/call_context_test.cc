@@ -57,9 +57,8 @@ TEST(PaginateTest, PagesAlsoEndAtTheReplyBudget) {
   // Items of a third of the budget: three fill a reply, whatever the page
   // size, and every item still comes exactly once.
   std::vector<size_t> emitted;
-  EXPECT_THAT(
-      PageSizes(Keys(8), common::kReplyBudgetBytes / 3, 100, &emitted),
-      ElementsAre(3, 3, 2));
+  EXPECT_THAT(PageSizes(Keys(8), common::kReplyBudgetBytes / 3, 100, &emitted),
+              ElementsAre(3, 3, 2));
   EXPECT_THAT(emitted, ElementsAre(0, 1, 2, 3, 4, 5, 6, 7));
   // An item larger than the whole budget still goes out, one per page.
   emitted.clear();

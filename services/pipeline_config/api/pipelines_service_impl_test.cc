@@ -238,10 +238,9 @@ TEST_F(PipelinesServiceTest, RequestIdSurvivesRestart) {
                        Call(&PipelinesStub::CreatePipeline, request));
   EXPECT_EQ(replay.id(), first.id());
   request.mutable_pipeline()->set_name("Other");
-  EXPECT_THAT(
-      Call(&PipelinesStub::CreatePipeline, request),
-      StatusIs(absl::StatusCode::kAlreadyExists,
-               "request_id: used already for a different request"));
+  EXPECT_THAT(Call(&PipelinesStub::CreatePipeline, request),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       "request_id: used already for a different request"));
 }
 
 // --- CreatePipeline

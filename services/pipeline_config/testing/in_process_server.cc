@@ -41,8 +41,7 @@ absl::Status InProcessPipelineConfig::Start(int port) {
                       v1::PipelinesService::service_full_name());
   runner_->AddService(fields_.get(),
                       v1::DealFieldsService::service_full_name());
-  runner_->AddService(access_.get(),
-                      v1::AccessService::service_full_name());
+  runner_->AddService(access_.get(), v1::AccessService::service_full_name());
   return runner_->Start();
 }
 
