@@ -788,6 +788,9 @@ absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
                    CheckTransition(ctx.caller, before, stage->stage_id));
                if (stage->stage_id == before.stage_id())
                  return std::optional<DealWrite>();
+               CRM_RETURN_IF_ERROR(CheckMayEnter(*ctx.config, *stage,
+                                                 /*entering_pipeline=*/false,
+                                                 "stage_id"));
                const absl::Time now = Now();
                v1::Deal after = before;
                ApplyStage(&after, *stage, now, options_.zone);
@@ -850,6 +853,9 @@ absl::StatusOr<v1::Deal> DealOperations::MoveToPipeline(
                      "pipeline_id: deal ", deal_id, " is in pipeline ",
                      pipeline_id, " already; use MoveDealStage"));
                }
+               CRM_RETURN_IF_ERROR(CheckMayEnter(
+                   *ctx.config, *stage, /*entering_pipeline=*/true,
+                   stage_id.empty() ? "pipeline_id" : "stage_id"));
                const absl::Time now = Now();
                v1::Deal after = before;
                after.set_pipeline_id(pipeline_id);

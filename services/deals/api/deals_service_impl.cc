@@ -1,9 +1,12 @@
 #include "services/deals/api/deals_service_impl.h"
 
+#include <algorithm>
 #include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 #include "common/grpc/message_limits.h"
 #include "common/grpc/raw_messages.h"
@@ -15,6 +18,8 @@ namespace crm::deals {
 namespace {
 
 constexpr int kReplayBatch = 200;
+// CountDeals waits at most this long for a min_config_version.
+constexpr absl::Duration kMaxConfigWait = absl::Seconds(5);
 
 // The one stage a batch move names (every deal must be in its pipeline).
 // A full id names its stage: ids are unique across pipelines, and pipeline
@@ -115,10 +120,10 @@ bool DealsServiceImpl::Privileged(const common::Principal& principal) const {
 
 absl::StatusOr<OperationContext> DealsServiceImpl::MakeContext(
     const common::Principal& principal, v1::Channel channel,
-    std::string request_id,
+    std::string request_id, std::shared_ptr<const ConfigView> config,
     std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> cached) {
   OperationContext ctx;
-  ctx.config = deps_.pipelines.GetConfig();
+  ctx.config = std::move(config);
   if (ctx.config->version() == 0) {
     return absl::UnavailableError(
         "the pipeline configuration is not loaded yet; retry");
@@ -169,14 +174,30 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
       privileged ? nullptr
                  : deps_.pipelines.CachedPermissions(principal->user_id);
   const bool inline_ok =
-      cost != Cost::kScan && (privileged || cached != nullptr) &&
+      cost != Cost::kScan && cost != Cost::kBatch &&
+      (privileged || cached != nullptr) &&
       (cost == Cost::kRead || !deps_.store.db().sync_writes());
-  auto work = [this, reactor, channel, principal = *std::move(principal),
+  const bool writes = cost == Cost::kWrite || cost == Cost::kBatch;
+  auto work = [this, reactor, channel, writes,
+               principal = *std::move(principal),
                request_id = std::move(request_id), body = std::move(body),
                cached = std::move(cached)]() mutable {
-    absl::StatusOr<OperationContext> ctx = MakeContext(
-        principal, channel, std::move(request_id), std::move(cached));
-    reactor->Finish(common::ToGrpcStatus(ctx.ok() ? body(*ctx) : ctx.status()));
+    // A write holds its pass until it has committed (CountDeals waits for
+    // writes checked against an older configuration).
+    ConfigWriteGate::Pass pass;
+    std::shared_ptr<const ConfigView> config;
+    if (writes) {
+      pass = config_writes_.Enter(deps_.pipelines);
+      config = pass.config();
+    } else {
+      config = deps_.pipelines.GetConfig();
+    }
+    absl::StatusOr<OperationContext> ctx =
+        MakeContext(principal, channel, std::move(request_id),
+                    std::move(config), std::move(cached));
+    const absl::Status status = ctx.ok() ? body(*ctx) : ctx.status();
+    pass = ConfigWriteGate::Pass();
+    reactor->Finish(common::ToGrpcStatus(status));
   };
   common::WorkerPool& pool = cost == Cost::kWrite &&
                                      deps_.durable_writers != nullptr &&
@@ -316,7 +337,7 @@ grpc::ServerUnaryReactor* DealsServiceImpl::BatchUpdateDeals(
     grpc::CallbackServerContext* context,
     const v1::BatchUpdateDealsRequest* request,
     v1::BatchUpdateDealsResponse* response) {
-  return Run(context, Cost::kScan, v1::CHANNEL_API, request->request_id(),
+  return Run(context, Cost::kBatch, v1::CHANNEL_API, request->request_id(),
              [this, request, response](const OperationContext& ctx) {
                return Batch(ctx, *request, response);
              });
@@ -530,12 +551,27 @@ grpc::ServerUnaryReactor* DealsServiceImpl::GetTimeInStage(
 grpc::ServerUnaryReactor* DealsServiceImpl::CountDeals(
     grpc::CallbackServerContext* context, const v1::CountDealsRequest* request,
     v1::CountDealsResponse* response) {
+  // With min_config_version the call may wait: never inline.
+  const Cost cost =
+      request->min_config_version() > 0 ? Cost::kScan : Cost::kRead;
+  const absl::Time deadline =
+      std::min(absl::FromChrono(context->deadline()),
+               absl::Now() + kMaxConfigWait);
   return Run(
-      context, Cost::kRead, v1::CHANNEL_API, "",
-      [this, request, response](const OperationContext& ctx) -> absl::Status {
+      context, cost, v1::CHANNEL_API, "",
+      [this, request, response,
+       deadline](const OperationContext& ctx) -> absl::Status {
         CRM_RETURN_IF_ERROR(RequirePrivileged(ctx, "CountDeals"));
         if (request->pipeline_id() < 0) {
           return absl::InvalidArgumentError("pipeline_id: must be >= 0");
+        }
+        if (request->min_config_version() < 0) {
+          return absl::InvalidArgumentError(
+              "min_config_version: must be >= 0");
+        }
+        if (request->min_config_version() > 0) {
+          CRM_RETURN_IF_ERROR(config_writes_.AwaitVersion(
+              deps_.pipelines, request->min_config_version(), deadline));
         }
         CRM_ASSIGN_OR_RETURN(int64_t count,
                              deps_.store.CountDeals(request->pipeline_id(),

@@ -25,6 +25,7 @@
 #include "common/concurrency/worker_pool.h"
 #include "common/pagination/page_token.h"
 #include "services/deals/api/deal_lister.h"
+#include "services/deals/api/config_write_gate.h"
 #include "services/deals/api/deal_operations.h"
 #include "services/deals/clients/pipeline_client.h"
 #include "services/deals/domain/access.h"
@@ -115,6 +116,7 @@ class DealsServiceImpl final
     kRead,   // inline when permissions are at hand
     kWrite,  // inline unless commits fsync
     kScan,   // always on the worker pool
+    kBatch,  // writes, always on the worker pool
   };
   using Body = std::function<absl::Status(const OperationContext&)>;
 
@@ -128,7 +130,7 @@ class DealsServiceImpl final
   // when they are cached).
   absl::StatusOr<OperationContext> MakeContext(
       const common::Principal& principal, v1::Channel channel,
-      std::string request_id,
+      std::string request_id, std::shared_ptr<const ConfigView> config,
       std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> cached);
   bool Privileged(const common::Principal& principal) const;
 
@@ -140,6 +142,8 @@ class DealsServiceImpl final
   DealOperations operations_;
   DealLister lister_;
   IndexedPermissionsCache permissions_cache_;
+  // Every write holds a pass from here while it runs (see CountDeals).
+  ConfigWriteGate config_writes_;
 };
 
 }  // namespace crm::deals

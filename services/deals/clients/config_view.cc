@@ -66,6 +66,7 @@ ConfigView ConfigView::FromProtos(
     view.name = pipeline.name();
     view.sort = pipeline.sort();
     view.is_default = pipeline.is_default();
+    view.deleting = pipeline.deleting();
     view.stages.reserve(pipeline.stages_size());
     for (const pipelines_v1::Stage& stage : pipeline.stages()) {
       StageView stage_view;
@@ -78,6 +79,7 @@ ConfigView ConfigView::FromProtos(
       stage_view.default_probability = stage.default_probability();
       stage_view.color = stage.color();
       stage_view.rotting_days = stage.rotting_days();
+      stage_view.deleting = stage.deleting();
       view.stages.push_back(std::move(stage_view));
     }
     views.push_back(std::move(view));

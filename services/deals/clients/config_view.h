@@ -34,6 +34,8 @@ struct StageView {
   int32_t default_probability = 0;  // 0..100
   std::string color;                // "#RRGGBB"
   int32_t rotting_days = 0;         // 0 = off
+  // pipeline-config is deleting it: no deal may enter it.
+  bool deleting = false;
 };
 
 // One pipeline with its stages in order (sort, then stage id).
@@ -42,6 +44,8 @@ struct PipelineView {
   std::string name;
   int32_t sort = 0;
   bool is_default = false;  // pipeline 0
+  // pipeline-config is deleting it: no deal may be added to it.
+  bool deleting = false;
   std::vector<StageView> stages;
 };
 

@@ -264,6 +264,24 @@ void ApplyStage(v1::Deal* deal, const StageView& to, absl::Time now,
   if (deal->closed() && !was_closed) deal->set_close_date(DayOf(now, zone));
 }
 
+absl::Status CheckMayEnter(const ConfigView& config, const StageView& to,
+                           bool entering_pipeline, std::string_view field) {
+  if (to.deleting) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(std::string(field), ": stage ", to.stage_id,
+                     " is being deleted; choose another stage"));
+  }
+  if (entering_pipeline) {
+    const PipelineView* pipeline = config.FindPipeline(to.pipeline_id);
+    if (pipeline != nullptr && pipeline->deleting) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(std::string(field), ": pipeline ", to.pipeline_id,
+                       " is being deleted; choose another pipeline"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::Deal> PrepareNewDeal(const v1::Deal& input,
                                         const ConfigView& config,
                                         const NewDealContext& context) {
@@ -288,6 +306,9 @@ absl::StatusOr<v1::Deal> PrepareNewDeal(const v1::Deal& input,
         absl::StrCat("deal.stage_id: stage \"", deal.stage_id(),
                      "\" is not a stage of pipeline ", deal.pipeline_id()));
   }
+  CRM_RETURN_IF_ERROR(CheckMayEnter(config, *stage, /*entering_pipeline=*/true,
+                                    deal.stage_id().empty() ? "deal.pipeline_id"
+                                                            : "deal.stage_id"));
   if (deal.title().empty())
     deal.set_title(absl::StrCat("Deal #", context.deal_id));
   if (deal.assignee_id() == 0) deal.set_assignee_id(context.creator_id);

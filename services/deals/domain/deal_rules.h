@@ -72,6 +72,14 @@ bool DropDeletedCustomFields(crm::deals::v1::Deal* deal,
 // The calendar day of `time` in `zone`, plus `days`.
 std::string DayOf(absl::Time time, absl::TimeZone zone, int days = 0);
 
+// FAILED_PRECONDITION naming `field` when a deal may not enter `to` because
+// pipeline-config is deleting it, or (with `entering_pipeline`: a new deal,
+// or a move from another pipeline) deleting its pipeline.
+[[nodiscard]] absl::Status CheckMayEnter(const ConfigView& config,
+                                         const StageView& to,
+                                         bool entering_pipeline,
+                                         std::string_view field);
+
 // Puts the deal into `to` (a stage of deal->pipeline_id() after a pipeline
 // change, or of the same pipeline): stage id and semantics, closed, and the
 // close date set to today when the deal closes (kept when it reopens).

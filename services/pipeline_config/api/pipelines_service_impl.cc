@@ -204,11 +204,24 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::UpdatePipeline(
   });
 }
 
+grpc::ServerUnaryReactor* PipelinesServiceImpl::FinishOnPool(
+    grpc::CallbackServerContext* context, std::function<absl::Status()> body) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!deletes_.TrySubmit([reactor, body = std::move(body)] {
+        reactor->Finish(common::ToGrpcStatus(body()));
+      })) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     "too many deletes in progress; retry with backoff"));
+  }
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* PipelinesServiceImpl::DeletePipeline(
     grpc::CallbackServerContext* context,
     const v1::DeletePipelineRequest* request,
     google::protobuf::Empty* /*response*/) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return FinishOnPool(context, [this, context, request]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
     return deps_.manager.DeletePipeline(request->pipeline_id(),
@@ -289,7 +302,7 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::UpdateStage(
 grpc::ServerUnaryReactor* PipelinesServiceImpl::DeleteStage(
     grpc::CallbackServerContext* context, const v1::DeleteStageRequest* request,
     google::protobuf::Empty* /*response*/) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return FinishOnPool(context, [this, context, request]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
     return deps_.manager.DeleteStage(request->pipeline_id(),

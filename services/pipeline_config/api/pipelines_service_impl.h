@@ -4,6 +4,7 @@
 
 #include "crm/pipelines/v1/pipelines_service.grpc.pb.h"
 
+#include "common/concurrency/worker_pool.h"
 #include "services/pipeline_config/api/call_context.h"
 
 namespace crm::pipeline_config {
@@ -16,7 +17,8 @@ class PipelinesServiceImpl final
           v1::PipelinesService::WithRawCallbackMethod_ListStages<
               v1::PipelinesService::CallbackService>> {
  public:
-  explicit PipelinesServiceImpl(const ServiceDeps& deps) : deps_(deps) {}
+  explicit PipelinesServiceImpl(const ServiceDeps& deps)
+      : deps_(deps), deletes_(common::WorkerPoolOptions{2, 100}) {}
 
   // crm::pipelines::v1::PipelinesService::CallbackService
   grpc::ServerUnaryReactor* CreatePipeline(
@@ -67,7 +69,15 @@ class PipelinesServiceImpl final
       const v1::WatchConfigRequest* request) override;
 
  private:
+  // Runs `body` on deletes_ (it waits for the deals service) and finishes
+  // the call with its status; RESOURCE_EXHAUSTED when the queue is full.
+  grpc::ServerUnaryReactor* FinishOnPool(grpc::CallbackServerContext* context,
+                                         std::function<absl::Status()> body);
+
   const ServiceDeps& deps_;
+  // DeletePipeline and DeleteStage ask deals to count, a network call that
+  // must not hold a gRPC callback thread.
+  common::WorkerPool deletes_;
 };
 
 }  // namespace crm::pipeline_config

@@ -31,19 +31,20 @@ void FakeDealCounter::SetError(absl::Status status) {
 }
 
 absl::StatusOr<int64_t> FakeDealCounter::CountDealsInPipeline(
-    int64_t pipeline_id) {
+    int64_t pipeline_id, int64_t min_config_version) {
   absl::MutexLock lock(&mu_);
   if (!error_.ok()) return error_;
   if (pipeline_deals_.has_value()) return *pipeline_deals_;
-  return empty_.CountDealsInPipeline(pipeline_id);
+  return empty_.CountDealsInPipeline(pipeline_id, min_config_version);
 }
 
 absl::StatusOr<int64_t> FakeDealCounter::CountDealsInStage(
-    int64_t pipeline_id, const std::string& stage_id) {
+    int64_t pipeline_id, const std::string& stage_id,
+    int64_t min_config_version) {
   absl::MutexLock lock(&mu_);
   if (!error_.ok()) return error_;
   if (stage_deals_.has_value()) return *stage_deals_;
-  return empty_.CountDealsInStage(pipeline_id, stage_id);
+  return empty_.CountDealsInStage(pipeline_id, stage_id, min_config_version);
 }
 
 absl::Status FromGrpc(const grpc::Status& status) {

@@ -61,9 +61,11 @@ class FakeDealCounter final : public DealCounter {
   // Every count fails with `status` (e.g. UNAVAILABLE); OK clears it.
   void SetError(absl::Status status);
 
-  absl::StatusOr<int64_t> CountDealsInPipeline(int64_t pipeline_id) override;
+  absl::StatusOr<int64_t> CountDealsInPipeline(
+      int64_t pipeline_id, int64_t min_config_version) override;
   absl::StatusOr<int64_t> CountDealsInStage(
-      int64_t pipeline_id, const std::string& stage_id) override;
+      int64_t pipeline_id, const std::string& stage_id,
+      int64_t min_config_version) override;
 
  private:
   NoDealsCounter empty_;

@@ -19,17 +19,20 @@ GrpcDealCounter::GrpcDealCounter(
       timeout_(timeout) {}
 
 absl::StatusOr<int64_t> GrpcDealCounter::CountDealsInPipeline(
-    int64_t pipeline_id) {
+    int64_t pipeline_id, int64_t min_config_version) {
   crm::deals::v1::CountDealsRequest request;
   request.set_pipeline_id(pipeline_id);
+  request.set_min_config_version(min_config_version);
   return Count(request);
 }
 
 absl::StatusOr<int64_t> GrpcDealCounter::CountDealsInStage(
-    int64_t pipeline_id, const std::string& stage_id) {
+    int64_t pipeline_id, const std::string& stage_id,
+    int64_t min_config_version) {
   crm::deals::v1::CountDealsRequest request;
   request.set_pipeline_id(pipeline_id);
   request.set_stage_id(stage_id);
+  request.set_min_config_version(min_config_version);
   return Count(request);
 }
 

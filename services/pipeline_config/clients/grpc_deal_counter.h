@@ -20,11 +20,13 @@ class GrpcDealCounter final : public DealCounter {
   // `jwt_secret` signs the service token sent with each call.
   GrpcDealCounter(
       std::unique_ptr<crm::deals::v1::DealsService::StubInterface> stub,
-      std::string jwt_secret, absl::Duration timeout = absl::Seconds(2));
+      std::string jwt_secret, absl::Duration timeout = absl::Seconds(6));
 
-  absl::StatusOr<int64_t> CountDealsInPipeline(int64_t pipeline_id) override;
+  absl::StatusOr<int64_t> CountDealsInPipeline(
+      int64_t pipeline_id, int64_t min_config_version) override;
   absl::StatusOr<int64_t> CountDealsInStage(
-      int64_t pipeline_id, const std::string& stage_id) override;
+      int64_t pipeline_id, const std::string& stage_id,
+      int64_t min_config_version) override;
 
  private:
   absl::StatusOr<int64_t> Count(

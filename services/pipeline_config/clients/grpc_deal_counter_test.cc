@@ -36,12 +36,14 @@ class FakeDeals final : public dv1::DealsService::CallbackService {
     }
     last_service = principal->service;
     last_stage = request->stage_id();
+    last_min_version = request->min_config_version();
     response->set_count(request->stage_id().empty() ? 12 : 3);
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
   std::string last_service;
   std::string last_stage;
+  int64_t last_min_version = 0;
 };
 
 class GrpcDealCounterTest : public ::testing::Test {
@@ -71,21 +73,23 @@ class GrpcDealCounterTest : public ::testing::Test {
 
 TEST_F(GrpcDealCounterTest, CountsAsTheServiceIdentity) {
   GrpcDealCounter counter = Counter(kSecret);
-  EXPECT_EQ(counter.CountDealsInPipeline(3).value(), 12);
+  EXPECT_EQ(counter.CountDealsInPipeline(3, 41).value(), 12);
   EXPECT_EQ(fake_.last_service, "pipeline-config");
-  EXPECT_EQ(counter.CountDealsInStage(3, "C3:NEW").value(), 3);
+  EXPECT_EQ(fake_.last_min_version, 41);
+  EXPECT_EQ(counter.CountDealsInStage(3, "C3:NEW", 42).value(), 3);
   EXPECT_EQ(fake_.last_stage, "C3:NEW");
+  EXPECT_EQ(fake_.last_min_version, 42);
 }
 
 TEST_F(GrpcDealCounterTest, AnyFailureIsUnavailable) {
   EXPECT_THAT(
-      Counter("wrong-secret").CountDealsInPipeline(3),
+      Counter("wrong-secret").CountDealsInPipeline(3, 1),
       StatusIs(absl::StatusCode::kUnavailable, HasSubstr("UNAUTHENTICATED")));
   GrpcDealCounter counter = Counter(kSecret);
   server_->Shutdown();
   server_.reset();
   EXPECT_THAT(
-      counter.CountDealsInStage(3, "C3:NEW"),
+      counter.CountDealsInStage(3, "C3:NEW", 1),
       StatusIs(absl::StatusCode::kUnavailable, HasSubstr("cannot count")));
 }
 

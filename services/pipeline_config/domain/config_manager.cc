@@ -262,6 +262,24 @@ absl::StatusOr<std::unique_ptr<ConfigManager>> ConfigManager::Create(
       return absl::OkStatus();
     }));
   }
+  // A delete that was between its steps when the process stopped never
+  // answered OK: its marks are cleared, so the pipeline or stage is usable
+  // again.
+  CRM_RETURN_IF_ERROR(manager->Mutate([](Change& change) {
+    for (auto& [id, entry] : change.data.pipelines) {
+      if (entry.pipeline.deleting()) {
+        entry.pipeline.set_deleting(false);
+        change.batch.PutPipeline(entry.pipeline);
+      }
+      for (auto& stage : entry.stages) {
+        if (stage.deleting()) {
+          stage.set_deleting(false);
+          change.batch.PutStage(stage);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }));
   return manager;
 }
 
@@ -372,7 +390,7 @@ absl::StatusOr<v1::Pipeline> ConfigManager::UpdatePipeline(
   CRM_ASSIGN_OR_RETURN(std::set<std::string> paths,
                        ParseMask(mask, {"name", "sort"},
                                  {"id", "create_time", "update_time", "etag",
-                                  "stages", "is_default"}));
+                                  "stages", "is_default", "deleting"}));
   CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(input.id());
     if (it == change.data.pipelines.end()) {
@@ -401,20 +419,70 @@ absl::Status ConfigManager::DeletePipeline(int64_t pipeline_id,
     return absl::FailedPreconditionError(
         "pipeline 0 is the default pipeline and cannot be deleted");
   }
-  return Mutate([&](Change& change) -> absl::Status {
+  // What must hold in every step: it exists, the etag is current, no other
+  // delete of it is under way.
+  auto check = [&](const ConfigData& data) -> absl::Status {
+    const PipelineEntry* entry = data.FindPipeline(pipeline_id);
+    if (entry == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("pipeline ", pipeline_id, " not found"));
+    }
+    CRM_RETURN_IF_ERROR(
+        CheckEtag(etag, entry->pipeline.etag(), "the pipeline"));
+    if (entry->pipeline.deleting()) {
+      return absl::AbortedError(absl::StrCat(
+          "pipeline ", pipeline_id, " is being deleted by another request"));
+    }
+    return absl::OkStatus();
+  };
+  auto still_holds = [&](int64_t deals) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pipeline ", pipeline_id, " still holds ", deals,
+                     " deals; move or delete them first"));
+  };
+  // Step 0: the usual refusal (deals remain, or deals cannot answer) writes
+  // nothing.
+  CRM_RETURN_IF_ERROR(check(*Snapshot()));
+  CRM_ASSIGN_OR_RETURN(const int64_t seen,
+                       deal_counter_.CountDealsInPipeline(pipeline_id, 0));
+  if (seen > 0) return still_holds(seen);
+  // Step 1: mark it `deleting` (etag unchanged). From the version this
+  // writes, deals refuses to add deals to it.
+  int64_t marked_version = 0;
+  CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
+    CRM_RETURN_IF_ERROR(check(change.data));
+    v1::Pipeline& pipeline = change.data.pipelines[pipeline_id].pipeline;
+    pipeline.set_deleting(true);
+    change.batch.PutPipeline(pipeline);
+    marked_version = change.version;
+    return absl::OkStatus();
+  }));
+  // Step 2: count again, without the writer lock. Deals answers once it
+  // holds the marked configuration and no write that began on an older one
+  // is running, so nothing can arrive after this count.
+  const absl::StatusOr<int64_t> deals =
+      deal_counter_.CountDealsInPipeline(pipeline_id, marked_version);
+  // Step 3: delete, or clear the mark and say why not.
+  absl::Status outcome = absl::OkStatus();
+  CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
     auto it = change.data.pipelines.find(pipeline_id);
     if (it == change.data.pipelines.end()) {
       return absl::NotFoundError(
           absl::StrCat("pipeline ", pipeline_id, " not found"));
     }
-    CRM_RETURN_IF_ERROR(
-        CheckEtag(etag, it->second.pipeline.etag(), "the pipeline"));
-    CRM_ASSIGN_OR_RETURN(int64_t deals,
-                         deal_counter_.CountDealsInPipeline(pipeline_id));
-    if (deals > 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("pipeline ", pipeline_id, " still holds ", deals,
-                       " deals; move or delete them first"));
+    v1::Pipeline& pipeline = it->second.pipeline;
+    if (!deals.ok()) {
+      outcome = deals.status();
+    } else if (*deals > 0) {
+      outcome = still_holds(*deals);
+    } else {
+      // The pipeline may have been edited meanwhile.
+      outcome = CheckEtag(etag, pipeline.etag(), "the pipeline");
+    }
+    if (!outcome.ok()) {
+      pipeline.set_deleting(false);
+      change.batch.PutPipeline(pipeline);
+      return absl::OkStatus();
     }
     for (const auto& stage : it->second.stages) {
       change.batch.DeleteStage(pipeline_id, stage.stage_id());
@@ -436,7 +504,8 @@ absl::Status ConfigManager::DeletePipeline(int64_t pipeline_id,
       }
     }
     return absl::OkStatus();
-  });
+  }));
+  return outcome;
 }
 
 // --- Stages ------------------------------------------------------------------
@@ -451,6 +520,7 @@ absl::StatusOr<v1::Stage> ConfigManager::CreateStage(int64_t pipeline_id,
   stage.clear_create_time();
   stage.clear_update_time();
   stage.clear_etag();
+  stage.clear_deleting();
   if (stage.color().empty())
     stage.set_color(DefaultStageColor(stage.semantics()));
   CRM_RETURN_IF_ERROR(ValidateStageFields(stage));
@@ -491,7 +561,8 @@ absl::StatusOr<v1::Stage> ConfigManager::UpdateStage(const v1::Stage& input,
                                  {"name", "sort", "color",
                                   "default_probability", "rotting_days"},
                                  {"stage_id", "pipeline_id", "semantics",
-                                  "create_time", "update_time", "etag"}));
+                                  "create_time", "update_time", "etag",
+                                  "deleting"}));
   CRM_ASSIGN_OR_RETURN(const std::string stage_id,
                        NormalizeStageId(input.pipeline_id(), input.stage_id()));
   v1::Stage result;
@@ -542,30 +613,86 @@ absl::Status ConfigManager::DeleteStage(int64_t pipeline_id,
                                         const std::string& etag) {
   CRM_ASSIGN_OR_RETURN(const std::string stage_id,
                        NormalizeStageId(pipeline_id, raw_stage_id));
-  return Mutate([&](Change& change) -> absl::Status {
-    auto it = change.data.pipelines.find(pipeline_id);
-    if (it == change.data.pipelines.end()) {
+  // What must hold in every step: the stage exists with a current etag, the
+  // pipeline's order stays valid without it, and no other delete of it is
+  // under way.
+  auto check = [&](const ConfigData& data) -> absl::Status {
+    const PipelineEntry* entry = data.FindPipeline(pipeline_id);
+    if (entry == nullptr) {
       return absl::NotFoundError(
           absl::StrCat("pipeline ", pipeline_id, " not found"));
     }
-    auto& stages = it->second.stages;
-    auto stage_it = std::find_if(
-        stages.begin(), stages.end(),
-        [&](const v1::Stage& s) { return s.stage_id() == stage_id; });
-    if (stage_it == stages.end()) {
+    const v1::Stage* stage = data.FindStage(pipeline_id, stage_id);
+    if (stage == nullptr) {
       return absl::NotFoundError(absl::StrCat(
           "stage \"", stage_id, "\" not found in pipeline ", pipeline_id));
     }
-    CRM_RETURN_IF_ERROR(CheckEtag(etag, stage_it->etag(), "the stage"));
-    stages.erase(stage_it);
-    CRM_RETURN_IF_ERROR(CheckStageOrder(stages));
-    CRM_ASSIGN_OR_RETURN(
-        int64_t deals, deal_counter_.CountDealsInStage(pipeline_id, stage_id));
-    if (deals > 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("stage ", stage_id, " still holds ", deals,
-                       " deals; move them to another stage first"));
+    CRM_RETURN_IF_ERROR(CheckEtag(etag, stage->etag(), "the stage"));
+    if (stage->deleting()) {
+      return absl::AbortedError(absl::StrCat(
+          "stage ", stage_id, " is being deleted by another request"));
     }
+    std::vector<v1::Stage> rest;
+    for (const auto& other : entry->stages) {
+      if (other.stage_id() != stage_id) rest.push_back(other);
+    }
+    return CheckStageOrder(rest);
+  };
+  auto find = [&](Change& change) {
+    auto& stages = change.data.pipelines[pipeline_id].stages;
+    return std::find_if(
+        stages.begin(), stages.end(),
+        [&](const v1::Stage& s) { return s.stage_id() == stage_id; });
+  };
+  auto still_holds = [&](int64_t deals) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", stage_id, " still holds ", deals,
+                     " deals; move them to another stage first"));
+  };
+  // Step 0: the usual refusals write nothing.
+  CRM_RETURN_IF_ERROR(check(*Snapshot()));
+  CRM_ASSIGN_OR_RETURN(
+      const int64_t seen,
+      deal_counter_.CountDealsInStage(pipeline_id, stage_id, 0));
+  if (seen > 0) return still_holds(seen);
+  // Step 1: mark the stage `deleting` (etag unchanged); from this version
+  // deals refuses to put deals into it.
+  int64_t marked_version = 0;
+  CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
+    CRM_RETURN_IF_ERROR(check(change.data));
+    auto stage_it = find(change);
+    stage_it->set_deleting(true);
+    change.batch.PutStage(*stage_it);
+    marked_version = change.version;
+    return absl::OkStatus();
+  }));
+  // Step 2: count as of the marked version, without the writer lock.
+  const absl::StatusOr<int64_t> deals =
+      deal_counter_.CountDealsInStage(pipeline_id, stage_id, marked_version);
+  // Step 3: delete, or clear the mark and say why not.
+  absl::Status outcome = absl::OkStatus();
+  CRM_RETURN_IF_ERROR(Mutate([&](Change& change) -> absl::Status {
+    if (change.data.FindStage(pipeline_id, stage_id) == nullptr) {
+      return absl::NotFoundError(absl::StrCat(
+          "stage \"", stage_id, "\" not found in pipeline ", pipeline_id));
+    }
+    auto stage_it = find(change);
+    if (!deals.ok()) {
+      outcome = deals.status();
+    } else if (*deals > 0) {
+      outcome = still_holds(*deals);
+    } else {
+      // The stage or its neighbours may have been edited meanwhile; the
+      // mark itself is what this request set.
+      stage_it->set_deleting(false);
+      outcome = check(change.data);
+    }
+    if (!outcome.ok()) {
+      stage_it->set_deleting(false);
+      change.batch.PutStage(*stage_it);
+      return absl::OkStatus();
+    }
+    change.data.pipelines[pipeline_id].stages.erase(stage_it);
     change.batch.DeleteStage(pipeline_id, stage_id);
     for (auto& [role_id, role] : change.data.roles) {
       if (ForgetStage(&role, pipeline_id, stage_id)) {
@@ -575,7 +702,8 @@ absl::Status ConfigManager::DeleteStage(int64_t pipeline_id,
       }
     }
     return absl::OkStatus();
-  });
+  }));
+  return outcome;
 }
 
 absl::StatusOr<std::vector<v1::Stage>> ConfigManager::ReorderStages(

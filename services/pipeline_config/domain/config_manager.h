@@ -35,7 +35,7 @@ using NowFn = std::function<absl::Time()>;
 class ConfigManager {
  public:
   // Loads the store; on first start writes pipeline 0 with its default
-  // stages.
+  // stages. Clears `deleting` marks a stopped process left behind.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<ConfigManager>> Create(
       ConfigStore& store, DealCounter& deal_counter, VersionNotifier& notifier,
       NowFn now = absl::Now);
@@ -53,6 +53,12 @@ class ConfigManager {
   [[nodiscard]] absl::StatusOr<v1::Pipeline> UpdatePipeline(
       const v1::Pipeline& pipeline, const google::protobuf::FieldMask& mask,
       const std::string& etag);
+  // Deletes in three steps so no deal can arrive after the count: mark it
+  // `deleting` (one version), ask deals to count as of that version without
+  // holding the writer lock, then delete, or clear the mark and answer
+  // FAILED_PRECONDITION (deals remain), UNAVAILABLE (deals not reachable)
+  // or ABORTED (stale etag, or another delete of it is in progress).
+  // DeleteStage works the same way.
   [[nodiscard]] absl::Status DeletePipeline(int64_t pipeline_id,
                                             const std::string& etag);
 
