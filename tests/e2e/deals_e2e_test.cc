@@ -586,6 +586,116 @@ TEST_F(DealsE2eTest, PipelineConfigRefusesToDeleteAPipelineThatHoldsDeals) {
   EXPECT_TRUE(IsOk(pipelines.Call(&PipelinesStub::GetPipeline, get, &other)));
 }
 
+// Deleting a stage while deals are created in it: once DeleteStage answers
+// OK no deal is, or ever gets, into the stage. Writers create deals in the
+// stage and move each out at once, so the stage is empty now and then and
+// the delete can go through; a deal whose create succeeds after the delete
+// answered is left where it landed, and the stage must be empty at the end.
+TEST_F(DealsE2eTest, NoDealArrivesInAStageOnceItsDeleteSucceeded) {
+  const absl::StatusOr<int> deals_port = PickFreePort();
+  ASSERT_TRUE(deals_port.ok()) << deals_port.status();
+  auto config = StartPipelineConfig(
+      {absl::StrCat("--deals_addr=127.0.0.1:", *deals_port)});
+  ASSERT_NE(config, nullptr);
+  DealsOptions options;
+  options.port = *deals_port;
+  options.pipeline_config_addr = config->grpc_address();
+  auto deals = StartDeals(options);
+  ASSERT_NE(deals, nullptr);
+  const Client pipelines(config->NewChannel());
+  const DealsClient deals_client(deals->NewChannel());
+
+  constexpr int kRounds = 3;
+  constexpr int kWriters = 3;
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    const std::string stage_id = absl::StrCat("RACE", round);
+    v1::CreateStageRequest create_stage;
+    create_stage.set_pipeline_id(0);
+    create_stage.mutable_stage()->set_stage_id(stage_id);
+    create_stage.mutable_stage()->set_name(stage_id);
+    create_stage.mutable_stage()->set_sort(15);
+    create_stage.mutable_stage()->set_semantics(v1::STAGE_SEMANTICS_PROCESS);
+    v1::Stage stage;
+    ASSERT_TRUE(IsOk(
+        pipelines.Call(&PipelinesStub::CreateStage, create_stage, &stage)));
+
+    std::atomic<bool> deleted{false};
+    std::atomic<bool> stop{false};
+    std::atomic<int> landed{0};        // creates into the stage that succeeded
+    std::atomic<int> after_delete{0};  // ... and were seen after the delete
+    std::atomic<int> unexpected{0};
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&] {
+        deals_v1::Deal input;
+        input.set_stage_id(stage_id);
+        while (!stop.load()) {
+          deals_v1::Deal deal;
+          const grpc::Status created = deals_client.Create(input, &deal);
+          if (created.ok()) {
+            ++landed;
+            if (deleted.load()) {
+              ++after_delete;  // left in the stage: the final count sees it
+              continue;
+            }
+            deals_v1::Deal moved;
+            if (!deals_client.Move(deal.id(), "NEW", &moved).ok()) ++unexpected;
+          } else if (created.error_code() !=
+                         grpc::StatusCode::INVALID_ARGUMENT &&  // not known
+                     created.error_code() !=
+                         grpc::StatusCode::FAILED_PRECONDITION) {  // deleting
+            ++unexpected;
+          }
+          absl::SleepFor(absl::Milliseconds(1));
+        }
+      });
+    }
+    // Wait until deals knows the stage and deals land in it.
+    const absl::Time give_up = absl::Now() + absl::Seconds(15);
+    while (landed.load() < 5 && absl::Now() < give_up)
+      absl::SleepFor(absl::Milliseconds(5));
+    EXPECT_GE(landed.load(), 5) << "deals never accepted the new stage";
+
+    v1::DeleteStageRequest delete_stage;
+    delete_stage.set_pipeline_id(0);
+    delete_stage.set_stage_id(stage_id);
+    google::protobuf::Empty empty;
+    grpc::Status outcome;
+    int refused = 0;
+    while (absl::Now() < give_up) {
+      outcome = pipelines.Call(&PipelinesStub::DeleteStage, delete_stage, &empty);
+      if (outcome.ok()) break;
+      ++refused;
+      if (outcome.error_code() != grpc::StatusCode::FAILED_PRECONDITION) {
+        ADD_FAILURE() << "DeleteStage: " << outcome.error_message();
+        break;
+      }
+    }
+    if (outcome.ok()) deleted.store(true);
+    // Keep writing while deals' copy of the configuration catches up.
+    absl::SleepFor(absl::Milliseconds(300));
+    stop.store(true);
+    for (auto& writer : writers) writer.join();
+    ASSERT_TRUE(IsOk(outcome)) << "the stage never emptied, " << refused
+                               << " refusals";
+    std::cout << "round " << round << ": " << landed.load()
+              << " creates landed in the stage, " << refused
+              << " deletes refused before one succeeded\n";
+    EXPECT_EQ(unexpected.load(), 0);
+    EXPECT_EQ(after_delete.load(), 0);
+    deals_v1::CountDealsRequest count;
+    count.set_pipeline_id(0);
+    count.set_stage_id(stage_id);
+    deals_v1::CountDealsResponse counted;
+    grpc::ClientContext context;
+    deals_client.Prepare(&context);
+    ASSERT_TRUE(
+        IsOk(deals_client.stub().CountDeals(&context, count, &counted)));
+    EXPECT_EQ(counted.count(), 0) << "deals left in the deleted stage";
+  }
+}
+
 // Without its configuration deals cannot check a stage or a permission, so
 // it exits non-zero (the orchestrator restarts it) instead of serving.
 TEST(DealsStartTest, ExitsWhenPipelineConfigIsUnreachable) {

@@ -554,8 +554,10 @@ grpc::ServerUnaryReactor* DealsServiceImpl::CountDeals(
   // With min_config_version the call may wait: never inline.
   const Cost cost =
       request->min_config_version() > 0 ? Cost::kScan : Cost::kRead;
+  // Stops waiting a little before the caller's deadline, so the caller
+  // gets the reason rather than DEADLINE_EXCEEDED.
   const absl::Time deadline =
-      std::min(absl::FromChrono(context->deadline()),
+      std::min(absl::FromChrono(context->deadline()) - absl::Milliseconds(100),
                absl::Now() + kMaxConfigWait);
   return Run(
       context, cost, v1::CHANNEL_API, "",

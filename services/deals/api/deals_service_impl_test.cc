@@ -1,6 +1,7 @@
 // DealsService over a real channel against an in-process pipeline-config:
 // the deal lifecycle (create, get, update, delete, moves, product rows),
 // history, events, idempotency, etags and bad input.
+#include <chrono>
 #include <set>
 #include <string>
 
@@ -463,6 +464,31 @@ TEST_F(DealsServiceTest, CountDealsIsForServices) {
   EXPECT_EQ(won.count(), 1);
   EXPECT_THAT(CallAs(UserToken(7), &DealsStub::CountDeals, request),
               StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+// pipeline-config counts "as of" the version that marked a stage deleting.
+TEST_F(DealsServiceTest, CountDealsWaitsForAConfigVersion) {
+  ASSERT_OK(CreateDeal(MakeDeal("a")).status());
+  const int64_t version = pipeline_client().GetConfig()->version();
+  v1::CountDealsRequest request;
+  request.set_min_config_version(version);
+  ASSERT_OK_AND_ASSIGN(v1::CountDealsResponse now,
+                       CallAs(ServiceToken(), &DealsStub::CountDeals, request));
+  EXPECT_EQ(now.count(), 1);
+  // A version deals has not seen: UNAVAILABLE within the call's deadline.
+  request.set_min_config_version(version + 1000);
+  auto context = MakeContext(ServiceToken());
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(300));
+  v1::CountDealsResponse response;
+  const grpc::Status late = deals().CountDeals(context.get(), request, &response);
+  EXPECT_EQ(late.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << late.error_message();
+  EXPECT_THAT(late.error_message(), HasSubstr("not yet version"));
+  request.set_min_config_version(-1);
+  EXPECT_THAT(CallAs(ServiceToken(), &DealsStub::CountDeals, request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("min_config_version")));
 }
 
 TEST_F(DealsServiceTest, ReplayStreamsRetainedEvents) {

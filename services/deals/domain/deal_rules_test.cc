@@ -154,6 +154,44 @@ TEST_F(DealRulesTest, StageMustBelongToThePipeline) {
   EXPECT_THAT(Create(input), StatusIs(kInvalid, HasSubstr("deal.pipeline_id")));
 }
 
+// pipeline-config marks what it is deleting; no deal may enter it.
+TEST_F(DealRulesTest, NoDealEntersWhatIsBeingDeleted) {
+  ConfigView base = MakeConfig();
+  std::vector<PipelineView> pipelines = base.pipelines();
+  pipelines[0].stages[1].deleting = true;  // WORK
+  pipelines[1].deleting = true;            // pipeline 3
+  const ConfigView config(2, pipelines, base.fields());
+  v1::Deal input;
+  input.set_stage_id("WORK");
+  EXPECT_THAT(PrepareNewDeal(input, config, Context()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("deal.stage_id: stage WORK is being deleted")));
+  input.set_stage_id("NEW");
+  EXPECT_THAT(PrepareNewDeal(input, config, Context()), IsOk());
+  input.set_pipeline_id(3);
+  input.clear_stage_id();
+  EXPECT_THAT(
+      PrepareNewDeal(input, config, Context()),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               HasSubstr("deal.pipeline_id: pipeline 3 is being deleted")));
+
+  const StageView* work = config.FindStage(0, "WORK");
+  const StageView* three_won = config.FindStage(3, "C3:WON");
+  ASSERT_NE(work, nullptr);
+  ASSERT_NE(three_won, nullptr);
+  EXPECT_THAT(CheckMayEnter(config, *work, false, "stage_id"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("stage_id: stage WORK")));
+  // Within a pipeline being deleted a deal may still move (its deals keep
+  // the delete from succeeding anyway); it may not arrive from elsewhere.
+  EXPECT_THAT(CheckMayEnter(config, *three_won, false, "stage_id"), IsOk());
+  EXPECT_THAT(CheckMayEnter(config, *three_won, true, "pipeline_id"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("pipeline_id: pipeline 3")));
+  EXPECT_THAT(CheckMayEnter(config, *config.FindStage(0, "NEW"), true, "x"),
+              IsOk());
+}
+
 TEST_F(DealRulesTest, MoneyRules) {
   v1::Deal input;
   input.set_amount("10");
