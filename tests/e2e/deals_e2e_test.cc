@@ -217,9 +217,10 @@ TEST_F(DealsE2eTest, ABacklogOfLargeEventsGetsThroughAndSoDoesWhatFollows) {
   deals_v1::Deal small;
   ASSERT_TRUE(IsOk(client.Create(deals_v1::Deal(), &small)));
   expected.push_back({"CREATED", small.id(), ""});
-  std::vector<SinkEvent> events = WaitForSink([&](const std::vector<SinkEvent>& e) {
-    return e.size() >= expected.size();
-  });
+  std::vector<SinkEvent> events =
+      WaitForSink([&](const std::vector<SinkEvent>& e) {
+        return e.size() >= expected.size();
+      });
   EXPECT_TRUE(GapFreeFromOne(events));
   EXPECT_TRUE(Matches(events, expected));
   EXPECT_EQ(ReadFileOrEmpty(sink_files().reject_file), "");
@@ -664,7 +665,8 @@ TEST_F(DealsE2eTest, NoDealArrivesInAStageOnceItsDeleteSucceeded) {
     grpc::Status outcome;
     int refused = 0;
     while (absl::Now() < give_up) {
-      outcome = pipelines.Call(&PipelinesStub::DeleteStage, delete_stage, &empty);
+      outcome =
+          pipelines.Call(&PipelinesStub::DeleteStage, delete_stage, &empty);
       if (outcome.ok()) break;
       ++refused;
       if (outcome.error_code() != grpc::StatusCode::FAILED_PRECONDITION) {
@@ -677,8 +679,8 @@ TEST_F(DealsE2eTest, NoDealArrivesInAStageOnceItsDeleteSucceeded) {
     absl::SleepFor(absl::Milliseconds(300));
     stop.store(true);
     for (auto& writer : writers) writer.join();
-    ASSERT_TRUE(IsOk(outcome)) << "the stage never emptied, " << refused
-                               << " refusals";
+    ASSERT_TRUE(IsOk(outcome))
+        << "the stage never emptied, " << refused << " refusals";
     std::cout << "round " << round << ": " << landed.load()
               << " creates landed in the stage, " << refused
               << " deletes refused before one succeeded\n";

@@ -8,8 +8,7 @@
 
 namespace crm::deals {
 
-ConfigWriteGate::Pass& ConfigWriteGate::Pass::operator=(
-    Pass&& other) noexcept {
+ConfigWriteGate::Pass& ConfigWriteGate::Pass::operator=(Pass&& other) noexcept {
   if (this != &other) {
     Release();
     gate_ = std::exchange(other.gate_, nullptr);
@@ -51,9 +50,9 @@ absl::Status ConfigWriteGate::AwaitVersion(const PipelineClient& pipelines,
     if (have >= version) break;
     const absl::Time now = absl::Now();
     if (now >= deadline) {
-      return absl::UnavailableError(absl::StrCat(
-          "deals holds pipeline configuration version ", have,
-          ", not yet version ", version, "; retry"));
+      return absl::UnavailableError(
+          absl::StrCat("deals holds pipeline configuration version ", have,
+                       ", not yet version ", version, "; retry"));
     }
     absl::SleepFor(std::min(pause, deadline - now));
     pause = std::min(pause * 2, absl::Milliseconds(20));

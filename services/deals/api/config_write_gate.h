@@ -63,8 +63,7 @@ class ConfigWriteGate {
   // with an older one is still running. UNAVAILABLE, naming both versions,
   // when that does not happen before `deadline`.
   [[nodiscard]] absl::Status AwaitVersion(const PipelineClient& pipelines,
-                                          int64_t version,
-                                          absl::Time deadline);
+                                          int64_t version, absl::Time deadline);
 
   // Writes running now (for tests).
   int in_flight() const;

@@ -45,7 +45,8 @@ TEST(ConfigWriteGateTest, AwaitVersionWaitsForTheVersionAndOlderWrites) {
   FakePipelineClient pipelines;
   SetVersion(pipelines, 4);
   ConfigWriteGate gate;
-  auto old_write = std::make_unique<ConfigWriteGate::Pass>(gate.Enter(pipelines));
+  auto old_write =
+      std::make_unique<ConfigWriteGate::Pass>(gate.Enter(pipelines));
 
   // Not at version 5 yet: UNAVAILABLE once the deadline passes.
   EXPECT_THAT(
@@ -68,8 +69,7 @@ TEST(ConfigWriteGateTest, AwaitVersionWaitsForTheVersionAndOlderWrites) {
   absl::Status awaited = absl::UnknownError("not run");
   std::thread waiter([&] {
     waiting.Notify();
-    awaited =
-        gate.AwaitVersion(pipelines, 5, absl::Now() + absl::Seconds(30));
+    awaited = gate.AwaitVersion(pipelines, 5, absl::Now() + absl::Seconds(30));
   });
   waiting.WaitForNotification();
   absl::SleepFor(absl::Milliseconds(20));

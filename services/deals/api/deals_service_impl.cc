@@ -568,8 +568,7 @@ grpc::ServerUnaryReactor* DealsServiceImpl::CountDeals(
           return absl::InvalidArgumentError("pipeline_id: must be >= 0");
         }
         if (request->min_config_version() < 0) {
-          return absl::InvalidArgumentError(
-              "min_config_version: must be >= 0");
+          return absl::InvalidArgumentError("min_config_version: must be >= 0");
         }
         if (request->min_config_version() > 0) {
           CRM_RETURN_IF_ERROR(config_writes_.AwaitVersion(

@@ -481,7 +481,8 @@ TEST_F(DealsServiceTest, CountDealsWaitsForAConfigVersion) {
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::milliseconds(300));
   v1::CountDealsResponse response;
-  const grpc::Status late = deals().CountDeals(context.get(), request, &response);
+  const grpc::Status late =
+      deals().CountDeals(context.get(), request, &response);
   EXPECT_EQ(late.error_code(), grpc::StatusCode::UNAVAILABLE)
       << late.error_message();
   EXPECT_THAT(late.error_message(), HasSubstr("not yet version"));

@@ -306,9 +306,9 @@ absl::StatusOr<v1::Deal> PrepareNewDeal(const v1::Deal& input,
         absl::StrCat("deal.stage_id: stage \"", deal.stage_id(),
                      "\" is not a stage of pipeline ", deal.pipeline_id()));
   }
-  CRM_RETURN_IF_ERROR(CheckMayEnter(config, *stage, /*entering_pipeline=*/true,
-                                    deal.stage_id().empty() ? "deal.pipeline_id"
-                                                            : "deal.stage_id"));
+  CRM_RETURN_IF_ERROR(CheckMayEnter(
+      config, *stage, /*entering_pipeline=*/true,
+      deal.stage_id().empty() ? "deal.pipeline_id" : "deal.stage_id"));
   if (deal.title().empty())
     deal.set_title(absl::StrCat("Deal #", context.deal_id));
   if (deal.assignee_id() == 0) deal.set_assignee_id(context.creator_id);

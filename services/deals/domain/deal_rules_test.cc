@@ -163,9 +163,10 @@ TEST_F(DealRulesTest, NoDealEntersWhatIsBeingDeleted) {
   const ConfigView config(2, pipelines, base.fields());
   v1::Deal input;
   input.set_stage_id("WORK");
-  EXPECT_THAT(PrepareNewDeal(input, config, Context()),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("deal.stage_id: stage WORK is being deleted")));
+  EXPECT_THAT(
+      PrepareNewDeal(input, config, Context()),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               HasSubstr("deal.stage_id: stage WORK is being deleted")));
   input.set_stage_id("NEW");
   EXPECT_THAT(PrepareNewDeal(input, config, Context()), IsOk());
   input.set_pipeline_id(3);

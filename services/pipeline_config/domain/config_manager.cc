@@ -556,13 +556,13 @@ absl::StatusOr<v1::Stage> ConfigManager::CreateStage(int64_t pipeline_id,
 absl::StatusOr<v1::Stage> ConfigManager::UpdateStage(const v1::Stage& input,
                                                      const FieldMask& mask,
                                                      const std::string& etag) {
-  CRM_ASSIGN_OR_RETURN(std::set<std::string> paths,
-                       ParseMask(mask,
-                                 {"name", "sort", "color",
-                                  "default_probability", "rotting_days"},
-                                 {"stage_id", "pipeline_id", "semantics",
-                                  "create_time", "update_time", "etag",
-                                  "deleting"}));
+  CRM_ASSIGN_OR_RETURN(
+      std::set<std::string> paths,
+      ParseMask(
+          mask,
+          {"name", "sort", "color", "default_probability", "rotting_days"},
+          {"stage_id", "pipeline_id", "semantics", "create_time", "update_time",
+           "etag", "deleting"}));
   CRM_ASSIGN_OR_RETURN(const std::string stage_id,
                        NormalizeStageId(input.pipeline_id(), input.stage_id()));
   v1::Stage result;
@@ -640,9 +640,9 @@ absl::Status ConfigManager::DeleteStage(int64_t pipeline_id,
   };
   auto find = [&](Change& change) {
     auto& stages = change.data.pipelines[pipeline_id].stages;
-    return std::find_if(
-        stages.begin(), stages.end(),
-        [&](const v1::Stage& s) { return s.stage_id() == stage_id; });
+    return std::find_if(stages.begin(), stages.end(), [&](const v1::Stage& s) {
+      return s.stage_id() == stage_id;
+    });
   };
   auto still_holds = [&](int64_t deals) {
     return absl::FailedPreconditionError(
@@ -651,9 +651,8 @@ absl::Status ConfigManager::DeleteStage(int64_t pipeline_id,
   };
   // Step 0: the usual refusals write nothing.
   CRM_RETURN_IF_ERROR(check(*Snapshot()));
-  CRM_ASSIGN_OR_RETURN(
-      const int64_t seen,
-      deal_counter_.CountDealsInStage(pipeline_id, stage_id, 0));
+  CRM_ASSIGN_OR_RETURN(const int64_t seen, deal_counter_.CountDealsInStage(
+                                               pipeline_id, stage_id, 0));
   if (seen > 0) return still_holds(seen);
   // Step 1: mark the stage `deleting` (etag unchanged); from this version
   // deals refuses to put deals into it.

@@ -720,8 +720,7 @@ TEST_F(ConfigManagerTest, DealsArrivingBeforeTheMarkRefuseTheDeleteAndClearIt) {
     EXPECT_OK(manager_->UpdatePipeline(rename, Mask({"name"}), "").status());
   };
   // (The rename runs on this thread: the count holds no lock.)
-  EXPECT_THAT(manager_->DeletePipeline(1, p1.etag()),
-              StatusIs(Code::kAborted));
+  EXPECT_THAT(manager_->DeletePipeline(1, p1.etag()), StatusIs(Code::kAborted));
   ASSERT_OK_AND_ASSIGN(kept, manager_->GetPipeline(1));
   EXPECT_FALSE(kept.deleting());
   EXPECT_EQ(kept.name(), "Renamed meanwhile");
