@@ -500,17 +500,8 @@ TEST_P(DealsCrashTest, AcknowledgedWritesAndTheirEventsSurviveSigkill) {
 // before deleting it. Each needs the other's address: deals gets a port
 // picked in advance.
 TEST_F(DealsE2eTest, PipelineConfigRefusesToDeleteAPipelineThatHoldsDeals) {
-  const absl::StatusOr<int> deals_port = PickFreePort();
-  ASSERT_TRUE(deals_port.ok()) << deals_port.status();
-  auto config = StartPipelineConfig(
-      {absl::StrCat("--deals_addr=127.0.0.1:", *deals_port)});
-  ASSERT_NE(config, nullptr);
-  DealsOptions options;
-  options.port = *deals_port;
-  options.pipeline_config_addr = config->grpc_address();
-  auto deals = StartDeals(options);
-  ASSERT_NE(deals, nullptr);
-  ASSERT_EQ(deals->grpc_port(), *deals_port);
+  std::unique_ptr<ServiceProcess> config, deals;
+  ASSERT_NO_FATAL_FAILURE(StartLinkedPipelineConfigAndDeals(&config, &deals));
 
   const Client pipelines(config->NewChannel());
   v1::CreatePipelineRequest create;
@@ -593,16 +584,8 @@ TEST_F(DealsE2eTest, PipelineConfigRefusesToDeleteAPipelineThatHoldsDeals) {
 // the delete can go through; a deal whose create succeeds after the delete
 // answered is left where it landed, and the stage must be empty at the end.
 TEST_F(DealsE2eTest, NoDealArrivesInAStageOnceItsDeleteSucceeded) {
-  const absl::StatusOr<int> deals_port = PickFreePort();
-  ASSERT_TRUE(deals_port.ok()) << deals_port.status();
-  auto config = StartPipelineConfig(
-      {absl::StrCat("--deals_addr=127.0.0.1:", *deals_port)});
-  ASSERT_NE(config, nullptr);
-  DealsOptions options;
-  options.port = *deals_port;
-  options.pipeline_config_addr = config->grpc_address();
-  auto deals = StartDeals(options);
-  ASSERT_NE(deals, nullptr);
+  std::unique_ptr<ServiceProcess> config, deals;
+  ASSERT_NO_FATAL_FAILURE(StartLinkedPipelineConfigAndDeals(&config, &deals));
   const Client pipelines(config->NewChannel());
   const DealsClient deals_client(deals->NewChannel());
 

@@ -145,6 +145,22 @@ std::unique_ptr<ServiceProcess> DealsE2eTest::StartPipelineConfig(
   return StartOrFail(options, pipeline_config_log_);
 }
 
+void DealsE2eTest::StartLinkedPipelineConfigAndDeals(
+    std::unique_ptr<ServiceProcess>* config,
+    std::unique_ptr<ServiceProcess>* deals) {
+  const absl::StatusOr<int> deals_port = PickFreePort();
+  ASSERT_TRUE(deals_port.ok()) << deals_port.status();
+  *config = StartPipelineConfig(
+      {absl::StrCat("--deals_addr=127.0.0.1:", *deals_port)});
+  ASSERT_NE(*config, nullptr);
+  DealsOptions options;
+  options.port = *deals_port;
+  options.pipeline_config_addr = (*config)->grpc_address();
+  *deals = StartDeals(options);
+  ASSERT_NE(*deals, nullptr);
+  ASSERT_EQ((*deals)->grpc_port(), *deals_port);
+}
+
 std::unique_ptr<ServiceProcess> DealsE2eTest::StartDeals(
     const DealsOptions& deals) {
   ServiceOptions options;

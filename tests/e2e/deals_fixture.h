@@ -82,6 +82,12 @@ class DealsE2eTest : public ::testing::Test {
   std::unique_ptr<ServiceProcess> StartPipelineConfig(
       std::vector<std::string> extra_args = {});
   std::unique_ptr<ServiceProcess> StartDeals(const DealsOptions& options);
+  // pipeline-config with --deals_addr, then deals on the port picked for it
+  // in advance (each needs the other's address). Both null, with a test
+  // failure, when either does not start.
+  void StartLinkedPipelineConfigAndDeals(
+      std::unique_ptr<ServiceProcess>* config,
+      std::unique_ptr<ServiceProcess>* deals);
   // The sink on sink_files(); the files persist across restarts.
   std::unique_ptr<ServiceProcess> StartSink(int port = 0);
 
