@@ -3,6 +3,7 @@
 // test plays the deals relay: it reads the deals outbox and delivers events
 // through the DealEventSink RPC, which lets it redeliver at will.
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -144,6 +145,42 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     }
   }
 
+  // Delivers the events not delivered yet once, without waiting for runs.
+  grpc::Status DeliverOnce() {
+    dv1::DeliverEventsRequest request;
+    for (auto& event : Events(delivered_ + 1))
+      *request.add_events() = std::move(event);
+    auto context = MakeContext(ServiceToken("deals"));
+    dv1::DeliverEventsResponse response;
+    grpc::Status status =
+        sink_stub_->DeliverEvents(context.get(), request, &response);
+    if (status.ok())
+      delivered_ = std::max(delivered_, response.applied_sequence());
+    return status;
+  }
+
+  // From now on the store fails the operations `when` picks (UNAVAILABLE)
+  // and counts them, until HealStore.
+  void FailStore(
+      std::function<bool(AutomationStore::Op, std::string_view cf)> when) {
+    store_->SetFaultHookForTest(
+        [this, when = std::move(when)](AutomationStore::Op op,
+                                       std::string_view cf) {
+          if (!when(op, cf)) return absl::OkStatus();
+          ++faults_;
+          return absl::UnavailableError("injected store fault");
+        });
+  }
+  void HealStore() { store_->SetFaultHookForTest(nullptr); }
+  // Waits until the store has failed at least `n` operations in all.
+  void WaitForFaults(int n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (faults_.load() < n) {
+      ASSERT_LT(absl::Now(), deadline) << "the engine never hit the fault";
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  }
+
   void WaitIdle() {
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
     while (!engine_->Idle()) {
@@ -228,6 +265,7 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     options.deals_retry_max = absl::Milliseconds(50);
     options.outbound_timeout = absl::Seconds(2);
     options.loop_max_depth = 4;
+    options.store_retry = absl::Milliseconds(20);
     options.smtp.host = "127.0.0.1";
     options.smtp.port = 1;                  // nothing listens: email runs fail
     options.allow_private_webhooks = true;  // receivers are on loopback
@@ -245,7 +283,22 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
   std::unique_ptr<AutomationStub> stub_;
   std::unique_ptr<dv1::DealEventSink::Stub> sink_stub_;
   int64_t delivered_ = 0;
+  std::atomic<int> faults_{0};
 };
+
+using Op = AutomationStore::Op;
+
+v1::Rule DelayedTaskRule(const std::string& stage_id, const std::string& title,
+                         int seconds, int32_t sort = 0) {
+  v1::Rule rule;
+  rule.set_stage_id(stage_id);
+  rule.set_name(title);
+  rule.set_sort(sort);
+  rule.mutable_action()->mutable_create_task()->set_title(title);
+  rule.mutable_timing()->set_kind(v1::Timing::KIND_DELAY);
+  rule.mutable_timing()->mutable_delay()->set_seconds(seconds);
+  return rule;
+}
 
 TEST_F(AutomationServiceTest, RulesAreValidatedNamingTheField) {
   struct Case {
@@ -1176,6 +1229,134 @@ TEST_F(AutomationServiceTest, ListsStopAtTheReplyBudget) {
   }
   EXPECT_EQ(seen_tasks.size(), 120u);
   EXPECT_GE(task_pages, 1);
+}
+
+}  // namespace
+}  // namespace crm::automation
+
+namespace crm::automation {
+namespace {
+
+// The in-memory due index follows only what was written: an event whose
+// batch is not written cancels nothing, even when the index cannot be
+// reloaded from the store either.
+TEST_F(AutomationServiceTest, AnUnwrittenEventLeavesScheduledRunsDue) {
+  ASSERT_OK(
+      AddRule(DelayedTaskRule("PREPARATION", "Follow up", 3600)).status());
+  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Deal")));
+  ASSERT_OK(MoveStage(deal.id(), "PREPARATION").status());
+  Pump();
+  ASSERT_OK(MoveStage(deal.id(), "EXECUTING").status());
+  FailStore([](Op op, std::string_view cf) {
+    return op == Op::kWrite || (op == Op::kIterate && cf == kDueCf);
+  });
+  EXPECT_FALSE(DeliverOnce().ok());  // leaving PREPARATION is not taken in
+  HealStore();
+  // Automation has not taken the move in, so its run is still due and goes
+  // when due; it then finds the deal gone from the stage. (Had the failed
+  // event dropped it from the index, it would sit SCHEDULED, never started.)
+  Advance(absl::Minutes(61));
+  std::vector<v1::Run> runs = Runs(deal.id());
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].outcome(), v1::Run::OUTCOME_CANCELLED);
+  EXPECT_THAT(runs[0].error(), HasSubstr("no longer in the rule's stage"));
+  EXPECT_TRUE(runs[0].has_start_time());
+  EXPECT_TRUE(Tasks(deal.id()).empty());
+  // Redelivered, the move changes nothing of the finished run.
+  Pump();
+  runs = Runs(deal.id());
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_THAT(runs[0].error(), HasSubstr("no longer in the rule's stage"));
+}
+
+// A due run that cannot be read is taken off the index; the engine rebuilds
+// the index from the store once it answers again (retrying the rebuild
+// while it fails) and the run goes.
+TEST_F(AutomationServiceTest, AReadFailureOfADueRunIsRetried) {
+  ASSERT_OK(
+      AddRule(DelayedTaskRule("PREPARATION", "Follow up", 3600)).status());
+  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Deal")));
+  ASSERT_OK(MoveStage(deal.id(), "PREPARATION").status());
+  Pump();
+  FailStore([](Op op, std::string_view cf) {
+    return (op == Op::kRead && cf == kRunsCf) ||
+           (op == Op::kIterate && cf == kDueCf);
+  });
+  ASSERT_OK(clock_.Advance(absl::Minutes(61)));
+  engine_->Wake();
+  WaitForFaults(3);               // the run's read and at least two reloads
+  EXPECT_FALSE(engine_->Idle());  // the reload is still owed
+  HealStore();
+  WaitIdle();
+  EXPECT_THAT(TaskTitles(deal.id()), ElementsAre("Follow up"));
+}
+
+// A run whose outcome cannot be written goes again later, once, and not in
+// a tight loop while the store keeps failing.
+TEST_F(AutomationServiceTest, AnUnwrittenFinishIsRetriedWithBackoff) {
+  ASSERT_OK(
+      AddRule(DelayedTaskRule("PREPARATION", "Follow up", 3600)).status());
+  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Deal")));
+  ASSERT_OK(MoveStage(deal.id(), "PREPARATION").status());
+  Pump();
+  FailStore([](Op op, std::string_view) { return op == Op::kWrite; });
+  ASSERT_OK(clock_.Advance(absl::Minutes(61)));
+  engine_->Wake();
+  WaitForFaults(1);
+  absl::SleepFor(absl::Milliseconds(300));
+  // Holds of 20, 40, 80, 160 ms...: a handful of attempts, not hundreds.
+  EXPECT_LE(faults_.load(), 8);
+  HealStore();
+  WaitIdle();
+  EXPECT_THAT(TaskTitles(deal.id()), ElementsAre("Follow up"));
+  std::vector<v1::Run> runs = Runs(deal.id());
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].outcome(), v1::Run::OUTCOME_SUCCEEDED);
+  EXPECT_EQ(runs[0].attempts(), 1);  // failed attempts left nothing behind
+}
+
+// Finishing a run lists the stage's waiting runs: when that listing fails,
+// the finish is not kept (the next rule would never start) and is retried.
+TEST_F(AutomationServiceTest, AFailedListingOfWaitingRunsDoesNotStallAChain) {
+  ASSERT_OK(AddRule(DelayedTaskRule("NEW", "First", 600, 1)).status());
+  v1::Rule second = TaskRule("NEW", "Second", 2);
+  second.set_execution(v1::EXECUTION_AFTER_PREVIOUS);
+  ASSERT_OK(AddRule(second).status());
+  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Chain")));
+  Pump();
+  FailStore([](Op op, std::string_view cf) {
+    return op == Op::kIterate && cf == kRunsCf;
+  });
+  ASSERT_OK(clock_.Advance(absl::Seconds(601)));
+  engine_->Wake();
+  WaitForFaults(1);
+  HealStore();
+  WaitIdle();
+  EXPECT_THAT(TaskTitles(deal.id()), ElementsAre("First", "Second"));
+}
+
+// Completing a stage's tasks lists the deal's tasks: when that listing
+// fails, the run is not recorded as succeeded with the tasks left open.
+TEST_F(AutomationServiceTest, AFailedListingOfTasksIsNotASuccess) {
+  ASSERT_OK(AddRule(TaskRule("PREPARATION", "Prepare", 1)).status());
+  v1::Rule done = DelayedTaskRule("PREPARATION", "done", 600, 2);
+  done.mutable_action()->mutable_complete_stage_tasks();
+  ASSERT_OK(AddRule(done).status());
+  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Tasks")));
+  ASSERT_OK(MoveStage(deal.id(), "PREPARATION").status());
+  Pump();
+  ASSERT_THAT(TaskTitles(deal.id()), ElementsAre("Prepare"));
+  FailStore([](Op op, std::string_view cf) {
+    return op == Op::kIterate && cf == kTasksByDealCf;
+  });
+  ASSERT_OK(clock_.Advance(absl::Seconds(601)));
+  engine_->Wake();
+  WaitForFaults(1);
+  HealStore();
+  WaitIdle();
+  std::vector<v1::Task> tasks = Tasks(deal.id());
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].status(), v1::Task::STATUS_COMPLETED);
 }
 
 }  // namespace

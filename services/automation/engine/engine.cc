@@ -6,6 +6,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -241,7 +242,7 @@ absl::Status AutomationEngine::LoadCaches() {
   rules_.clear();
   triggers_.clear();
   {
-    auto it = store_.db().NewIterator(store_.cf(kRulesCf));
+    auto it = store_.NewIterator(kRulesCf);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       v1::Rule rule;
       if (!rule.ParseFromArray(it->value().data(),
@@ -253,7 +254,7 @@ absl::Status AutomationEngine::LoadCaches() {
     CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "rules"));
   }
   {
-    auto it = store_.db().NewIterator(store_.cf(kTriggersCf));
+    auto it = store_.NewIterator(kTriggersCf);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       v1::Trigger trigger;
       if (!trigger.ParseFromArray(it->value().data(),
@@ -271,7 +272,7 @@ absl::Status AutomationEngine::LoadCaches() {
 
 absl::Status AutomationEngine::ReloadDueIndex() {
   std::set<std::pair<int64_t, std::string>> due;
-  auto it = store_.db().NewIterator(store_.cf(kDueCf));
+  auto it = store_.NewIterator(kDueCf);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     int64_t micros = 0;
     std::string key;
@@ -285,6 +286,52 @@ absl::Status AutomationEngine::ReloadDueIndex() {
   due_ = std::move(due);
   wake_ = true;
   return absl::OkStatus();
+}
+
+absl::Status AutomationEngine::Commit(Change& change) {
+  if (absl::Status written = store_.Write(&change.batch); !written.ok()) {
+    StoreFailed("write", written, /*reload=*/false);
+    return written;
+  }
+  ApplyCommitted(change);
+  return absl::OkStatus();
+}
+
+void AutomationEngine::ApplyCommitted(Change& change) {
+  for (Change::DueEdit& edit : change.due) {
+    if (edit.insert) {
+      due_.insert(std::move(edit.entry));
+    } else {
+      due_.erase(edit.entry);
+    }
+  }
+  for (auto& [key, deal] : change.snapshots) {
+    if (deal.has_value()) {
+      snapshots_[key] = std::move(*deal);
+    } else {
+      snapshots_.erase(key);
+    }
+  }
+  if (!change.due.empty()) wake_ = true;
+  hold_ = absl::ZeroDuration();
+}
+
+void AutomationEngine::StoreFailed(const char* what, const absl::Status& status,
+                                   bool reload) {
+  hold_ = std::clamp(hold_ * 2, options_.store_retry, absl::Seconds(30));
+  hold_until_ = absl::Now() + hold_;
+  if (reload) reload_wanted_ = true;
+  wake_ = true;
+  CRM_LOG(kError, "automation store failed; runs wait",
+          {{"op", what},
+           {"error", status.ToString()},
+           {"retry_in", absl::FormatDuration(hold_)}});
+  if (options_.metrics != nullptr) {
+    options_.metrics->IncrementCounter(
+        "crm_automation_store_failures_total",
+        "Reads and writes of the automation store that failed; runs wait "
+        "and are retried.");
+  }
 }
 
 void AutomationEngine::RebuildIndexes() {
@@ -733,15 +780,13 @@ absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
         applied = std::max(applied, done);
         continue;  // redelivered
       }
-      rocksdb::WriteBatch batch;
-      CRM_RETURN_IF_ERROR(ApplyEvent(event, &batch));
-      store_.PutInt(&batch, kMetaCf, applied_key, event.sequence());
-      store_.PutCounters(&batch);
-      if (absl::Status written = store_.Write(&batch); !written.ok()) {
-        // The in-memory due index already follows the lost batch.
-        static_cast<void>(ReloadDueIndex());
-        return written;
-      }
+      // An error before the write or a failed write drops the change, and
+      // the in-memory index with it: memory stays as the store is.
+      Change change;
+      CRM_RETURN_IF_ERROR(ApplyEvent(event, &change));
+      store_.PutInt(&change.batch, kMetaCf, applied_key, event.sequence());
+      store_.PutCounters(&change.batch);
+      CRM_RETURN_IF_ERROR(Commit(change));
       applied = event.sequence();
       scheduled = true;
       if (options_.metrics != nullptr) {
@@ -756,15 +801,15 @@ absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
 }
 
 absl::Status AutomationEngine::ApplyEvent(const dv1::DealEvent& event,
-                                          rocksdb::WriteBatch* batch) {
+                                          Change* change) {
   switch (event.type()) {
     case dv1::DEAL_EVENT_TYPE_CREATED:
     case dv1::DEAL_EVENT_TYPE_STAGE_CHANGED:
     case dv1::DEAL_EVENT_TYPE_PIPELINE_CHANGED:
-      return EnterStage(event, batch);
+      return EnterStage(event, change);
     case dv1::DEAL_EVENT_TYPE_UPDATED:
     case dv1::DEAL_EVENT_TYPE_ASSIGNEE_CHANGED:
-      return EventTriggers(event, batch);
+      return EventTriggers(event, change);
     case dv1::DEAL_EVENT_TYPE_DELETED: {
       storage::EntryRecord entry;
       const std::string key = common::EncodeInt64(event.deal_id());
@@ -772,8 +817,8 @@ absl::Status AutomationEngine::ApplyEvent(const dv1::DealEvent& event,
                            store_.GetProto(kEntriesCf, key, &entry));
       if (found) {
         CRM_RETURN_IF_ERROR(CancelPending(event.deal_id(), entry.entry_seq(),
-                                          "the deal was deleted", batch));
-        store_.Delete(batch, kEntriesCf, key);
+                                          "the deal was deleted", change));
+        store_.Delete(&change->batch, kEntriesCf, key);
       }
       return absl::OkStatus();
     }
@@ -783,7 +828,8 @@ absl::Status AutomationEngine::ApplyEvent(const dv1::DealEvent& event,
 }
 
 absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
-                                          rocksdb::WriteBatch* batch) {
+                                          Change* change) {
+  rocksdb::WriteBatch* batch = &change->batch;
   const int64_t deal_id = event.deal_id();
   const absl::Time now = clock_.Now();
   const std::string entry_key = common::EncodeInt64(deal_id);
@@ -806,7 +852,7 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
         absl::StrCat("the deal left stage ",
                      stage != nullptr ? stage->name : previous.stage_id(),
                      " before the run was due"),
-        batch, moved_by_run));
+        change, moved_by_run));
   }
 
   // Loop cut-off: count automated moves in a row within the window.
@@ -894,9 +940,9 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
         finish_now(v1::Run::OUTCOME_SKIPPED,
                    std::string(due.status().message()));
       } else {
-        Schedule(&record, key, *due, batch);
+        Schedule(&record, key, *due, change);
         if (*due <= now && snapshots_.size() < kMaxSnapshots)
-          snapshots_[key] = event.deal();
+          change->snapshots.emplace_back(key, event.deal());
       }
     }
     store_.Put(batch, kRunsCf, key, record);
@@ -908,33 +954,33 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
 
 void AutomationEngine::Schedule(storage::RunRecord* record,
                                 const std::string& key, absl::Time due,
-                                rocksdb::WriteBatch* batch) {
+                                Change* change) {
   // A time already past runs now; keeping every due key at or after the
   // moment it was written lets the scheduler skip the consumed head of the
   // index (see SchedulerLoop).
   due = std::max(due, clock_.Now());
   if (record->due_micros() != 0) {
-    store_.Delete(batch, kDueCf, DueKey(record->due_micros(), key));
-    due_.erase({record->due_micros(), key});
+    store_.Delete(&change->batch, kDueCf, DueKey(record->due_micros(), key));
+    change->due.push_back({false, {record->due_micros(), key}});
   }
   record->set_due_micros(absl::ToUnixMicros(due));
-  due_.insert({record->due_micros(), key});
-  wake_ = true;
+  change->due.push_back({true, {record->due_micros(), key}});
   record->set_waiting_for_rule_id(0);
   *record->mutable_run()->mutable_scheduled_time() = ToTimestamp(due);
-  static_cast<void>(
-      batch->Put(store_.cf(kDueCf), DueKey(record->due_micros(), key), ""));
+  static_cast<void>(change->batch.Put(store_.cf(kDueCf),
+                                      DueKey(record->due_micros(), key), ""));
 }
 
 absl::Status AutomationEngine::CancelPending(int64_t deal_id, int64_t entry_seq,
                                              const std::string& reason,
-                                             rocksdb::WriteBatch* batch,
+                                             Change* change,
                                              const std::string& moved_by_run) {
+  rocksdb::WriteBatch* batch = &change->batch;
   std::string prefix;
   common::AppendInt64(&prefix, deal_id);
   common::AppendInt64(&prefix, entry_seq);
   const absl::Time now = clock_.Now();
-  auto it = store_.db().NewIterator(store_.cf(kRunsCf));
+  auto it = store_.NewIterator(kRunsCf);
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
     const std::string key = it->key().ToString();
@@ -953,7 +999,7 @@ absl::Status AutomationEngine::CancelPending(int64_t deal_id, int64_t entry_seq,
     }
     if (record.due_micros() != 0) {
       store_.Delete(batch, kDueCf, DueKey(record.due_micros(), key));
-      due_.erase({record.due_micros(), key});
+      change->due.push_back({false, {record.due_micros(), key}});
     }
     record.set_due_micros(0);
     record.set_waiting_for_rule_id(0);
@@ -970,13 +1016,13 @@ absl::Status AutomationEngine::CancelPending(int64_t deal_id, int64_t entry_seq,
     }
     *record.mutable_run()->mutable_finish_time() = ToTimestamp(now);
     store_.Put(batch, kRunsCf, key, record);
-    snapshots_.erase(key);
+    change->snapshots.emplace_back(key, std::nullopt);
   }
   return common::FromRocksStatus(it->status(), "runs");
 }
 
 absl::Status AutomationEngine::EventTriggers(const dv1::DealEvent& event,
-                                             rocksdb::WriteBatch* batch) {
+                                             Change* change) {
   const dv1::Deal& deal = event.deal();
   auto it = pipeline_triggers_.find(deal.pipeline_id());
   if (it == pipeline_triggers_.end()) return absl::OkStatus();
@@ -1023,8 +1069,8 @@ absl::Status AutomationEngine::EventTriggers(const dv1::DealEvent& event,
       bool has_entry,
       store_.GetProto(kEntriesCf, common::EncodeInt64(deal.id()), &entry));
   if (has_entry) record.set_entry_at_schedule(entry.entry_seq());
-  Schedule(&record, key, clock_.Now(), batch);
-  store_.Put(batch, kRunsCf, key, record);
+  Schedule(&record, key, clock_.Now(), change);
+  store_.Put(&change->batch, kRunsCf, key, record);
   return absl::OkStatus();
 }
 
@@ -1037,7 +1083,7 @@ void AutomationEngine::Wake() {
 
 bool AutomationEngine::Idle(absl::Duration horizon) const {
   absl::ReaderMutexLock lock(&mu_);
-  if (!in_flight_.empty()) return false;
+  if (!in_flight_.empty() || reload_wanted_) return false;
   return due_.empty() ||
          absl::FromUnixMicros(due_.begin()->first) > clock_.Now() + horizon;
 }
@@ -1059,6 +1105,21 @@ void AutomationEngine::SchedulerLoop() {
       if (stopping_) return;
       wake_ = false;
       now = clock_.Now();
+      // After a store failure: nothing starts until the hold ends, then the
+      // due index is rebuilt from the store if it was asked for.
+      const absl::Duration held = hold_until_ - absl::Now();
+      if (held > absl::ZeroDuration()) {
+        wait = std::clamp(held, absl::Milliseconds(1), absl::Seconds(1));
+        continue;
+      }
+      if (reload_wanted_) {
+        if (absl::Status reloaded = ReloadDueIndex(); !reloaded.ok()) {
+          StoreFailed("reload of the due index", reloaded, /*reload=*/true);
+          wait = absl::Milliseconds(1);
+          continue;
+        }
+        reload_wanted_ = false;
+      }
       const int64_t now_micros = absl::ToUnixMicros(now);
       while (!due_.empty() && due_.begin()->first <= now_micros &&
              due_keys.size() < kMaxDispatch) {
@@ -1104,11 +1165,9 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
     if (!runnable) {
       in_flight_.erase(key);
       if (!found.ok()) {
-        // The due index entry was taken off; rebuild it from the store so
-        // the run is tried again.
-        CRM_LOG(kError, "cannot read a run",
-                {{"error", found.status().ToString()}});
-        static_cast<void>(ReloadDueIndex());
+        // The due index entry was taken off; it comes back from the store
+        // with the reload, and the run is tried again.
+        StoreFailed("read of a run", found.status(), /*reload=*/true);
       } else if (*found && !IsTerminal(record.run().outcome()) &&
                  record.due_micros() != 0) {
         // Not due after all (the wall clock stepped back): back in line.
@@ -1130,7 +1189,15 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
     storage::EntryRecord entry;
     absl::StatusOr<bool> has_entry = store_.GetProto(
         kEntriesCf, common::EncodeInt64(record.run().deal_id()), &entry);
-    const bool moved_on = has_entry.ok() && expected_entry != 0 &&
+    if (!has_entry.ok()) {
+      // Whether the deal moved on is unknown: not now.
+      in_flight_.erase(key);
+      due_.insert({record.due_micros(), key});
+      StoreFailed("read of a stage entry", has_entry.status(),
+                  /*reload=*/false);
+      return;
+    }
+    const bool moved_on = expected_entry != 0 &&
                           (!*has_entry || entry.entry_seq() != expected_entry);
     const bool started = record.run().attempts() > 0;
     if (record.run().trigger_id() != 0 &&
@@ -1540,15 +1607,23 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
   absl::StatusOr<bool> found = store_.GetProto(kRunsCf, key, &record);
   if (!found.ok() || !*found) {
     in_flight_.erase(key);
-    if (!found.ok()) {
-      CRM_LOG(kError, "cannot read a run",
-              {{"error", found.status().ToString()}});
-      static_cast<void>(ReloadDueIndex());
-    }
+    if (!found.ok()) StoreFailed("read of a run", found.status(), true);
     return;
   }
+  // Nothing of this finish is kept unless all of it is: on any failure the
+  // run stays due as stored (its due key back in the index) and goes again
+  // once the store answers.
+  const int64_t stored_due = record.due_micros();
+  auto abandon = [&](const char* what, const absl::Status& status) {
+    CRM_LOG(kError, "cannot record a run",
+            {{"run_id", record.run().run_id()}, {"error", status.ToString()}});
+    in_flight_.erase(key);
+    if (stored_due != 0) due_.insert({stored_due, key});
+    StoreFailed(what, status, /*reload=*/false);
+  };
   v1::Run& run = *record.mutable_run();
-  rocksdb::WriteBatch batch;
+  Change change;
+  rocksdb::WriteBatch& batch = change.batch;
   if (!run.has_start_time()) *run.mutable_start_time() = ToTimestamp(now);
   run.set_attempts(run.attempts() + 1);
   if (result.retry && result.counts)
@@ -1566,7 +1641,7 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
     static thread_local absl::BitGen gen;
     backoff *= absl::Uniform(gen, 0.8, 1.2);
     run.set_outcome(v1::Run::OUTCOME_RETRYING);
-    Schedule(&record, key, now + backoff, &batch);
+    Schedule(&record, key, now + backoff, &change);
     store_.Put(&batch, kRunsCf, key, record);
   } else {
     if (result.retry) {
@@ -1578,7 +1653,7 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
     *run.mutable_finish_time() = ToTimestamp(now);
     if (record.due_micros() != 0) {
       store_.Delete(&batch, kDueCf, DueKey(record.due_micros(), key));
-      due_.erase({record.due_micros(), key});
+      change.due.push_back({false, {record.due_micros(), key}});
     }
     record.set_due_micros(0);
     if (result.task.has_value()) {
@@ -1596,7 +1671,7 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
     if (result.complete_stage_tasks) {
       std::string prefix;
       common::AppendInt64(&prefix, run.deal_id());
-      auto it = store_.db().NewIterator(store_.cf(kTasksByDealCf));
+      auto it = store_.NewIterator(kTasksByDealCf);
       for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
            it->Next()) {
         const std::string index_key = it->key().ToString();
@@ -1607,7 +1682,8 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
         v1::Task task;
         absl::StatusOr<bool> got =
             store_.GetProto(kTasksCf, common::EncodeInt64(task_id), &task);
-        if (!got.ok() || !*got) continue;
+        if (!got.ok()) return abandon("read of a task", got.status());
+        if (!*got) continue;
         if (task.status() != v1::Task::STATUS_OPEN ||
             task.pipeline_id() != run.pipeline_id() ||
             task.stage_id() != run.stage_id()) {
@@ -1616,6 +1692,10 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
         task.set_status(v1::Task::STATUS_COMPLETED);
         *task.mutable_complete_time() = ToTimestamp(now);
         store_.Put(&batch, kTasksCf, common::EncodeInt64(task_id), task);
+      }
+      if (absl::Status listed = common::FromRocksStatus(it->status(), "tasks");
+          !listed.ok()) {
+        return abandon("listing of a deal's tasks", listed);
       }
     }
     if (result.notification.has_value()) {
@@ -1635,17 +1715,26 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
       common::AppendInt64(&prefix, run.deal_id());
       common::AppendInt64(&prefix, record.entry_seq());
       std::optional<std::pair<std::string, storage::RunRecord>> waiting;
-      auto it = store_.db().NewIterator(store_.cf(kRunsCf));
+      auto it = store_.NewIterator(kRunsCf);
       for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
            it->Next()) {
         storage::RunRecord next;
-        if (next.ParseFromArray(it->value().data(),
-                                static_cast<int>(it->value().size())) &&
-            next.waiting_for_rule_id() == finished_rule &&
+        if (!next.ParseFromArray(it->value().data(),
+                                 static_cast<int>(it->value().size()))) {
+          // Not retried: it would not read better next time.
+          CRM_LOG(kError, "unreadable run record skipped",
+                  {{"key", absl::CHexEscape(it->key().ToString())}});
+          continue;
+        }
+        if (next.waiting_for_rule_id() == finished_rule &&
             next.run().outcome() == v1::Run::OUTCOME_SCHEDULED) {
           waiting.emplace(it->key().ToString(), std::move(next));
           break;
         }
+      }
+      if (absl::Status listed = common::FromRocksStatus(it->status(), "runs");
+          !listed.ok()) {
+        return abandon("listing of the stage's waiting runs", listed);
       }
       finished_rule = 0;
       if (!waiting.has_value()) break;
@@ -1668,20 +1757,15 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
         due = DueTime(rule->second.timing(), dv1::Deal(), now, options_.zone)
                   .value_or(now);
       }
-      Schedule(&next, next_key, due, &batch);
+      Schedule(&next, next_key, due, &change);
       store_.Put(&batch, kRunsCf, next_key, next);
     }
   }
   store_.PutCounters(&batch);
-  absl::Status written = store_.Write(&batch);
-  if (!written.ok()) {
-    CRM_LOG(kError, "cannot record a run",
-            {{"run_id", run.run_id()}, {"error", written.ToString()}});
-    // The in-memory index may now be ahead of the store: rebuild it from
-    // the store, where the run is still due (this run included).
-    in_flight_.erase(key);
-    static_cast<void>(ReloadDueIndex());
+  if (absl::Status written = store_.Write(&batch); !written.ok()) {
+    return abandon("write of a run's outcome", written);
   }
+  ApplyCommitted(change);
   if (options_.metrics != nullptr) {
     std::string outcome = v1::Run::Outcome_Name(run.outcome());
     absl::AsciiStrToLower(&outcome);
@@ -1711,8 +1795,7 @@ absl::StatusOr<Page<v1::Task>> AutomationEngine::ListTasks(
   common::AppendInt64(&prefix, by_deal ? query.deal_id : query.responsible_id);
   Page<v1::Task> page;
   common::ReplyBudget budget;  // a page also ends at the reply budget
-  auto it = store_.db().NewIterator(
-      store_.cf(by_deal ? kTasksByDealCf : kTasksByUserCf));
+  auto it = store_.NewIterator(by_deal ? kTasksByDealCf : kTasksByUserCf);
   if (after_key.empty()) {
     it->Seek(prefix);
   } else {
@@ -1778,7 +1861,7 @@ absl::Status ReversePage(const AutomationStore& store, std::string_view cf,
                          const std::string& prefix,
                          const std::string& after_key, int limit, Emit emit,
                          std::string* last_key, bool* more) {
-  auto it = const_cast<AutomationStore&>(store).db().NewIterator(store.cf(cf));
+  auto it = store.NewIterator(cf);
   if (after_key.empty()) {
     it->SeekForPrev(common::PrefixSuccessor(prefix));
     if (it->Valid() && !it->key().starts_with(prefix)) it->Prev();

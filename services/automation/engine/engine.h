@@ -89,6 +89,10 @@ struct EngineOptions {
   int workers = 4;
   absl::Duration deals_timeout = absl::Seconds(5);
   absl::Duration outbound_timeout = absl::Seconds(10);
+  // After the store fails a read or a write, runs are held back this long
+  // (doubling while it keeps failing, at most 30 s) and the due index is
+  // rebuilt from the store when it was read.
+  absl::Duration store_retry = absl::Seconds(1);
   // Optional: counters of applied events and finished runs by outcome.
   common::MetricsRegistry* metrics = nullptr;
 };
@@ -178,6 +182,30 @@ class AutomationEngine {
  private:
   struct RunResult;
 
+  // One write of the engine: the batch, and the edits of the in-memory due
+  // index and snapshots that follow it. Commit applies them only once the
+  // batch is written; a change that is dropped (an error before the write,
+  // or a failed write) leaves memory as the store is.
+  struct Change {
+    rocksdb::WriteBatch batch;
+    struct DueEdit {
+      bool insert = false;
+      std::pair<int64_t, std::string> entry;
+    };
+    std::vector<DueEdit> due;
+    // nullopt erases.
+    std::vector<std::pair<std::string, std::optional<crm::deals::v1::Deal>>>
+        snapshots;
+  };
+  absl::Status Commit(Change& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The memory half of a written change.
+  void ApplyCommitted(Change& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The store failed `what`: log, count, hold runs back for a while and,
+  // with `reload`, rebuild the due index from the store (the scheduler
+  // retries that until it succeeds).
+  void StoreFailed(const char* what, const absl::Status& status, bool reload)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Rules and triggers: read from the cache; store a new one (id 0) or a
   // changed one (etag checked) with a fresh etag and times; delete one
   // (and `meta_key` with it). Each writes one batch, then the cache.
@@ -201,28 +229,24 @@ class AutomationEngine {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   absl::Status ApplyEvent(const crm::deals::v1::DealEvent& event,
-                          rocksdb::WriteBatch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                          Change* change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status EnterStage(const crm::deals::v1::DealEvent& event,
-                          rocksdb::WriteBatch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                          Change* change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Cancels the entry's runs that have not started. The run whose id is
   // `moved_by_run` (the request id of the event that moved the deal out)
   // made that move: it is recorded as succeeded instead.
   absl::Status CancelPending(int64_t deal_id, int64_t entry_seq,
-                             const std::string& reason,
-                             rocksdb::WriteBatch* batch,
+                             const std::string& reason, Change* change,
                              const std::string& moved_by_run = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status EventTriggers(const crm::deals::v1::DealEvent& event,
-                             rocksdb::WriteBatch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                             Change* change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The trigger that wins for `deal` among `candidates`, or null.
   const v1::Trigger* ChooseTrigger(
       const crm::deals::v1::Deal& deal,
       const std::vector<const v1::Trigger*>& candidates) const;
   void Schedule(storage::RunRecord* record, const std::string& key,
-                absl::Time due, rocksdb::WriteBatch* batch)
+                absl::Time due, Change* change)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void SchedulerLoop();
@@ -272,6 +296,11 @@ class AutomationEngine {
   absl::flat_hash_map<std::string, crm::deals::v1::Deal> snapshots_
       ABSL_GUARDED_BY(mu_);
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by StoreFailed: the due index is to be rebuilt from the store, and
+  // no run starts before `hold_until_` (real time).
+  bool reload_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time hold_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Duration hold_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::unique_ptr<common::WorkerPool> workers_;

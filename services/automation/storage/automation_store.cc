@@ -79,9 +79,36 @@ absl::StatusOr<std::unique_ptr<AutomationStore>> AutomationStore::Open(
   return store;
 }
 
+void AutomationStore::SetFaultHookForTest(FaultHook hook) {
+  absl::MutexLock lock(&fault_mu_);
+  has_fault_hook_.store(hook != nullptr, std::memory_order_release);
+  fault_hook_ = std::move(hook);
+}
+
+absl::Status AutomationStore::Fault(Op op, std::string_view cf_name) const {
+  if (!has_fault_hook_.load(std::memory_order_acquire)) return absl::OkStatus();
+  absl::MutexLock lock(&fault_mu_);
+  return fault_hook_ != nullptr ? fault_hook_(op, cf_name) : absl::OkStatus();
+}
+
+absl::Status AutomationStore::Write(rocksdb::WriteBatch* batch) {
+  CRM_RETURN_IF_ERROR(Fault(Op::kWrite, ""));
+  return db_->Write(batch);
+}
+
+std::unique_ptr<rocksdb::Iterator> AutomationStore::NewIterator(
+    std::string_view cf_name) const {
+  if (absl::Status fault = Fault(Op::kIterate, cf_name); !fault.ok()) {
+    return std::unique_ptr<rocksdb::Iterator>(rocksdb::NewErrorIterator(
+        rocksdb::Status::IOError(std::string(fault.message()))));
+  }
+  return db_->NewIterator(cf(cf_name));
+}
+
 absl::StatusOr<bool> AutomationStore::GetProto(
     std::string_view cf_name, std::string_view key,
     google::protobuf::Message* out) const {
+  CRM_RETURN_IF_ERROR(Fault(Op::kRead, cf_name));
   CRM_ASSIGN_OR_RETURN(std::optional<std::string> value,
                        db_->Get(cf(cf_name), key));
   if (!value.has_value()) return false;
@@ -94,6 +121,7 @@ absl::StatusOr<bool> AutomationStore::GetProto(
 
 absl::StatusOr<int64_t> AutomationStore::GetInt(std::string_view cf_name,
                                                 std::string_view key) const {
+  CRM_RETURN_IF_ERROR(Fault(Op::kRead, cf_name));
   CRM_ASSIGN_OR_RETURN(std::optional<std::string> value,
                        db_->Get(cf(cf_name), key));
   if (!value.has_value()) return 0;

@@ -13,7 +13,9 @@
 // Job ids in run keys are rule ids (> 0) or minus the trigger id (< 0).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/message.h"
+#include "rocksdb/iterator.h"
 #include "rocksdb/write_batch.h"
 
 #include "common/rocks/rocks_db.h"
@@ -83,9 +86,17 @@ class AutomationStore {
               std::string_view key, int64_t value);
   void Delete(rocksdb::WriteBatch* batch, std::string_view cf,
               std::string_view key);
-  [[nodiscard]] absl::Status Write(rocksdb::WriteBatch* batch) {
-    return db_->Write(batch);
-  }
+  [[nodiscard]] absl::Status Write(rocksdb::WriteBatch* batch);
+  // An iterator over one column family; check its status() after the loop.
+  std::unique_ptr<rocksdb::Iterator> NewIterator(std::string_view cf) const;
+
+  // Fault injection, for tests of what the engine does when the store
+  // fails: while set, the hook is asked before every read (GetProto,
+  // GetInt), iterator and write, and a non-OK answer is what that call
+  // reports (an iterator reports it from status() and is never valid).
+  enum class Op { kRead, kIterate, kWrite };
+  using FaultHook = std::function<absl::Status(Op op, std::string_view cf)>;
+  void SetFaultHookForTest(FaultHook hook);
 
   // Id counters (the last id handed out). Call under the caller's write
   // lock (the engine serialises its writes) and add PutCounters to the
@@ -99,8 +110,13 @@ class AutomationStore {
 
  private:
   AutomationStore() = default;
+  absl::Status Fault(Op op, std::string_view cf) const;
+
   std::unique_ptr<common::RocksDb> db_;
   storage::Counters counters_;
+  std::atomic<bool> has_fault_hook_{false};
+  mutable absl::Mutex fault_mu_;
+  FaultHook fault_hook_ ABSL_GUARDED_BY(fault_mu_);
 };
 
 }  // namespace crm::automation
