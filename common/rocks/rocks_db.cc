@@ -130,6 +130,17 @@ absl::Status RocksDb::Write(rocksdb::WriteBatch* batch) {
   return FromRocksStatus(db_->Write(write_options_, batch), "write");
 }
 
+absl::Status RocksDb::WriteDeferringSync(rocksdb::WriteBatch* batch) {
+  rocksdb::WriteOptions options = write_options_;
+  options.sync = false;
+  return FromRocksStatus(db_->Write(options, batch), "write");
+}
+
+absl::Status RocksDb::SyncWal() {
+  if (!write_options_.sync) return absl::OkStatus();
+  return FromRocksStatus(db_->SyncWAL(), "wal sync");
+}
+
 absl::StatusOr<std::optional<std::string>> RocksDb::Get(
     rocksdb::ColumnFamilyHandle* cf, std::string_view key) const {
   std::string value;

@@ -61,6 +61,12 @@ class RocksDb {
 
   // Commits a batch atomically across column families.
   [[nodiscard]] absl::Status Write(rocksdb::WriteBatch* batch);
+  // Group commit for one caller's run of writes: writes without waiting for
+  // the fsync; SyncWal (a no-op unless writes are synced) then makes every
+  // write before it durable with one fsync. Acknowledge nothing written
+  // this way before SyncWal has returned OK.
+  [[nodiscard]] absl::Status WriteDeferringSync(rocksdb::WriteBatch* batch);
+  [[nodiscard]] absl::Status SyncWal();
 
   // The value under `key`, or nullopt when absent.
   [[nodiscard]] absl::StatusOr<std::optional<std::string>> Get(

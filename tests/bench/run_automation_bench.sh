@@ -18,7 +18,8 @@
 #   tests/bench/run_automation_bench.sh --channels=8 --goal_p99_ms=100
 #
 # Options: --seconds S (measured seconds, the bench's --duration_s), --rate R
-# (moves per second); anything else goes to crm-automation-bench (see
+# (moves per second), --durable (the three servers run with --sync_writes:
+# every acknowledged write fsynced); anything else goes to crm-automation-bench (see
 # crm-automation-bench --help).
 # Environment: BUILD_DIR (default <repo>/build-bench), JOBS (default 2).
 set -euo pipefail
@@ -27,12 +28,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 bench_args=()
+server_flags=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds) bench_args+=("--duration_s=$2"); shift 2 ;;
     --seconds=*) bench_args+=("--duration_s=${1#--seconds=}"); shift ;;
     --rate) bench_args+=("--rate=$2"); shift 2 ;;
     --rate=*) bench_args+=("$1"); shift ;;
+    --durable) server_flags+=("--sync_writes"); shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) bench_args+=("$1"); shift ;;
   esac
@@ -142,7 +145,7 @@ memory() {
 echo "== starting crm-pipeline-config, crm-automation and crm-deals in ${tmp}"
 "${pipeline_bin}" --port=0 --http_port=0 --port_file="${tmp}/pipeline-config.ports" \
   --data_dir="${tmp}/pipeline-config" --jwt_secret="${secret}" --admin_users=1 \
-  --log_level=warn >"${tmp}/pipeline-config.log" 2>&1 &
+  --log_level=warn "${server_flags[@]}" >"${tmp}/pipeline-config.log" 2>&1 &
 pipeline_pid=$!
 wait_ports crm-pipeline-config "${pipeline_pid}" "${tmp}/pipeline-config.ports"
 pipeline_port="$(sed -n 1p "${tmp}/pipeline-config.ports")"
@@ -152,7 +155,7 @@ deals_port="$(free_port)"
   --data_dir="${tmp}/automation" --jwt_secret="${secret}" --admin_users=1 \
   --pipeline_config_addr="127.0.0.1:${pipeline_port}" \
   --deals_addr="127.0.0.1:${deals_port}" \
-  --log_level=warn >"${tmp}/automation.log" 2>&1 &
+  --log_level=warn "${server_flags[@]}" >"${tmp}/automation.log" 2>&1 &
 automation_pid=$!
 wait_ports crm-automation "${automation_pid}" "${tmp}/automation.ports"
 automation_port="$(sed -n 1p "${tmp}/automation.ports")"
@@ -161,7 +164,7 @@ automation_port="$(sed -n 1p "${tmp}/automation.ports")"
   --data_dir="${tmp}/deals" --jwt_secret="${secret}" --admin_users=1 \
   --pipeline_config_addr="127.0.0.1:${pipeline_port}" --shard=0 \
   --subscribers="automation=127.0.0.1:${automation_port}" \
-  --log_level=warn >"${tmp}/deals.log" 2>&1 &
+  --log_level=warn "${server_flags[@]}" >"${tmp}/deals.log" 2>&1 &
 deals_pid=$!
 wait_ports crm-deals "${deals_pid}" "${tmp}/deals.ports"
 echo "crm-pipeline-config (pid ${pipeline_pid}) on 127.0.0.1:${pipeline_port}," \

@@ -288,8 +288,11 @@ absl::Status AutomationEngine::ReloadDueIndex() {
   return absl::OkStatus();
 }
 
-absl::Status AutomationEngine::Commit(Change& change) {
-  if (absl::Status written = store_.Write(&change.batch); !written.ok()) {
+absl::Status AutomationEngine::Commit(Change& change, bool defer_sync) {
+  if (absl::Status written = defer_sync
+                                 ? store_.WriteDeferringSync(&change.batch)
+                                 : store_.Write(&change.batch);
+      !written.ok()) {
     StoreFailed("write", written, /*reload=*/false);
     return written;
   }
@@ -786,7 +789,10 @@ absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
       CRM_RETURN_IF_ERROR(ApplyEvent(event, &change));
       store_.PutInt(&change.batch, kMetaCf, applied_key, event.sequence());
       store_.PutCounters(&change.batch);
-      CRM_RETURN_IF_ERROR(Commit(change));
+      // One fsync for the whole delivery (below), not one per event. An
+      // event written but not yet synced is not acknowledged; lost in a
+      // crash, it comes again and is applied then.
+      CRM_RETURN_IF_ERROR(Commit(change, /*defer_sync=*/true));
       applied = event.sequence();
       scheduled = true;
       if (options_.metrics != nullptr) {
@@ -796,6 +802,14 @@ absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
       }
     }
     if (scheduled) wake_ = true;
+  }
+  // Outside the lock: other writers go on while the WAL syncs.
+  if (scheduled) {
+    if (absl::Status synced = store_.SyncWal(); !synced.ok()) {
+      absl::MutexLock lock(&mu_);
+      StoreFailed("sync of applied events", synced, /*reload=*/false);
+      return synced;
+    }
   }
   return applied;
 }
@@ -1601,14 +1615,33 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
 }
 
 void AutomationEngine::Finish(const std::string& key, RunResult result) {
-  absl::MutexLock lock(&mu_);
+  bool written = false;
+  {
+    absl::MutexLock lock(&mu_);
+    written = FinishLocked(key, std::move(result));
+  }
+  // Group commit: the outcome was written without waiting for its fsync
+  // (under the lock, writes only queue behind each other, not behind the
+  // disk); runs finishing together share this one. Nothing is acknowledged
+  // before it: a later synced write (any user's) makes it durable too, and
+  // an outcome lost in a crash means the run goes again (internal effects
+  // once by run id, outside ones at least once).
+  if (written) {
+    if (absl::Status synced = store_.SyncWal(); !synced.ok()) {
+      absl::MutexLock lock(&mu_);
+      StoreFailed("sync of a run's outcome", synced, /*reload=*/false);
+    }
+  }
+}
+
+bool AutomationEngine::FinishLocked(const std::string& key, RunResult result) {
   const absl::Time now = clock_.Now();
   storage::RunRecord record;
   absl::StatusOr<bool> found = store_.GetProto(kRunsCf, key, &record);
   if (!found.ok() || !*found) {
     in_flight_.erase(key);
     if (!found.ok()) StoreFailed("read of a run", found.status(), true);
-    return;
+    return false;
   }
   // Nothing of this finish is kept unless all of it is: on any failure the
   // run stays due as stored (its due key back in the index) and goes again
@@ -1620,6 +1653,7 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
     in_flight_.erase(key);
     if (stored_due != 0) due_.insert({stored_due, key});
     StoreFailed(what, status, /*reload=*/false);
+    return false;
   };
   v1::Run& run = *record.mutable_run();
   Change change;
@@ -1762,7 +1796,7 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
     }
   }
   store_.PutCounters(&batch);
-  if (absl::Status written = store_.Write(&batch); !written.ok()) {
+  if (absl::Status written = store_.WriteDeferringSync(&batch); !written.ok()) {
     return abandon("write of a run's outcome", written);
   }
   ApplyCommitted(change);
@@ -1780,6 +1814,7 @@ void AutomationEngine::Finish(const std::string& key, RunResult result) {
             {{"run_id", run.run_id()}, {"error", run.error()}});
   }
   in_flight_.erase(key);
+  return true;
 }
 
 // ---------------------------------------------------------------- Queries

@@ -197,7 +197,10 @@ class AutomationEngine {
     std::vector<std::pair<std::string, std::optional<crm::deals::v1::Deal>>>
         snapshots;
   };
-  absl::Status Commit(Change& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // With `defer_sync` the batch is not fsynced yet (see
+  // AutomationStore::WriteDeferringSync).
+  absl::Status Commit(Change& change, bool defer_sync = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The memory half of a written change.
   void ApplyCommitted(Change& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The store failed `what`: log, count, hold runs back for a while and,
@@ -256,6 +259,10 @@ class AutomationEngine {
   RunResult PerformRule(const storage::RunRecord& record, const v1::Rule& rule,
                         const crm::deals::v1::Deal& deal);
   void Finish(const std::string& key, RunResult result);
+  // Records the outcome (written, fsync deferred); false when nothing was
+  // written.
+  bool FinishLocked(const std::string& key, RunResult result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Calls to deals as the automation service identity.
   absl::StatusOr<crm::deals::v1::Deal> GetDeal(int64_t deal_id);

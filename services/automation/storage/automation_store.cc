@@ -96,6 +96,16 @@ absl::Status AutomationStore::Write(rocksdb::WriteBatch* batch) {
   return db_->Write(batch);
 }
 
+absl::Status AutomationStore::WriteDeferringSync(rocksdb::WriteBatch* batch) {
+  CRM_RETURN_IF_ERROR(Fault(Op::kWrite, ""));
+  return db_->WriteDeferringSync(batch);
+}
+
+absl::Status AutomationStore::SyncWal() {
+  CRM_RETURN_IF_ERROR(Fault(Op::kWrite, ""));
+  return db_->SyncWal();
+}
+
 std::unique_ptr<rocksdb::Iterator> AutomationStore::NewIterator(
     std::string_view cf_name) const {
   if (absl::Status fault = Fault(Op::kIterate, cf_name); !fault.ok()) {

@@ -87,6 +87,9 @@ class AutomationStore {
   void Delete(rocksdb::WriteBatch* batch, std::string_view cf,
               std::string_view key);
   [[nodiscard]] absl::Status Write(rocksdb::WriteBatch* batch);
+  // See common::RocksDb::WriteDeferringSync.
+  [[nodiscard]] absl::Status WriteDeferringSync(rocksdb::WriteBatch* batch);
+  [[nodiscard]] absl::Status SyncWal();
   // An iterator over one column family; check its status() after the loop.
   std::unique_ptr<rocksdb::Iterator> NewIterator(std::string_view cf) const;
 
