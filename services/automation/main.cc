@@ -22,12 +22,12 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/pagination/page_token.h"
+#include "common/pipelines_client/grpc_pipeline_client.h"
+#include "common/pipelines_client/service_token.h"
 #include "services/automation/api/automation_service_impl.h"
 #include "services/automation/demo_rules.h"
 #include "services/automation/engine/engine.h"
 #include "services/automation/storage/automation_store.h"
-#include "services/deals/clients/grpc_pipeline_client.h"
-#include "services/deals/clients/service_token.h"
 
 using crm::common::EnvBool;
 using crm::common::EnvInt;
@@ -171,20 +171,20 @@ int main(int argc, char** argv) {
   if (!store.ok())
     return crm::common::FailStartup(store.status(), "cannot open store");
 
-  auto connected = crm::deals::GrpcPipelineClient::Connect(
-      absl::GetFlag(FLAGS_pipeline_config_addr), secret,
+  auto connected = crm::common::GrpcPipelineClient::Connect(
+      absl::GetFlag(FLAGS_pipeline_config_addr), "automation", secret,
       absl::Seconds(std::max(
           1, absl::GetFlag(FLAGS_pipeline_config_start_timeout_seconds))));
   if (!connected.ok()) {
     return crm::common::FailStartup(connected.status(),
                                     "cannot load the pipeline configuration");
   }
-  std::unique_ptr<crm::deals::GrpcPipelineClient> pipelines =
+  std::unique_ptr<crm::common::GrpcPipelineClient> pipelines =
       *std::move(connected);
 
   auto deals_stub = crm::deals::v1::DealsService::NewStub(
       DealsChannel(absl::GetFlag(FLAGS_deals_addr)));
-  crm::deals::ServiceTokenSource tokens(secret, "automation");
+  crm::common::ServiceTokenSource tokens(secret, "automation");
   crm::common::MetricsRegistry metrics;
   engine_options.metrics = &metrics;
   crm::automation::Clock clock(absl::GetFlag(FLAGS_test_clock));

@@ -7,7 +7,8 @@
 
 namespace crm::deals {
 
-absl::StatusOr<int> SeedDemoDeals(DealStore& store, const ConfigView& config,
+absl::StatusOr<int> SeedDemoDeals(DealStore& store,
+                                  const common::ConfigView& config,
                                   const DealOperationsOptions& options) {
   if (store.next_event_sequence() > 1) return 0;
   DealOperationsOptions quiet = options;
@@ -15,7 +16,7 @@ absl::StatusOr<int> SeedDemoDeals(DealStore& store, const ConfigView& config,
   OperationContext ctx;
   ctx.caller.privileged = true;
   ctx.actor_service = "demo";
-  ctx.config = std::make_shared<const ConfigView>(config);
+  ctx.config = std::make_shared<const common::ConfigView>(config);
   struct Demo {
     const char* title;
     const char* amount;

@@ -7,8 +7,8 @@
 
 #include "absl/status/statusor.h"
 
+#include "common/pipelines_client/config_view.h"
 #include "services/deals/api/deal_operations.h"
-#include "services/deals/clients/config_view.h"
 #include "services/deals/storage/deal_store.h"
 
 namespace crm::deals {
@@ -16,7 +16,7 @@ namespace crm::deals {
 // Creates the demo deals when the store has never held an event; returns how
 // many were created (0 when the store was not empty).
 [[nodiscard]] absl::StatusOr<int> SeedDemoDeals(
-    DealStore& store, const ConfigView& config,
+    DealStore& store, const common::ConfigView& config,
     const DealOperationsOptions& options);
 
 }  // namespace crm::deals

@@ -26,8 +26,8 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/pagination/page_token.h"
+#include "common/pipelines_client/grpc_pipeline_client.h"
 #include "services/deals/api/deals_service_impl.h"
-#include "services/deals/clients/grpc_pipeline_client.h"
 #include "services/deals/demo_data.h"
 #include "services/deals/events/grpc_event_publisher.h"
 #include "services/deals/events/outbox_relay.h"
@@ -162,15 +162,15 @@ int main(int argc, char** argv) {
   if (!store.ok())
     return crm::common::FailStartup(store.status(), "cannot open store");
 
-  auto connected = crm::deals::GrpcPipelineClient::Connect(
-      absl::GetFlag(FLAGS_pipeline_config_addr), secret,
+  auto connected = crm::common::GrpcPipelineClient::Connect(
+      absl::GetFlag(FLAGS_pipeline_config_addr), "deals", secret,
       absl::Seconds(std::max(
           1, absl::GetFlag(FLAGS_pipeline_config_start_timeout_seconds))));
   if (!connected.ok()) {
     return crm::common::FailStartup(connected.status(),
                                     "cannot load the pipeline configuration");
   }
-  std::unique_ptr<crm::deals::GrpcPipelineClient> pipelines =
+  std::unique_ptr<crm::common::GrpcPipelineClient> pipelines =
       *std::move(connected);
 
   crm::common::MetricsRegistry metrics;

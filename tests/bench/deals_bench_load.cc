@@ -40,9 +40,9 @@
 #include "crm/deals/v1/deal.pb.h"
 #include "crm/deals/v1/deal_events.pb.h"
 
+#include "common/pipelines_client/config_view.h"
+#include "common/pipelines_client/fake_pipeline_client.h"
 #include "common/rocks/rocks_db.h"
-#include "services/deals/clients/config_view.h"
-#include "services/deals/clients/fake_pipeline_client.h"
 #include "services/deals/domain/deal_rules.h"
 #include "services/deals/storage/deal_store.h"
 
@@ -69,7 +69,7 @@ namespace {
 
 namespace v1 = ::crm::deals::v1;
 namespace pv1 = ::crm::pipelines::v1;
-using ::crm::deals::ConfigView;
+using crm::common::ConfigView;
 using ::crm::deals::DealStore;
 using ::crm::deals::DealWrite;
 using Clock = std::chrono::steady_clock;
@@ -116,13 +116,13 @@ int Run() {
   const int64_t before = store->CountDeals(0, "").value_or(-1);
 
   const ConfigView config =
-      ConfigView::FromProtos(1, {crm::deals::DefaultPipelineProto(0)}, {});
-  const crm::deals::PipelineView* pipeline = config.FindPipeline(0);
+      ConfigView::FromProtos(1, {crm::common::DefaultPipelineProto(0)}, {});
+  const crm::common::PipelineView* pipeline = config.FindPipeline(0);
   if (pipeline == nullptr || pipeline->stages.empty()) {
     std::cerr << "no default pipeline\n";
     return 2;
   }
-  const std::vector<crm::deals::StageView>& stages = pipeline->stages;
+  const std::vector<crm::common::StageView>& stages = pipeline->stages;
 
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
   auto uniform = [&rng](int64_t lo, int64_t hi) {  // [lo, hi]
@@ -146,7 +146,7 @@ int Run() {
   double prepare_seconds = 0;
   for (int64_t i = 0; i < count; ++i) {
     const Clock::time_point prepare_start = Clock::now();
-    const crm::deals::StageView& stage =
+    const crm::common::StageView& stage =
         stages[static_cast<size_t>(uniform(0, stages.size() - 1))];
     const int64_t creator = uniform(1, assignees);
     crm::deals::NewDealContext context;

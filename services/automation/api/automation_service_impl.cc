@@ -7,9 +7,9 @@
 
 #include "common/grpc/message_limits.h"
 #include "common/log/log.h"
+#include "common/pipelines_client/permissions.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
-#include "services/deals/domain/access.h"
 
 namespace crm::automation {
 namespace {
@@ -38,7 +38,8 @@ absl::StatusOr<pv1::AutomationAccess> AutomationAccess(const ServiceDeps& deps,
   if (caller.privileged) return pv1::AUTOMATION_ACCESS_EDIT;
   CRM_ASSIGN_OR_RETURN(auto proto,
                        deps.config.GetPermissions(caller.principal.user_id));
-  auto permissions = crm::deals::IndexedPermissions::Build(std::move(proto));
+  std::shared_ptr<const common::IndexedPermissions> permissions =
+      deps.permissions_cache->Get(proto);
   if (permissions->is_admin()) return pv1::AUTOMATION_ACCESS_EDIT;
   const auto* pipeline = permissions->FindPipeline(pipeline_id);
   if (pipeline == nullptr) return pv1::AUTOMATION_ACCESS_NONE;

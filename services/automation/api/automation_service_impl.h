@@ -16,17 +16,21 @@
 #include "common/auth/auth.h"
 #include "common/http/http_server.h"
 #include "common/pagination/page_token.h"
+#include "common/pipelines_client/permissions.h"
+#include "common/pipelines_client/pipeline_client.h"
 #include "services/automation/engine/engine.h"
-#include "services/deals/clients/pipeline_client.h"
 
 namespace crm::automation {
 
 struct ServiceDeps {
   AutomationEngine& engine;
-  crm::deals::PipelineClient& config;
+  crm::common::PipelineClient& config;
   const common::Authenticator& authenticator;
   const common::PageTokenCodec& page_tokens;
   std::set<int64_t> admin_user_ids;
+  // Indexed permissions per user and config version, built once each.
+  std::shared_ptr<common::IndexedPermissionsCache> permissions_cache =
+      std::make_shared<common::IndexedPermissionsCache>();
 };
 
 class AutomationServiceImpl final : public v1::AutomationService::Service {

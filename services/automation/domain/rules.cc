@@ -9,10 +9,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
+#include "common/deal_filter/deal_query.h"
 #include "common/status/status_macros.h"
 #include "common/text/text.h"
 #include "services/automation/outbound/template.h"
-#include "services/deals/query/deal_query.h"
 
 namespace crm::automation {
 namespace {
@@ -76,7 +76,7 @@ absl::Status CheckUrl(std::string_view field, const std::string& url) {
 }
 
 absl::Status CheckAction(const v1::Rule& rule,
-                         const crm::deals::ConfigView& config) {
+                         const crm::common::ConfigView& config) {
   const v1::Action& action = rule.action();
   switch (action.kind_case()) {
     case v1::Action::kSendEmail: {
@@ -226,7 +226,7 @@ std::optional<absl::Time> DayStart(const std::string& day,
 }  // namespace
 
 absl::Status ValidateTiming(std::string_view field, const v1::Timing& timing,
-                            const crm::deals::ConfigView& config) {
+                            const crm::common::ConfigView& config) {
   const std::string f(field);
   switch (timing.kind()) {
     case v1::Timing::KIND_UNSPECIFIED:
@@ -278,11 +278,11 @@ absl::Status ValidateTiming(std::string_view field, const v1::Timing& timing,
   }
 }
 
-absl::StatusOr<crm::deals::CompiledFilter> CompileCondition(
+absl::StatusOr<crm::common::CompiledFilter> CompileCondition(
     std::string_view field, const crm::deals::v1::Filter& filter,
-    const crm::deals::ConfigView& config) {
-  absl::StatusOr<crm::deals::CompiledFilter> condition =
-      crm::deals::CompiledFilter::Compile(filter, config);
+    const crm::common::ConfigView& config) {
+  absl::StatusOr<crm::common::CompiledFilter> condition =
+      crm::common::CompiledFilter::Compile(filter, config);
   if (condition.ok()) return condition;
   // Filter errors name their place from "filter"; here it is `field`.
   std::string message(condition.status().message());
@@ -295,7 +295,7 @@ absl::StatusOr<crm::deals::CompiledFilter> CompileCondition(
 }
 
 absl::Status ValidateTrigger(const v1::Trigger& trigger,
-                             const crm::deals::ConfigView& config) {
+                             const crm::common::ConfigView& config) {
   if (config.FindPipeline(trigger.pipeline_id()) == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("trigger.pipeline_id: pipeline ", trigger.pipeline_id(),
@@ -347,7 +347,7 @@ absl::Status ValidateTrigger(const v1::Trigger& trigger,
 }
 
 absl::Status ValidateRule(const v1::Rule& rule,
-                          const crm::deals::ConfigView& config) {
+                          const crm::common::ConfigView& config) {
   if (config.FindPipeline(rule.pipeline_id()) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         "rule.pipeline_id: pipeline ", rule.pipeline_id(), " does not exist"));

@@ -12,8 +12,8 @@
 #include "crm/automation/v1/automation.pb.h"
 #include "crm/deals/v1/deal.pb.h"
 
-#include "services/deals/clients/config_view.h"
-#include "services/deals/query/deal_query.h"
+#include "common/deal_filter/deal_query.h"
+#include "common/pipelines_client/config_view.h"
 
 namespace crm::automation {
 
@@ -30,24 +30,24 @@ inline constexpr absl::Duration kMaxDelay = absl::Hours(24 * 365);
 // timing, execution, condition (same language as ListDeals filters) and the
 // action's own fields.
 [[nodiscard]] absl::Status ValidateRule(const v1::Rule& rule,
-                                        const crm::deals::ConfigView& config);
+                                        const crm::common::ConfigView& config);
 
 // Checks the timing alone ("<field>.kind", "<field>.delay", ...).
 // Compiles a rule or trigger condition; errors name their place from
 // `field` ("rule.condition.group.filters[1].values").
-[[nodiscard]] absl::StatusOr<crm::deals::CompiledFilter> CompileCondition(
+[[nodiscard]] absl::StatusOr<crm::common::CompiledFilter> CompileCondition(
     std::string_view field, const crm::deals::v1::Filter& filter,
-    const crm::deals::ConfigView& config);
+    const crm::common::ConfigView& config);
 
 // A trigger's pipeline and stage exist, name 1..255 characters, a type,
 // a compilable condition, `field` only for FIELD_CHANGED (a deal field or a
 // custom field code), `app_code` only and always for APP.
 [[nodiscard]] absl::Status ValidateTrigger(
-    const v1::Trigger& trigger, const crm::deals::ConfigView& config);
+    const v1::Trigger& trigger, const crm::common::ConfigView& config);
 
-[[nodiscard]] absl::Status ValidateTiming(std::string_view field,
-                                          const v1::Timing& timing,
-                                          const crm::deals::ConfigView& config);
+[[nodiscard]] absl::Status ValidateTiming(
+    std::string_view field, const v1::Timing& timing,
+    const crm::common::ConfigView& config);
 
 // When a run of a rule with `timing` is due for `deal`, which entered the
 // rule's stage at `entered`. Dates ("YYYY-MM-DD") are midnight in `zone`. A

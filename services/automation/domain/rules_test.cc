@@ -6,9 +6,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+#include "common/deal_filter/filter_builders.h"
+#include "common/pipelines_client/fake_pipeline_client.h"
 #include "common/status/status_matchers.h"
-#include "services/deals/clients/fake_pipeline_client.h"
-#include "services/deals/query/filter_builders.h"
 
 namespace crm::automation {
 namespace {
@@ -18,7 +18,7 @@ namespace dv1 = ::crm::deals::v1;
 using ::crm::testing::StatusIs;
 using ::testing::HasSubstr;
 
-crm::deals::ConfigView Config() {
+crm::common::ConfigView Config() {
   std::vector<pv1::FieldDefinition> fields(3);
   fields[0].set_code("UF_CRM_DUE");
   fields[0].set_type(pv1::FIELD_TYPE_DATE);
@@ -26,10 +26,10 @@ crm::deals::ConfigView Config() {
   fields[1].set_type(pv1::FIELD_TYPE_DATETIME);
   fields[2].set_code("UF_CRM_NOTE");
   fields[2].set_type(pv1::FIELD_TYPE_STRING);
-  return crm::deals::ConfigView::FromProtos(
+  return crm::common::ConfigView::FromProtos(
       3,
-      {crm::deals::DefaultPipelineProto(0),
-       crm::deals::DefaultPipelineProto(4, "Partners")},
+      {crm::common::DefaultPipelineProto(0),
+       crm::common::DefaultPipelineProto(4, "Partners")},
       fields);
 }
 
@@ -120,13 +120,13 @@ TEST(ValidateRuleTest, RefusesBadInputNamingTheField) {
        "rule.timing.at"},
       {"bad condition field",
        [](v1::Rule* r) {
-         *r->mutable_condition() = crm::deals::filters::Where(
+         *r->mutable_condition() = crm::common::filters::Where(
              "nonsense", dv1::Condition::OPERATOR_EQ, {"1"});
        },
        "rule.condition"},
       {"bad condition value",
        [](v1::Rule* r) {
-         *r->mutable_condition() = crm::deals::filters::Where(
+         *r->mutable_condition() = crm::common::filters::Where(
              "amount", dv1::Condition::OPERATOR_GT, {"lots"});
        },
        "rule.condition"},

@@ -140,12 +140,12 @@ bool OutsideWillRecover(const absl::Status& status) {
 
 // Names the first part of an AND condition that fails, for the run log.
 std::string WhyNotMatched(const dv1::Filter& filter,
-                          const crm::deals::ConfigView& config,
+                          const crm::common::ConfigView& config,
                           const dv1::Deal& deal) {
   if (filter.has_group() && filter.group().op() != dv1::FilterGroup::OP_OR) {
     for (int i = 0; i < filter.group().filters_size(); ++i) {
-      auto part = crm::deals::CompiledFilter::Compile(filter.group().filters(i),
-                                                      config);
+      auto part = crm::common::CompiledFilter::Compile(
+          filter.group().filters(i), config);
       if (part.ok() && !part->Matches(deal)) {
         const dv1::Filter& failed = filter.group().filters(i);
         std::string detail;
@@ -204,9 +204,9 @@ struct AutomationEngine::RunResult {
 };
 
 AutomationEngine::AutomationEngine(AutomationStore& store,
-                                   crm::deals::PipelineClient& config,
+                                   crm::common::PipelineClient& config,
                                    DealsStub& deals,
-                                   crm::deals::ServiceTokenSource& tokens,
+                                   crm::common::ServiceTokenSource& tokens,
                                    Clock& clock, EngineOptions options)
     : store_(store),
       config_(config),
@@ -646,7 +646,7 @@ const v1::Trigger* AutomationEngine::ChooseTrigger(
     }
     if (trigger->has_condition()) {
       auto condition =
-          crm::deals::CompiledFilter::Compile(trigger->condition(), *config);
+          crm::common::CompiledFilter::Compile(trigger->condition(), *config);
       if (!condition.ok() || !condition->Matches(deal)) continue;
     }
     if (*index < best_index) {
@@ -859,7 +859,7 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
           ? event.request_id()
           : "";
   if (had_entry) {
-    const crm::deals::StageView* stage = config_.GetConfig()->FindStage(
+    const crm::common::StageView* stage = config_.GetConfig()->FindStage(
         previous.pipeline_id(), previous.stage_id());
     CRM_RETURN_IF_ERROR(CancelPending(
         deal_id, previous.entry_seq(),
@@ -1309,7 +1309,7 @@ AutomationEngine::RunResult AutomationEngine::Perform(
   if (rule->has_condition()) {
     const auto config = config_.GetConfig();
     auto condition =
-        crm::deals::CompiledFilter::Compile(rule->condition(), *config);
+        crm::common::CompiledFilter::Compile(rule->condition(), *config);
     if (!condition.ok()) {
       result.outcome = v1::Run::OUTCOME_FAILED;
       result.error = absl::StrCat("rule.condition no longer compiles: ",

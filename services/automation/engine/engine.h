@@ -36,10 +36,10 @@
 
 #include "common/concurrency/worker_pool.h"
 #include "common/metrics/metrics.h"
+#include "common/pipelines_client/pipeline_client.h"
+#include "common/pipelines_client/service_token.h"
 #include "services/automation/outbound/smtp_sender.h"
 #include "services/automation/storage/automation_store.h"
-#include "services/deals/clients/pipeline_client.h"
-#include "services/deals/clients/service_token.h"
 
 namespace crm::automation {
 
@@ -115,8 +115,8 @@ class AutomationEngine {
  public:
   using DealsStub = crm::deals::v1::DealsService::StubInterface;
 
-  AutomationEngine(AutomationStore& store, crm::deals::PipelineClient& config,
-                   DealsStub& deals, crm::deals::ServiceTokenSource& tokens,
+  AutomationEngine(AutomationStore& store, crm::common::PipelineClient& config,
+                   DealsStub& deals, crm::common::ServiceTokenSource& tokens,
                    Clock& clock, EngineOptions options);
   ~AutomationEngine();
   AutomationEngine(const AutomationEngine&) = delete;
@@ -278,9 +278,9 @@ class AutomationEngine {
   void PrepareContext(grpc::ClientContext* context);
 
   AutomationStore& store_;
-  crm::deals::PipelineClient& config_;
+  crm::common::PipelineClient& config_;
   DealsStub& deals_;
-  crm::deals::ServiceTokenSource& tokens_;
+  crm::common::ServiceTokenSource& tokens_;
   Clock& clock_;
   const EngineOptions options_;
 

@@ -23,7 +23,8 @@ void ConfigWriteGate::Pass::Release() {
   }
 }
 
-ConfigWriteGate::Pass ConfigWriteGate::Enter(const PipelineClient& pipelines) {
+ConfigWriteGate::Pass ConfigWriteGate::Enter(
+    const common::PipelineClient& pipelines) {
   Pass pass;
   absl::MutexLock lock(&mu_);
   pass.config_ = pipelines.GetConfig();
@@ -38,9 +39,9 @@ void ConfigWriteGate::Leave(int64_t version) {
   if (it != running_.end() && --it->second == 0) running_.erase(it);
 }
 
-absl::Status ConfigWriteGate::AwaitVersion(const PipelineClient& pipelines,
-                                           int64_t version,
-                                           absl::Time deadline) {
+absl::Status ConfigWriteGate::AwaitVersion(
+    const common::PipelineClient& pipelines, int64_t version,
+    absl::Time deadline) {
   // The snapshot is replaced by the client's watch thread, which has no
   // hook to wait on; it arrives within milliseconds of the change, so a
   // short poll is enough.

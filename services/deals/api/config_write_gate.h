@@ -30,7 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-#include "services/deals/clients/pipeline_client.h"
+#include "common/pipelines_client/pipeline_client.h"
 
 namespace crm::deals {
 
@@ -45,25 +45,28 @@ class ConfigWriteGate {
     ~Pass() { Release(); }
 
     // The configuration the write must be checked against.
-    const std::shared_ptr<const ConfigView>& config() const { return config_; }
+    const std::shared_ptr<const common::ConfigView>& config() const {
+      return config_;
+    }
 
    private:
     friend class ConfigWriteGate;
     void Release();
 
     ConfigWriteGate* gate_ = nullptr;
-    std::shared_ptr<const ConfigView> config_;
+    std::shared_ptr<const common::ConfigView> config_;
   };
 
   // The current configuration of `pipelines`, with the write registered
   // under its version until the pass is destroyed.
-  [[nodiscard]] Pass Enter(const PipelineClient& pipelines);
+  [[nodiscard]] Pass Enter(const common::PipelineClient& pipelines);
 
   // Returns once `pipelines` holds `version` or newer and no write entered
   // with an older one is still running. UNAVAILABLE, naming both versions,
   // when that does not happen before `deadline`.
-  [[nodiscard]] absl::Status AwaitVersion(const PipelineClient& pipelines,
-                                          int64_t version, absl::Time deadline);
+  [[nodiscard]] absl::Status AwaitVersion(
+      const common::PipelineClient& pipelines, int64_t version,
+      absl::Time deadline);
 
   // Writes running now (for tests).
   int in_flight() const;

@@ -8,8 +8,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+#include "common/pipelines_client/fake_pipeline_client.h"
 #include "common/status/status_matchers.h"
-#include "services/deals/clients/fake_pipeline_client.h"
 
 namespace crm::deals {
 namespace {
@@ -18,13 +18,13 @@ using ::crm::testing::IsOk;
 using ::crm::testing::StatusIs;
 using ::testing::HasSubstr;
 
-void SetVersion(FakePipelineClient& pipelines, int64_t version) {
-  pipelines.SetConfig(
-      ConfigView::FromProtos(version, {DefaultPipelineProto(0)}, {}));
+void SetVersion(common::FakePipelineClient& pipelines, int64_t version) {
+  pipelines.SetConfig(common::ConfigView::FromProtos(
+      version, {common::DefaultPipelineProto(0)}, {}));
 }
 
 TEST(ConfigWriteGateTest, APassCarriesTheConfigurationItWasTakenWith) {
-  FakePipelineClient pipelines;
+  common::FakePipelineClient pipelines;
   SetVersion(pipelines, 4);
   ConfigWriteGate gate;
   {
@@ -42,7 +42,7 @@ TEST(ConfigWriteGateTest, APassCarriesTheConfigurationItWasTakenWith) {
 }
 
 TEST(ConfigWriteGateTest, AwaitVersionWaitsForTheVersionAndOlderWrites) {
-  FakePipelineClient pipelines;
+  common::FakePipelineClient pipelines;
   SetVersion(pipelines, 4);
   ConfigWriteGate gate;
   auto old_write =
@@ -81,7 +81,7 @@ TEST(ConfigWriteGateTest, AwaitVersionWaitsForTheVersionAndOlderWrites) {
 }
 
 TEST(ConfigWriteGateTest, AwaitVersionFollowsANewSnapshot) {
-  FakePipelineClient pipelines;
+  common::FakePipelineClient pipelines;
   SetVersion(pipelines, 1);
   ConfigWriteGate gate;
   std::thread later([&] {

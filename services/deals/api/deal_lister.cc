@@ -43,8 +43,8 @@ int64_t PipelineOfStage(const std::string& stage_id) {
 std::optional<std::set<int64_t>> ScopeAssignees(const OperationContext& ctx) {
   if (IsPrivileged(ctx.caller)) return std::nullopt;
   std::set<int64_t> users;
-  for (const PipelineView& pipeline : ctx.config->pipelines()) {
-    for (const StageView& stage : pipeline.stages) {
+  for (const common::PipelineView& pipeline : ctx.config->pipelines()) {
+    for (const common::StageView& stage : pipeline.stages) {
       ReadScope scope = ReadScopeFor(ctx.caller, pipeline.id, stage.stage_id);
       if (scope.none()) continue;
       if (scope.all() || scope.include_opened) return std::nullopt;
@@ -77,10 +77,9 @@ std::string AmountSum(const common::DecimalSum& sum,
 
 }  // namespace
 
-std::unique_ptr<IdStream> DealLister::Candidates(const OperationContext& ctx,
-                                                 const CompiledFilter& filter,
-                                                 int64_t after_id,
-                                                 bool* ordered) {
+std::unique_ptr<IdStream> DealLister::Candidates(
+    const OperationContext& ctx, const common::CompiledFilter& filter,
+    int64_t after_id, bool* ordered) {
   *ordered = true;
   if (filter.stage_ids().has_value()) {
     std::vector<std::unique_ptr<IdStream>> streams;
@@ -97,11 +96,11 @@ std::unique_ptr<IdStream> DealLister::Candidates(const OperationContext& ctx,
     return AssigneeStreams(store_, *filter.assignee_ids(), after_id, false);
   }
   if (filter.pipeline_id().has_value()) {
-    const PipelineView* pipeline =
+    const common::PipelineView* pipeline =
         ctx.config->FindPipeline(*filter.pipeline_id());
     if (pipeline == nullptr) return Nothing();
     std::vector<std::unique_ptr<IdStream>> streams;
-    for (const StageView& stage : pipeline->stages) {
+    for (const common::StageView& stage : pipeline->stages) {
       streams.push_back(
           store_.StreamStage(pipeline->id, stage.stage_id, after_id, false));
     }
@@ -121,7 +120,8 @@ std::unique_ptr<IdStream> DealLister::Candidates(const OperationContext& ctx,
 }
 
 absl::Status DealLister::Walk(const OperationContext& ctx,
-                              const CompiledFilter& filter, IdStream& stream,
+                              const common::CompiledFilter& filter,
+                              IdStream& stream,
                               const std::function<bool(v1::Deal&)>& visit) {
   // Ids are read in growing batches and their records fetched with one
   // MultiGet per batch: small first batches keep a short page cheap, larger
@@ -153,13 +153,14 @@ absl::StatusOr<v1::ListDealsResponse> DealLister::List(
     const OperationContext& ctx, const v1::ListDealsRequest& request) {
   CRM_ASSIGN_OR_RETURN(int page_size,
                        common::ResolvePageSize(request.page_size()));
-  CompiledFilter filter;
+  common::CompiledFilter filter;
   if (request.has_filter()) {
     CRM_ASSIGN_OR_RETURN(
-        filter, CompiledFilter::Compile(request.filter(), *ctx.config));
+        filter, common::CompiledFilter::Compile(request.filter(), *ctx.config));
   }
-  CRM_ASSIGN_OR_RETURN(DealOrdering ordering,
-                       DealOrdering::Compile(request.order_by(), *ctx.config));
+  CRM_ASSIGN_OR_RETURN(
+      common::DealOrdering ordering,
+      common::DealOrdering::Compile(request.order_by(), *ctx.config));
   const std::string query =
       absl::StrCat("list|", filter.fingerprint(), "|", ordering.fingerprint());
   std::string cursor;
@@ -239,7 +240,7 @@ absl::StatusOr<v1::ListDealsResponse> DealLister::List(
     int64_t total = 0;
     if (filter.empty() && IsPrivileged(ctx.caller)) {
       // Everything counts: the column counters know.
-      for (const PipelineView& pipeline : ctx.config->pipelines()) {
+      for (const common::PipelineView& pipeline : ctx.config->pipelines()) {
         CRM_ASSIGN_OR_RETURN(int64_t count, store_.CountDeals(pipeline.id, ""));
         total += count;
       }
@@ -257,7 +258,8 @@ absl::StatusOr<v1::ListDealsResponse> DealLister::List(
 }
 
 absl::StatusOr<std::vector<int64_t>> DealLister::MatchingIds(
-    const OperationContext& ctx, const CompiledFilter& filter, int limit) {
+    const OperationContext& ctx, const common::CompiledFilter& filter,
+    int limit) {
   bool ordered = false;
   std::unique_ptr<IdStream> stream = Candidates(ctx, filter, 0, &ordered);
   std::vector<int64_t> ids;
@@ -274,9 +276,9 @@ absl::StatusOr<std::vector<int64_t>> DealLister::MatchingIds(
 
 namespace {
 
-absl::StatusOr<const PipelineView*> FindPipeline(const ConfigView& config,
-                                                 int64_t pipeline_id) {
-  const PipelineView* pipeline = config.FindPipeline(pipeline_id);
+absl::StatusOr<const common::PipelineView*> FindPipeline(
+    const common::ConfigView& config, int64_t pipeline_id) {
+  const common::PipelineView* pipeline = config.FindPipeline(pipeline_id);
   if (pipeline == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("pipeline_id: pipeline ", pipeline_id, " does not exist"));
@@ -285,7 +287,7 @@ absl::StatusOr<const PipelineView*> FindPipeline(const ConfigView& config,
 }
 
 std::string ColumnQuery(int64_t pipeline_id, const std::string& stage_id,
-                        const CompiledFilter& filter) {
+                        const common::CompiledFilter& filter) {
   return absl::StrCat("column|", pipeline_id, "|", stage_id, "|",
                       filter.fingerprint());
 }
@@ -308,7 +310,7 @@ std::unique_ptr<IdStream> ColumnStream(DealStore& store,
 absl::StatusOr<std::shared_ptr<const std::string>> DealLister::Board(
     const OperationContext& ctx, const v1::GetKanbanBoardRequest& request) {
   constexpr size_t kMaxCachedBoards = 256;
-  const PipelineView* pipeline =
+  const common::PipelineView* pipeline =
       ctx.config->FindPipeline(request.pipeline_id());
   bool cacheable = pipeline != nullptr && !request.has_filter() &&
                    request.cards_per_column() >= 0 &&
@@ -346,17 +348,17 @@ absl::StatusOr<std::shared_ptr<const std::string>> DealLister::Board(
 
 absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
     const OperationContext& ctx, const v1::GetKanbanBoardRequest& request) {
-  CRM_ASSIGN_OR_RETURN(const PipelineView* pipeline,
+  CRM_ASSIGN_OR_RETURN(const common::PipelineView* pipeline,
                        FindPipeline(*ctx.config, request.pipeline_id()));
   if (request.cards_per_column() < 0 || request.cards_per_column() > 100) {
     return absl::InvalidArgumentError("cards_per_column: must be 0..100");
   }
   const int cards =
       request.cards_per_column() == 0 ? 20 : request.cards_per_column();
-  CompiledFilter filter;
+  common::CompiledFilter filter;
   if (request.has_filter()) {
     CRM_ASSIGN_OR_RETURN(
-        filter, CompiledFilter::Compile(request.filter(), *ctx.config));
+        filter, common::CompiledFilter::Compile(request.filter(), *ctx.config));
   }
   const bool hide = HidesSums(ctx.caller, pipeline->id);
   CRM_ASSIGN_OR_RETURN(auto totals, store_.ColumnTotalsOf(pipeline->id));
@@ -367,7 +369,7 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
   // carry their counts and sums but no more cards, and a token to fetch
   // them with ListKanbanColumn.
   common::ReplyBudget budget;
-  for (const StageView& stage : pipeline->stages) {
+  for (const common::StageView& stage : pipeline->stages) {
     v1::KanbanColumn* column = board.add_columns();
     column->set_stage_id(stage.stage_id);
     column->set_stage_name(stage.name);
@@ -440,9 +442,9 @@ absl::StatusOr<v1::KanbanBoard> DealLister::BuildBoard(
 
 absl::StatusOr<v1::KanbanColumnPage> DealLister::Column(
     const OperationContext& ctx, const v1::ListKanbanColumnRequest& request) {
-  CRM_ASSIGN_OR_RETURN(const PipelineView* pipeline,
+  CRM_ASSIGN_OR_RETURN(const common::PipelineView* pipeline,
                        FindPipeline(*ctx.config, request.pipeline_id()));
-  const StageView* stage =
+  const common::StageView* stage =
       ctx.config->ResolveStage(pipeline->id, request.stage_id());
   if (stage == nullptr) {
     return absl::InvalidArgumentError(
@@ -451,10 +453,10 @@ absl::StatusOr<v1::KanbanColumnPage> DealLister::Column(
   }
   CRM_ASSIGN_OR_RETURN(int page_size,
                        common::ResolvePageSize(request.page_size(), 20, 100));
-  CompiledFilter filter;
+  common::CompiledFilter filter;
   if (request.has_filter()) {
     CRM_ASSIGN_OR_RETURN(
-        filter, CompiledFilter::Compile(request.filter(), *ctx.config));
+        filter, common::CompiledFilter::Compile(request.filter(), *ctx.config));
   }
   const std::string query = ColumnQuery(pipeline->id, stage->stage_id, filter);
   int64_t before_id = 0;

@@ -32,9 +32,9 @@
 
 #include "crm/deals/v1/deals_service.pb.h"
 
+#include "common/deal_filter/deal_query.h"
 #include "common/pagination/page_token.h"
 #include "services/deals/api/deal_operations.h"
-#include "services/deals/query/deal_query.h"
 #include "services/deals/storage/deal_store.h"
 
 namespace crm::deals {
@@ -59,18 +59,19 @@ class DealLister {
   // `limit` (the caller asks for one more than it accepts to detect
   // overflow).
   [[nodiscard]] absl::StatusOr<std::vector<int64_t>> MatchingIds(
-      const OperationContext& ctx, const CompiledFilter& filter, int limit);
+      const OperationContext& ctx, const common::CompiledFilter& filter,
+      int limit);
 
  private:
   // The candidate ids for `filter` and the caller; `ordered` tells whether
   // they come in id order (ascending after `after_id`).
   std::unique_ptr<IdStream> Candidates(const OperationContext& ctx,
-                                       const CompiledFilter& filter,
+                                       const common::CompiledFilter& filter,
                                        int64_t after_id, bool* ordered);
   // Walks `stream`, calling `visit` for each readable matching deal until it
   // returns false.
-  absl::Status Walk(const OperationContext& ctx, const CompiledFilter& filter,
-                    IdStream& stream,
+  absl::Status Walk(const OperationContext& ctx,
+                    const common::CompiledFilter& filter, IdStream& stream,
                     const std::function<bool(v1::Deal&)>& visit);
 
   // Boards everyone with full read access to a pipeline sees alike (no

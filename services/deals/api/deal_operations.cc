@@ -216,7 +216,7 @@ bool MaskNames(const google::protobuf::FieldMask& mask,
 absl::Status ValidateMaskedCustomFields(const v1::Deal& before,
                                         const v1::Deal& after,
                                         const google::protobuf::FieldMask& mask,
-                                        const ConfigView& config) {
+                                        const common::ConfigView& config) {
   for (const std::string& path : mask.paths()) {
     if (path == "custom_fields") {
       for (const auto& [code, values] : after.custom_fields()) {
@@ -770,7 +770,7 @@ absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
              [&](const storage::DealRecord& record)
                  -> absl::StatusOr<std::optional<DealWrite>> {
                const v1::Deal& before = record.deal();
-               const StageView* stage =
+               const common::StageView* stage =
                    exact_stage_id
                        ? ctx.config->FindStage(before.pipeline_id(), stage_id)
                        : ctx.config->ResolveStage(before.pipeline_id(),
@@ -805,7 +805,7 @@ absl::StatusOr<v1::Deal> DealOperations::MoveStage(const OperationContext& ctx,
 absl::StatusOr<v1::Deal> DealOperations::MoveToPipeline(
     const OperationContext& ctx, int64_t deal_id, int64_t pipeline_id,
     const std::string& stage_id, const std::string& etag) {
-  const PipelineView* pipeline = ctx.config->FindPipeline(pipeline_id);
+  const common::PipelineView* pipeline = ctx.config->FindPipeline(pipeline_id);
   if (pipeline == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("pipeline_id: pipeline ", pipeline_id, " does not exist"));
@@ -827,7 +827,7 @@ absl::StatusOr<v1::Deal> DealOperations::MoveToPipeline(
                const v1::Deal& before = record.deal();
                CRM_RETURN_IF_ERROR(
                    CheckAction(ctx.caller, Action::kWrite, before));
-               const StageView* stage = nullptr;
+               const common::StageView* stage = nullptr;
                if (!stage_id.empty()) {
                  stage = ctx.config->ResolveStage(pipeline_id, stage_id);
                  if (stage == nullptr) {

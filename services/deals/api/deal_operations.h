@@ -26,7 +26,7 @@
 #include "crm/deals/v1/deal_events.pb.h"
 #include "crm/deals/v1/deals_service.pb.h"
 
-#include "services/deals/clients/config_view.h"
+#include "common/pipelines_client/config_view.h"
 #include "services/deals/domain/access.h"
 #include "services/deals/storage/deal_store.h"
 
@@ -43,7 +43,7 @@ struct OperationContext {
   // Binds the call to its payload (idempotency, see RequestFingerprint)
   // and is copied into events.
   std::string request_id;
-  std::shared_ptr<const ConfigView> config;
+  std::shared_ptr<const common::ConfigView> config;
 };
 
 struct DealOperationsOptions {
@@ -70,7 +70,7 @@ class DealOperations {
   [[nodiscard]] absl::Status Delete(const OperationContext& ctx,
                                     int64_t deal_id, const std::string& etag);
   // `stage_id` is resolved in the deal's pipeline by
-  // ConfigView::ResolveStage (bare "WON" for "C3:WON") unless
+  // common::ConfigView::ResolveStage (bare "WON" for "C3:WON") unless
   // `exact_stage_id` (a batch resolved its one target stage already and
   // passes its full id: a bare id must not move deals of every pipeline).
   [[nodiscard]] absl::StatusOr<v1::Deal> MoveStage(const OperationContext& ctx,

@@ -25,17 +25,19 @@ constexpr absl::Duration kMaxConfigWait = absl::Seconds(5);
 // A full id names its stage: ids are unique across pipelines, and pipeline
 // 0's carry no prefix, so "WON" is pipeline 0's and never moves deals of
 // another pipeline. Otherwise the bare id is resolved in each pipeline as
-// MoveDealStage resolves it (ConfigView::ResolveStage) and must name a stage
-// of exactly one.
-absl::StatusOr<const StageView*> BatchTargetStage(const ConfigView& config,
-                                                  const std::string& stage_id) {
-  std::vector<const StageView*> matches;
-  for (const PipelineView& pipeline : config.pipelines()) {
-    if (const StageView* exact = config.FindStage(pipeline.id, stage_id))
+// MoveDealStage resolves it (common::ConfigView::ResolveStage) and must name a
+// stage of exactly one.
+absl::StatusOr<const common::StageView*> BatchTargetStage(
+    const common::ConfigView& config, const std::string& stage_id) {
+  std::vector<const common::StageView*> matches;
+  for (const common::PipelineView& pipeline : config.pipelines()) {
+    if (const common::StageView* exact =
+            config.FindStage(pipeline.id, stage_id))
       return exact;
   }
-  for (const PipelineView& pipeline : config.pipelines()) {
-    if (const StageView* stage = config.ResolveStage(pipeline.id, stage_id))
+  for (const common::PipelineView& pipeline : config.pipelines()) {
+    if (const common::StageView* stage =
+            config.ResolveStage(pipeline.id, stage_id))
       matches.push_back(stage);
   }
   if (matches.empty()) {
@@ -120,7 +122,7 @@ bool DealsServiceImpl::Privileged(const common::Principal& principal) const {
 
 absl::StatusOr<OperationContext> DealsServiceImpl::MakeContext(
     const common::Principal& principal, v1::Channel channel,
-    std::string request_id, std::shared_ptr<const ConfigView> config,
+    std::string request_id, std::shared_ptr<const common::ConfigView> config,
     std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> cached) {
   OperationContext ctx;
   ctx.config = std::move(config);
@@ -185,7 +187,7 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
     // A write holds its pass until it has committed (CountDeals waits for
     // writes checked against an older configuration).
     ConfigWriteGate::Pass pass;
-    std::shared_ptr<const ConfigView> config;
+    std::shared_ptr<const common::ConfigView> config;
     if (writes) {
       pass = config_writes_.Enter(deps_.pipelines);
       config = pass.config();
@@ -365,7 +367,7 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
       break;
     case v1::BatchUpdateDealsRequest::kMoveToStageId: {
       CRM_ASSIGN_OR_RETURN(
-          const StageView* stage,
+          const common::StageView* stage,
           BatchTargetStage(*ctx.config, request.move_to_stage_id()));
       target_stage_id = stage->stage_id;
       break;
@@ -419,8 +421,8 @@ absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
       }
       case v1::BatchUpdateDealsRequest::kFilter: {
         CRM_ASSIGN_OR_RETURN(
-            CompiledFilter filter,
-            CompiledFilter::Compile(request.filter(), *ctx.config));
+            common::CompiledFilter filter,
+            common::CompiledFilter::Compile(request.filter(), *ctx.config));
         CRM_ASSIGN_OR_RETURN(
             ids, lister_.MatchingIds(ctx, filter, kMaxBatchItems + 1));
         if (static_cast<int>(ids.size()) > kMaxBatchItems) {

@@ -24,10 +24,10 @@
 #include "common/auth/auth.h"
 #include "common/concurrency/worker_pool.h"
 #include "common/pagination/page_token.h"
+#include "common/pipelines_client/pipeline_client.h"
 #include "services/deals/api/config_write_gate.h"
 #include "services/deals/api/deal_lister.h"
 #include "services/deals/api/deal_operations.h"
-#include "services/deals/clients/pipeline_client.h"
 #include "services/deals/domain/access.h"
 #include "services/deals/storage/deal_store.h"
 
@@ -35,7 +35,7 @@ namespace crm::deals {
 
 struct DealsServiceDeps {
   DealStore& store;
-  PipelineClient& pipelines;
+  common::PipelineClient& pipelines;
   const common::Authenticator& authenticator;
   const common::PageTokenCodec& page_tokens;
   common::WorkerPool& workers;
@@ -130,7 +130,7 @@ class DealsServiceImpl final
   // when they are cached).
   absl::StatusOr<OperationContext> MakeContext(
       const common::Principal& principal, v1::Channel channel,
-      std::string request_id, std::shared_ptr<const ConfigView> config,
+      std::string request_id, std::shared_ptr<const common::ConfigView> config,
       std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> cached);
   bool Privileged(const common::Principal& principal) const;
 

@@ -217,7 +217,7 @@ TEST_P(AccessMatrixTest, LevelScopesEveryDeal) {
           expected);
       switch (action) {
         case Action::kRead:
-          EXPECT_EQ(scope.Matches(deal), expected);
+          EXPECT_EQ(ScopeMatches(scope, deal), expected);
           if (expected) {
             EXPECT_THAT(CheckRead(caller, deal), IsOk());
             EXPECT_THAT(CheckAction(caller, Action::kRead, deal), IsOk());
@@ -469,7 +469,7 @@ TEST(PrivilegedTest, AdminsAndServicesPassEverything) {
     EXPECT_FALSE(HidesSums(caller, kAbsentPipeline));
     const ReadScope scope = ReadScopeFor(caller, kAbsentPipeline, "X");
     EXPECT_TRUE(scope.all());
-    EXPECT_TRUE(scope.Matches(deal));
+    EXPECT_TRUE(ScopeMatches(scope, deal));
   }
 }
 
@@ -682,7 +682,7 @@ TEST_F(ReadScopeTest, MatchesAgreesWithAllowsForEveryStage) {
            {std::optional<bool>(true), std::optional<bool>(false),
             std::optional<bool>()}) {
         const auto deal = MakeDeal(assignee, opened, kPipeline, stage);
-        EXPECT_EQ(scope.Matches(deal), Allows(caller_, Action::kRead, deal))
+        EXPECT_EQ(ScopeMatches(scope, deal), Allows(caller_, Action::kRead, deal))
             << stage << " assignee " << assignee;
       }
     }

@@ -175,7 +175,7 @@ absl::Status ValidateDate(std::string_view field, std::string_view date) {
 
 absl::Status ValidateCustomField(const std::string& code,
                                  const v1::FieldValues& values,
-                                 const ConfigView& config) {
+                                 const common::ConfigView& config) {
   const std::string field = absl::StrCat("deal.custom_fields[", code, "]");
   const pv1::FieldDefinition* definition = config.FindField(code);
   if (definition == nullptr) {
@@ -196,7 +196,7 @@ absl::Status ValidateCustomField(const std::string& code,
   return absl::OkStatus();
 }
 
-bool DropDeletedCustomFields(v1::Deal* deal, const ConfigView& config) {
+bool DropDeletedCustomFields(v1::Deal* deal, const common::ConfigView& config) {
   bool dropped = false;
   auto* fields = deal->mutable_custom_fields();
   for (auto it = fields->begin(); it != fields->end();) {
@@ -211,7 +211,7 @@ bool DropDeletedCustomFields(v1::Deal* deal, const ConfigView& config) {
 }
 
 absl::Status ValidateCustomFields(const v1::Deal& deal,
-                                  const ConfigView& config,
+                                  const common::ConfigView& config,
                                   bool require_mandatory) {
   for (const auto& [code, values] : deal.custom_fields()) {
     CRM_RETURN_IF_ERROR(ValidateCustomField(code, values, config));
@@ -255,7 +255,7 @@ absl::Status ValidateDealFields(v1::Deal* deal) {
   return ValidateDate("deal.close_date", deal->close_date());
 }
 
-void ApplyStage(v1::Deal* deal, const StageView& to, absl::Time now,
+void ApplyStage(v1::Deal* deal, const common::StageView& to, absl::Time now,
                 absl::TimeZone zone) {
   const bool was_closed = deal->closed();
   deal->set_stage_id(to.stage_id);
@@ -264,7 +264,7 @@ void ApplyStage(v1::Deal* deal, const StageView& to, absl::Time now,
   if (deal->closed() && !was_closed) deal->set_close_date(DayOf(now, zone));
 }
 
-absl::Status CheckMayEnter(const ConfigView& config, const StageView& to,
+absl::Status CheckMayEnter(const common::ConfigView& config, const common::StageView& to,
                            bool entering_pipeline, std::string_view field) {
   if (to.deleting) {
     return absl::FailedPreconditionError(
@@ -272,7 +272,7 @@ absl::Status CheckMayEnter(const ConfigView& config, const StageView& to,
                      " is being deleted; choose another stage"));
   }
   if (entering_pipeline) {
-    const PipelineView* pipeline = config.FindPipeline(to.pipeline_id);
+    const common::PipelineView* pipeline = config.FindPipeline(to.pipeline_id);
     if (pipeline != nullptr && pipeline->deleting) {
       return absl::FailedPreconditionError(
           absl::StrCat(std::string(field), ": pipeline ", to.pipeline_id,
@@ -283,7 +283,7 @@ absl::Status CheckMayEnter(const ConfigView& config, const StageView& to,
 }
 
 absl::StatusOr<v1::Deal> PrepareNewDeal(const v1::Deal& input,
-                                        const ConfigView& config,
+                                        const common::ConfigView& config,
                                         const NewDealContext& context) {
   v1::Deal deal = input;
   // Output-only fields are ignored, as AIP-203 asks.
@@ -292,12 +292,12 @@ absl::StatusOr<v1::Deal> PrepareNewDeal(const v1::Deal& input,
   deal.clear_closed();
   deal.clear_product_rows();
   deal.clear_etag();
-  const PipelineView* pipeline = config.FindPipeline(deal.pipeline_id());
+  const common::PipelineView* pipeline = config.FindPipeline(deal.pipeline_id());
   if (pipeline == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         "deal.pipeline_id: pipeline ", deal.pipeline_id(), " does not exist"));
   }
-  const StageView* stage =
+  const common::StageView* stage =
       deal.stage_id().empty()
           ? config.FirstStage(deal.pipeline_id())
           : config.ResolveStage(deal.pipeline_id(), deal.stage_id());

@@ -15,7 +15,7 @@
 
 #include "crm/deals/v1/deal.pb.h"
 
-#include "services/deals/clients/config_view.h"
+#include "common/pipelines_client/config_view.h"
 
 namespace crm::deals {
 
@@ -39,7 +39,7 @@ struct NewDealContext {
 // days, opened), every field validated. A deal created straight into a
 // SUCCESS or FAILURE stage is closed with today's close date.
 [[nodiscard]] absl::StatusOr<crm::deals::v1::Deal> PrepareNewDeal(
-    const crm::deals::v1::Deal& input, const ConfigView& config,
+    const crm::deals::v1::Deal& input, const common::ConfigView& config,
     const NewDealContext& context);
 
 // Validates the fields a caller may set (not stage or pipeline) and
@@ -53,18 +53,18 @@ struct NewDealContext {
 // code, single or multiple, type, enumeration options.
 [[nodiscard]] absl::Status ValidateCustomField(
     const std::string& code, const crm::deals::v1::FieldValues& values,
-    const ConfigView& config);
+    const common::ConfigView& config);
 
 // ValidateCustomField for every custom value of the deal; with
 // `require_mandatory`, mandatory fields must have a value.
 [[nodiscard]] absl::Status ValidateCustomFields(
-    const crm::deals::v1::Deal& deal, const ConfigView& config,
+    const crm::deals::v1::Deal& deal, const common::ConfigView& config,
     bool require_mandatory);
 
 // Removes the values of custom fields `config` does not define (deleted
 // since they were stored). True when it removed any.
 bool DropDeletedCustomFields(crm::deals::v1::Deal* deal,
-                             const ConfigView& config);
+                             const common::ConfigView& config);
 
 // "YYYY-MM-DD" of a real calendar day.
 [[nodiscard]] absl::Status ValidateDate(std::string_view field,
@@ -75,8 +75,8 @@ std::string DayOf(absl::Time time, absl::TimeZone zone, int days = 0);
 // FAILED_PRECONDITION naming `field` when a deal may not enter `to` because
 // pipeline-config is deleting it, or (with `entering_pipeline`: a new deal,
 // or a move from another pipeline) deleting its pipeline.
-[[nodiscard]] absl::Status CheckMayEnter(const ConfigView& config,
-                                         const StageView& to,
+[[nodiscard]] absl::Status CheckMayEnter(const common::ConfigView& config,
+                                         const common::StageView& to,
                                          bool entering_pipeline,
                                          std::string_view field);
 
@@ -84,7 +84,7 @@ std::string DayOf(absl::Time time, absl::TimeZone zone, int days = 0);
 // change, or of the same pipeline): stage id and semantics, closed, and the
 // close date set to today when the deal closes (kept when it reopens).
 // Moved by/at are set by the caller.
-void ApplyStage(crm::deals::v1::Deal* deal, const StageView& to, absl::Time now,
+void ApplyStage(crm::deals::v1::Deal* deal, const common::StageView& to, absl::Time now,
                 absl::TimeZone zone);
 
 }  // namespace crm::deals

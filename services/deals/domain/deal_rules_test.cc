@@ -3,7 +3,7 @@
 #include "gtest/gtest.h"
 
 #include "common/status/status_matchers.h"
-#include "services/deals/clients/fake_pipeline_client.h"
+#include "common/pipelines_client/fake_pipeline_client.h"
 
 namespace crm::deals {
 namespace {
@@ -15,9 +15,9 @@ using ::testing::HasSubstr;
 
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 
-StageView Stage(int64_t pipeline, const std::string& id, int sort,
+common::StageView Stage(int64_t pipeline, const std::string& id, int sort,
                 pv1::StageSemantics semantics, int probability) {
-  StageView stage;
+  common::StageView stage;
   stage.pipeline_id = pipeline;
   stage.stage_id = id;
   stage.name = id;
@@ -27,15 +27,15 @@ StageView Stage(int64_t pipeline, const std::string& id, int sort,
   return stage;
 }
 
-ConfigView MakeConfig() {
-  PipelineView zero;
+common::ConfigView MakeConfig() {
+  common::PipelineView zero;
   zero.id = 0;
   zero.is_default = true;
   zero.stages = {Stage(0, "NEW", 10, pv1::STAGE_SEMANTICS_PROCESS, 10),
                  Stage(0, "WORK", 20, pv1::STAGE_SEMANTICS_PROCESS, 50),
                  Stage(0, "WON", 30, pv1::STAGE_SEMANTICS_SUCCESS, 100),
                  Stage(0, "LOSE", 40, pv1::STAGE_SEMANTICS_FAILURE, 0)};
-  PipelineView three;
+  common::PipelineView three;
   three.id = 3;
   three.stages = {Stage(3, "C3:NEW", 10, pv1::STAGE_SEMANTICS_PROCESS, 20),
                   Stage(3, "C3:WON", 20, pv1::STAGE_SEMANTICS_SUCCESS, 100),
@@ -44,7 +44,7 @@ ConfigView MakeConfig() {
   auto field = [&](const std::string& code, pv1::FieldType type,
                    bool multiple = false,
                    bool mandatory = false) -> pv1::FieldDefinition& {
-    fields.push_back(FieldDefinitionProto(code, type, multiple, mandatory));
+    fields.push_back(common::FieldDefinitionProto(code, type, multiple, mandatory));
     return fields.back();
   };
   field("UF_CRM_TEXT", pv1::FIELD_TYPE_STRING);
@@ -60,7 +60,7 @@ ConfigView MakeConfig() {
       field("UF_CRM_TAGS", pv1::FIELD_TYPE_ENUMERATION, true);
   tags.add_options()->set_id(11);
   tags.add_options()->set_id(12);
-  return ConfigView(1, {zero, three}, fields);
+  return common::ConfigView(1, {zero, three}, fields);
 }
 
 class DealRulesTest : public ::testing::Test {
@@ -83,7 +83,7 @@ class DealRulesTest : public ::testing::Test {
     return deal;
   }
 
-  ConfigView config_ = MakeConfig();
+  common::ConfigView config_ = MakeConfig();
 };
 
 TEST_F(DealRulesTest, DefaultsOfAnEmptyDeal) {
@@ -156,11 +156,11 @@ TEST_F(DealRulesTest, StageMustBelongToThePipeline) {
 
 // pipeline-config marks what it is deleting; no deal may enter it.
 TEST_F(DealRulesTest, NoDealEntersWhatIsBeingDeleted) {
-  ConfigView base = MakeConfig();
-  std::vector<PipelineView> pipelines = base.pipelines();
+  common::ConfigView base = MakeConfig();
+  std::vector<common::PipelineView> pipelines = base.pipelines();
   pipelines[0].stages[1].deleting = true;  // WORK
   pipelines[1].deleting = true;            // pipeline 3
-  const ConfigView config(2, pipelines, base.fields());
+  const common::ConfigView config(2, pipelines, base.fields());
   v1::Deal input;
   input.set_stage_id("WORK");
   EXPECT_THAT(
@@ -176,8 +176,8 @@ TEST_F(DealRulesTest, NoDealEntersWhatIsBeingDeleted) {
       StatusIs(absl::StatusCode::kFailedPrecondition,
                HasSubstr("deal.pipeline_id: pipeline 3 is being deleted")));
 
-  const StageView* work = config.FindStage(0, "WORK");
-  const StageView* three_won = config.FindStage(3, "C3:WON");
+  const common::StageView* work = config.FindStage(0, "WORK");
+  const common::StageView* three_won = config.FindStage(3, "C3:WON");
   ASSERT_NE(work, nullptr);
   ASSERT_NE(three_won, nullptr);
   EXPECT_THAT(CheckMayEnter(config, *work, false, "stage_id"),
@@ -273,7 +273,7 @@ TEST_F(DealRulesTest, CustomFieldMultiplicityUnknownCodesAndMandatory) {
   must.set_type(pv1::FIELD_TYPE_STRING);
   must.set_mandatory(true);
   fields.push_back(must);
-  config_ = ConfigView(2, config_.pipelines(), fields);
+  config_ = common::ConfigView(2, config_.pipelines(), fields);
   EXPECT_THAT(Create(v1::Deal()),
               StatusIs(kInvalid, HasSubstr("UF_CRM_MUST]: required")));
   EXPECT_THAT(Create(WithField("UF_CRM_MUST", {})),
