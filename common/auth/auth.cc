@@ -1,9 +1,5 @@
 #include "common/auth/auth.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
+#include "common/crypto/digest.h"
+
 namespace crm::common {
 namespace {
 
@@ -34,29 +32,8 @@ constexpr size_t kMaxServiceNameSize = 64;
 constexpr std::string_view kHeaderJson = R"({"alg":"HS256","typ":"JWT"})";
 constexpr int64_t kDevUserId = 1;
 
-using Sha256Mac = std::array<unsigned char, 32>;
-
 absl::string_view AbslView(std::string_view s) {
   return absl::string_view(s.data(), s.size());
-}
-
-// OpenSSL may reject null pointers even with a zero length.
-const unsigned char* NonNullData(std::string_view s) {
-  static const unsigned char kEmpty = 0;
-  return s.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(s.data());
-}
-
-Sha256Mac HmacSha256(std::string_view key, std::string_view data) {
-  Sha256Mac mac{};
-  unsigned int mac_len = 0;
-  if (HMAC(EVP_sha256(), NonNullData(key), static_cast<int>(key.size()),
-           NonNullData(data), data.size(), mac.data(), &mac_len) == nullptr ||
-      mac_len != mac.size()) {
-    // Continuing with an unset MAC would accept forged tokens.
-    std::fputs("FATAL: OpenSSL HMAC-SHA256 failed\n", stderr);
-    std::abort();
-  }
-  return mac;
 }
 
 std::string Base64UrlEncode(std::string_view raw) {
@@ -160,9 +137,8 @@ absl::Status CheckSignature(const JwtParts& parts, std::string_view secret) {
       !Base64UrlDecode(parts.signature, &signature)) {
     return Malformed("signature is not valid base64url");
   }
-  const Sha256Mac expected = HmacSha256(secret, parts.signing_input);
-  if (signature.size() != expected.size() ||
-      CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0) {
+  if (!ConstantTimeEquals(signature,
+                          AsBytes(HmacSha256(secret, parts.signing_input)))) {
     return Unauthenticated("bad signature");
   }
   return absl::OkStatus();
@@ -312,10 +288,8 @@ std::string SignHs256Jwt(const nlohmann::json& claims,
       claims.dump(-1, ' ', false, Json::error_handler_t::replace);
   std::string token =
       absl::StrCat(Base64UrlEncode(kHeaderJson), ".", Base64UrlEncode(payload));
-  const Sha256Mac mac = HmacSha256(secret, token);
   absl::StrAppend(&token, ".",
-                  Base64UrlEncode(std::string_view(
-                      reinterpret_cast<const char*>(mac.data()), mac.size())));
+                  Base64UrlEncode(AsBytes(HmacSha256(secret, token))));
   return token;
 }
 

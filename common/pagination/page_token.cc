@@ -1,9 +1,5 @@
 #include "common/pagination/page_token.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -17,6 +13,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
+#include "common/crypto/digest.h"
+
 namespace crm::common {
 namespace {
 
@@ -27,47 +25,8 @@ constexpr size_t kMinTokenSize = 1 + kQueryHashSize + kMacSize;
 // Domain separation: the codec key is usually the JWT secret.
 constexpr std::string_view kKeyLabel = "crm page token mac key v1";
 
-using Digest = std::array<unsigned char, 32>;
-
 absl::string_view AbslView(std::string_view s) {
   return absl::string_view(s.data(), s.size());
-}
-
-[[noreturn]] void CryptoFailure() {
-  std::fputs("FATAL: OpenSSL SHA-256 failed\n", stderr);
-  std::abort();
-}
-
-// OpenSSL may reject null pointers even with a zero length.
-const unsigned char* NonNullData(std::string_view s) {
-  static const unsigned char kEmpty = 0;
-  return s.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(s.data());
-}
-
-Digest HmacSha256(std::string_view key, std::string_view data) {
-  Digest mac{};
-  unsigned int mac_len = 0;
-  if (HMAC(EVP_sha256(), NonNullData(key), static_cast<int>(key.size()),
-           NonNullData(data), data.size(), mac.data(), &mac_len) == nullptr ||
-      mac_len != mac.size()) {
-    CryptoFailure();
-  }
-  return mac;
-}
-
-Digest Sha256(std::string_view data) {
-  Digest digest{};
-  unsigned int digest_len = 0;
-  if (EVP_Digest(NonNullData(data), data.size(), digest.data(), &digest_len,
-                 EVP_sha256(), nullptr) != 1 ||
-      digest_len != digest.size()) {
-    CryptoFailure();
-  }
-  return digest;
-}
-
-std::string_view AsChars(const Digest& digest, size_t size) {
-  return std::string_view(reinterpret_cast<const char*>(digest.data()), size);
 }
 
 // Strict base64url without padding: only [A-Za-z0-9_-], and the encoding
@@ -91,16 +50,16 @@ absl::Status Malformed() {
 }  // namespace
 
 PageTokenCodec::PageTokenCodec(std::string key)
-    : mac_key_(AsChars(HmacSha256(key, kKeyLabel), sizeof(Digest))) {}
+    : mac_key_(AsBytes(HmacSha256(key, kKeyLabel))) {}
 
 std::string PageTokenCodec::Encode(std::string_view query,
                                    std::string_view cursor) const {
   std::string raw;
   raw.reserve(kMinTokenSize + cursor.size());
   raw.push_back(static_cast<char>(kVersion));
-  raw.append(AsChars(Sha256(query), kQueryHashSize));
+  raw.append(AsBytes(Sha256(query), kQueryHashSize));
   raw.append(cursor);
-  raw.append(AsChars(HmacSha256(mac_key_, raw), kMacSize));
+  raw.append(AsBytes(HmacSha256(mac_key_, raw), kMacSize));
   return absl::WebSafeBase64Escape(raw);
 }
 
@@ -112,15 +71,14 @@ absl::StatusOr<std::string> PageTokenCodec::Decode(
   }
   const std::string_view signed_part =
       std::string_view(raw).substr(0, raw.size() - kMacSize);
-  const Digest mac = HmacSha256(mac_key_, signed_part);
-  if (CRYPTO_memcmp(mac.data(), raw.data() + signed_part.size(), kMacSize) !=
-      0) {
+  if (!ConstantTimeEquals(AsBytes(HmacSha256(mac_key_, signed_part), kMacSize),
+                          std::string_view(raw).substr(signed_part.size()))) {
     return absl::InvalidArgumentError("page_token: was tampered with");
   }
   // Authentic from here on: a version we do not know is a format problem.
   if (static_cast<unsigned char>(raw[0]) != kVersion) return Malformed();
-  const Digest query_hash = Sha256(query);
-  if (CRYPTO_memcmp(query_hash.data(), raw.data() + 1, kQueryHashSize) != 0) {
+  if (!ConstantTimeEquals(AsBytes(Sha256(query), kQueryHashSize),
+                          std::string_view(raw).substr(1, kQueryHashSize))) {
     return absl::InvalidArgumentError(
         "page_token: belongs to a different query");
   }

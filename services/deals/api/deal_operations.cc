@@ -9,13 +9,13 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
 
+#include "common/crypto/digest.h"
 #include "common/money/currency.h"
 #include "common/money/decimal.h"
 #include "common/money/product_rows.h"
 #include "common/status/status_macros.h"
 #include "common/text/text.h"
 #include "common/time/proto_time.h"
-#include "openssl/evp.h"
 #include "services/deals/domain/deal_rules.h"
 
 namespace crm::deals {
@@ -380,10 +380,7 @@ std::string Fingerprint(const OperationContext& ctx, const std::string& method,
   const std::string data = absl::StrCat(
       ctx.actor_id, "|", ctx.actor_service, "|", static_cast<int>(ctx.channel),
       "|", method.empty() ? "" : absl::StrCat(method, "|"), bytes);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<const char*>(digest), length);
+  return std::string(common::AsBytes(common::Sha256(data)));
 }
 
 }  // namespace
