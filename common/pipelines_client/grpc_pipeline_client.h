@@ -54,7 +54,7 @@
 
 #include "common/pipelines_client/config_view.h"
 #include "common/pipelines_client/pipeline_client.h"
-#include "common/pipelines_client/service_token.h"
+#include "common/auth/service_token.h"
 
 namespace crm::common {
 

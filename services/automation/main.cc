@@ -23,7 +23,7 @@
 #include "common/metrics/metrics.h"
 #include "common/pagination/page_token.h"
 #include "common/pipelines_client/grpc_pipeline_client.h"
-#include "common/pipelines_client/service_token.h"
+#include "common/auth/service_token.h"
 #include "services/automation/api/automation_service_impl.h"
 #include "services/automation/demo_rules.h"
 #include "services/automation/engine/engine.h"

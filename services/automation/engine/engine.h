@@ -37,7 +37,7 @@
 #include "common/concurrency/worker_pool.h"
 #include "common/metrics/metrics.h"
 #include "common/pipelines_client/pipeline_client.h"
-#include "common/pipelines_client/service_token.h"
+#include "common/auth/service_token.h"
 #include "services/automation/outbound/smtp_sender.h"
 #include "services/automation/storage/automation_store.h"
 

@@ -36,7 +36,7 @@ GrpcEventPublisher::GrpcEventPublisher(std::shared_ptr<grpc::Channel> channel,
     : channel_(std::move(channel)),
       method_(kMethod, grpc::internal::RpcMethod::NORMAL_RPC, channel_),
       subscriber_(std::move(subscriber)),
-      jwt_secret_(std::move(jwt_secret)),
+      tokens_(std::move(jwt_secret), "deals"),
       timeout_(timeout) {}
 
 std::string GrpcEventPublisher::EncodeRequest(const EventBatch& batch) {
@@ -50,26 +50,13 @@ std::string GrpcEventPublisher::EncodeRequest(const EventBatch& batch) {
   return request;
 }
 
-std::string GrpcEventPublisher::Token() {
-  const absl::Time now = absl::Now();
-  absl::MutexLock lock(&token_mu_);
-  // Tokens live five minutes; a fresh one each minute keeps every call
-  // well inside its validity, also with some clock skew.
-  if (now - token_minted_ > absl::Minutes(1)) {
-    token_ = "Bearer " + common::MakeServiceToken(jwt_secret_, "deals",
-                                                  absl::Minutes(5), now);
-    token_minted_ = now;
-  }
-  return token_;
-}
-
 absl::StatusOr<int64_t> GrpcEventPublisher::Deliver(const EventBatch& batch) {
   std::string bytes = EncodeRequest(batch);
   grpc::Slice slice(std::move(bytes));
   grpc::ByteBuffer request(&slice, 1);
   grpc::ClientContext context;
   common::SetDeadlineFromNow(&context, timeout_);
-  context.AddMetadata("authorization", Token());
+  context.AddMetadata("authorization", tokens_.AuthorizationHeader());
   grpc::ByteBuffer response;
   const grpc::Status status =
       grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(

@@ -6,18 +6,18 @@
 // is just its events, each as field 1), so the relay spends no CPU parsing
 // and re-serializing deals; the call is a blocking unary call on the relay's
 // own thread (as a generated stub makes it, with the request as bytes); the
-// service token is minted once a minute, not per call.
+// service token (common::ServiceTokenSource) is re-signed after half its
+// hour, not per call.
 #pragma once
 
 #include <memory>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/impl/rpc_method.h"
 
+#include "common/auth/service_token.h"
 #include "services/deals/events/deal_event_publisher.h"
 
 namespace crm::deals {
@@ -34,17 +34,11 @@ class GrpcEventPublisher final : public DealEventPublisher {
   static std::string EncodeRequest(const EventBatch& batch);
 
  private:
-  std::string Token();
-
   const std::shared_ptr<grpc::Channel> channel_;
   const grpc::internal::RpcMethod method_;
   const std::string subscriber_;
-  const std::string jwt_secret_;
+  common::ServiceTokenSource tokens_;
   const absl::Duration timeout_;
-
-  absl::Mutex token_mu_;
-  std::string token_ ABSL_GUARDED_BY(token_mu_);
-  absl::Time token_minted_ ABSL_GUARDED_BY(token_mu_) = absl::InfinitePast();
 };
 
 }  // namespace crm::deals

@@ -15,7 +15,7 @@ GrpcDealCounter::GrpcDealCounter(
     std::unique_ptr<crm::deals::v1::DealsService::StubInterface> stub,
     std::string jwt_secret, absl::Duration timeout)
     : stub_(std::move(stub)),
-      jwt_secret_(std::move(jwt_secret)),
+      tokens_(std::move(jwt_secret), "pipeline-config"),
       timeout_(timeout) {}
 
 absl::StatusOr<int64_t> GrpcDealCounter::CountDealsInPipeline(
@@ -40,11 +40,7 @@ absl::StatusOr<int64_t> GrpcDealCounter::Count(
     const crm::deals::v1::CountDealsRequest& request) {
   grpc::ClientContext context;
   common::SetDeadlineFromNow(&context, timeout_);
-  // A short-lived token per call: deletes are rare.
-  context.AddMetadata(
-      "authorization",
-      "Bearer " + common::MakeServiceToken(jwt_secret_, "pipeline-config",
-                                           absl::Minutes(5), absl::Now()));
+  context.AddMetadata("authorization", tokens_.AuthorizationHeader());
   crm::deals::v1::CountDealsResponse response;
   const grpc::Status status = stub_->CountDeals(&context, request, &response);
   if (!status.ok()) {

@@ -11,6 +11,7 @@
 
 #include "crm/deals/v1/deals_service.grpc.pb.h"
 
+#include "common/auth/service_token.h"
 #include "services/pipeline_config/clients/deal_counter.h"
 
 namespace crm::pipeline_config {
@@ -33,7 +34,7 @@ class GrpcDealCounter final : public DealCounter {
       const crm::deals::v1::CountDealsRequest& request);
 
   std::unique_ptr<crm::deals::v1::DealsService::StubInterface> stub_;
-  std::string jwt_secret_;
+  common::ServiceTokenSource tokens_;
   absl::Duration timeout_;
 };
 

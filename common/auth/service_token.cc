@@ -1,4 +1,4 @@
-#include "common/pipelines_client/service_token.h"
+#include "common/auth/service_token.h"
 
 #include <utility>
 
