@@ -4,10 +4,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 
-#include "common/grpc/message_limits.h"
+#include "common/grpc/channel.h"
 
 namespace crm::common {
 namespace {
@@ -43,25 +41,23 @@ std::string ServiceConfigJson(int max_attempts) {
 
 }  // namespace
 
+PeerChannelOptions PeerOptions(const PipelineChannelOptions& options) {
+  PeerChannelOptions peer;
+  peer.initial_reconnect_backoff = options.initial_reconnect_backoff;
+  peer.max_reconnect_backoff = options.max_reconnect_backoff;
+  if (options.max_attempts >= 2)
+    peer.service_config_json = ServiceConfigJson(options.max_attempts);
+  return peer;
+}
+
 grpc::ChannelArguments PipelineConfigChannelArguments(
     const PipelineChannelOptions& options) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-              static_cast<int>(absl::ToInt64Milliseconds(
-                  options.initial_reconnect_backoff)));
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-              static_cast<int>(
-                  absl::ToInt64Milliseconds(options.max_reconnect_backoff)));
-  args.SetInt(GRPC_ARG_ENABLE_RETRIES, options.max_attempts >= 2 ? 1 : 0);
-  args.SetServiceConfigJSON(ServiceConfigJson(options.max_attempts));
-  args.SetMaxReceiveMessageSize(common::kMaxMessageBytes);
-  return args;
+  return PeerChannelArguments(PeerOptions(options));
 }
 
 std::shared_ptr<grpc::Channel> CreatePipelineConfigChannel(
     const std::string& address, const PipelineChannelOptions& options) {
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   PipelineConfigChannelArguments(options));
+  return CreatePeerChannel(address, PeerOptions(options));
 }
 
 }  // namespace crm::common

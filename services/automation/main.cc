@@ -15,15 +15,16 @@
 #include "grpcpp/support/channel_arguments.h"
 
 #include "common/auth/auth.h"
+#include "common/auth/service_token.h"
 #include "common/config/env.h"
 #include "common/config/service_flags.h"
+#include "common/grpc/channel.h"
 #include "common/grpc/message_limits.h"
 #include "common/grpc/server_runner.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/pagination/page_token.h"
 #include "common/pipelines_client/grpc_pipeline_client.h"
-#include "common/auth/service_token.h"
 #include "services/automation/api/automation_service_impl.h"
 #include "services/automation/demo_rules.h"
 #include "services/automation/engine/engine.h"
@@ -105,13 +106,11 @@ namespace {
 // gRPC's default reconnect backoff (up to 120 s) would keep runs failing
 // long after deals is back; runs retry every few seconds themselves.
 std::shared_ptr<grpc::Channel> DealsChannel(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetMaxReceiveMessageSize(crm::common::kMaxMessageBytes);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  crm::common::PeerChannelOptions options;
+  options.initial_reconnect_backoff = absl::Milliseconds(100);
+  options.min_connect_timeout = absl::Milliseconds(100);
+  options.max_reconnect_backoff = absl::Seconds(1);
+  return crm::common::CreatePeerChannel(address, options);
 }
 
 }  // namespace

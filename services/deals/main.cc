@@ -21,6 +21,7 @@
 #include "common/concurrency/worker_pool.h"
 #include "common/config/env.h"
 #include "common/config/service_flags.h"
+#include "common/grpc/channel.h"
 #include "common/grpc/message_limits.h"
 #include "common/grpc/server_runner.h"
 #include "common/log/log.h"
@@ -110,17 +111,11 @@ absl::StatusOr<std::vector<Subscriber>> ParseSubscribers(
 // backoff so delivery resumes within one relay retry.
 std::shared_ptr<grpc::Channel> SubscriberChannel(
     const std::string& address, const crm::deals::RelayOptions& relay) {
-  grpc::ChannelArguments args;
-  const int max_ms =
-      static_cast<int>(absl::ToInt64Milliseconds(relay.max_backoff));
-  const int min_ms =
-      static_cast<int>(absl::ToInt64Milliseconds(relay.min_backoff));
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(1, min_ms));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(1, min_ms));
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(1, max_ms));
-  args.SetMaxReceiveMessageSize(crm::common::kMaxMessageBytes);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  crm::common::PeerChannelOptions options;
+  options.initial_reconnect_backoff = relay.min_backoff;
+  options.min_connect_timeout = relay.min_backoff;
+  options.max_reconnect_backoff = relay.max_backoff;
+  return crm::common::CreatePeerChannel(address, options);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "common/auth/auth.h"
 #include "common/config/env.h"
 #include "common/config/service_flags.h"
+#include "common/grpc/channel.h"
 #include "common/grpc/message_limits.h"
 #include "common/grpc/server_runner.h"
 #include "common/log/log.h"
@@ -72,11 +73,9 @@ int main(int argc, char** argv) {
   if (deals_addr.empty()) {
     deal_counter = std::make_unique<crm::pipeline_config::NoDealsCounter>();
   } else {
-    grpc::ChannelArguments deals_args;
-    deals_args.SetMaxReceiveMessageSize(crm::common::kMaxMessageBytes);
     deal_counter = std::make_unique<crm::pipeline_config::GrpcDealCounter>(
-        crm::deals::v1::DealsService::NewStub(grpc::CreateCustomChannel(
-            deals_addr, grpc::InsecureChannelCredentials(), deals_args)),
+        crm::deals::v1::DealsService::NewStub(
+            crm::common::CreatePeerChannel(deals_addr)),
         secret);
   }
   crm::pipeline_config::VersionNotifier notifier;
