@@ -1124,9 +1124,10 @@ TEST_F(DealsBatchTest, RefusesBadRequestsBeforeAnyItem) {
       {"non-positive id", ids_request({deal.id(), 0}), "deal_ids.ids[1]"});
   cases.push_back({"no ids", ids_request({}), "deal_ids"});
   {
-    // Items get "<request_id>/<deal id>", which must fit in 128 characters.
+    // Items get "<request_id>/<deal id>" (up to 19 digits), which must fit
+    // in 128 characters: at most 108.
     v1::BatchUpdateDealsRequest r = ids_request({deal.id()});
-    r.set_request_id(std::string(108, 'b'));
+    r.set_request_id(std::string(109, 'b'));
     cases.push_back({"request id too long for items", r, "request_id"});
   }
   {

@@ -10,6 +10,7 @@
 #include "common/pipelines_client/permissions.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "common/text/request_id.h"
 
 namespace crm::automation {
 namespace {
@@ -83,12 +84,9 @@ absl::Status AuthorizeChange(const ServiceDeps& deps,
   return RequireAutomation(deps, caller, stored->pipeline_id(), true);
 }
 
-absl::Status CheckFireRequestId(const std::string& request_id) {
-  if (request_id.size() > 64) {
-    return absl::InvalidArgumentError("request_id: at most 64 characters");
-  }
-  return absl::OkStatus();
-}
+// Incoming webhooks fire with "hook<trigger id>/<request_id>".
+constexpr size_t kHookRequestIdReserved =
+    kFireRequestIdReserved + 4 + common::kMaxInt64Digits + 1;
 
 // A rule that moves deals into another pipeline needs AUTOMATION EDIT there
 // too: otherwise it would feed deals to automation its author may not run.
@@ -370,7 +368,8 @@ grpc::Status AutomationServiceImpl::FireTrigger(
       return absl::PermissionDeniedError(
           "firing triggers is for service identities and administrators");
     }
-    CRM_RETURN_IF_ERROR(CheckFireRequestId(request->request_id()));
+    CRM_RETURN_IF_ERROR(common::ValidateRequestId(request->request_id(),
+                                                  kFireRequestIdReserved));
     // Each caller's request ids are its own.
     const std::string request_id =
         request->request_id().empty()
@@ -618,8 +617,10 @@ void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
                           "deal_id: a positive deal id is required (query or "
                           "JSON body)"}});
     }
-    if (!CheckFireRequestId(request_id).ok()) {
-      return JsonAnswer(400, {{"error", "request_id: at most 64 characters"}});
+    if (absl::Status valid =
+            common::ValidateRequestId(request_id, kHookRequestIdReserved);
+        !valid.ok()) {
+      return JsonAnswer(400, {{"error", std::string(valid.message())}});
     }
     absl::StatusOr<v1::FireTriggerResponse> fired = engine.FireTrigger(
         deal_id, v1::TRIGGER_TYPE_INCOMING_WEBHOOK, "",

@@ -19,6 +19,7 @@
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "common/text/request_id.h"
 #include "common/time/proto_time.h"
 #include "openssl/rand.h"
 #include "services/automation/domain/rules.h"
@@ -675,9 +676,9 @@ absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
     return absl::InvalidArgumentError(
         "app_code: required for TRIGGER_TYPE_APP");
   }
-  if (request_id.size() > 100) {
-    return absl::InvalidArgumentError("request_id: at most 100 characters");
-  }
+  // Deals is called with "fire/<request_id>".
+  CRM_RETURN_IF_ERROR(
+      common::ValidateRequestId(request_id, kFireRequestIdReserved));
   // A repeated request answers what the first one did (the deal has moved
   // since, so choosing again would say "not moved"). The request id is bound
   // to the request it came with (kept under "fired-for/", beside the

@@ -34,10 +34,10 @@
 #include "crm/deals/v1/deal_events.pb.h"
 #include "crm/deals/v1/deals_service.grpc.pb.h"
 
+#include "common/auth/service_token.h"
 #include "common/concurrency/worker_pool.h"
 #include "common/metrics/metrics.h"
 #include "common/pipelines_client/pipeline_client.h"
-#include "common/auth/service_token.h"
 #include "services/automation/outbound/smtp_sender.h"
 #include "services/automation/storage/automation_store.h"
 
@@ -47,6 +47,8 @@ namespace v1 = ::crm::automation::v1;
 
 inline constexpr size_t kMaxRulesPerStage = 100;
 inline constexpr size_t kMaxTriggersPerPipeline = 200;
+// What FireTrigger prefixes to a request id ("fire/") for its call to deals.
+inline constexpr size_t kFireRequestIdReserved = 5;
 
 // Real time plus an offset that tests (and --test_clock) can move forward.
 class Clock {

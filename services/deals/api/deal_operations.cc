@@ -14,6 +14,7 @@
 #include "common/money/decimal.h"
 #include "common/money/product_rows.h"
 #include "common/status/status_macros.h"
+#include "common/text/request_id.h"
 #include "common/text/text.h"
 #include "common/time/proto_time.h"
 #include "services/deals/domain/deal_rules.h"
@@ -343,16 +344,7 @@ absl::Status ValidateDealId(int64_t deal_id, const char* field) {
 }
 
 absl::Status ValidateRequestId(const std::string& request_id) {
-  if (request_id.size() > 128) {
-    return absl::InvalidArgumentError("request_id: at most 128 characters");
-  }
-  for (char c : request_id) {
-    if (c < 0x21 || c > 0x7e) {
-      return absl::InvalidArgumentError(
-          "request_id: printable ASCII characters only");
-    }
-  }
-  return absl::OkStatus();
+  return common::ValidateRequestId(request_id);
 }
 
 // Request ids are remembered per caller: one caller can neither replay nor

@@ -13,6 +13,7 @@
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "common/text/request_id.h"
 
 namespace crm::deals {
 namespace {
@@ -348,13 +349,10 @@ grpc::ServerUnaryReactor* DealsServiceImpl::BatchUpdateDeals(
 absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
                                      const v1::BatchUpdateDealsRequest& request,
                                      v1::BatchUpdateDealsResponse* response) {
-  CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
-  // Each item's request id is "<request_id>/<deal id>" (up to 20 digits),
-  // which must itself be a valid request id.
-  if (ctx.request_id.size() > 107) {
-    return absl::InvalidArgumentError(
-        "request_id: at most 107 characters for a batch");
-  }
+  // Each item's request id is "<request_id>/<deal id>", which must itself
+  // be a valid request id.
+  CRM_RETURN_IF_ERROR(
+      common::ValidateRequestId(ctx.request_id, 1 + common::kMaxInt64Digits));
   // Checks of the action itself, before any item (and before the request
   // id is taken).
   std::string target_stage_id;

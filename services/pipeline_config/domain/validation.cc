@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
+#include "common/text/request_id.h"
 #include "common/text/text.h"
 
 namespace crm::pipeline_config {
@@ -49,17 +50,7 @@ absl::Status ValidateColor(std::string_view field, std::string_view color) {
 }
 
 absl::Status ValidateRequestId(std::string_view request_id) {
-  if (request_id.size() > static_cast<size_t>(kMaxRequestIdChars)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request_id: longer than ", kMaxRequestIdChars, " characters"));
-  }
-  for (char c : request_id) {
-    if (c <= 0x20 || c >= 0x7f) {
-      return absl::InvalidArgumentError(
-          "request_id: only printable ASCII without spaces");
-    }
-  }
-  return absl::OkStatus();
+  return common::ValidateRequestId(request_id);
 }
 
 std::string StagePrefix(int64_t pipeline_id) {

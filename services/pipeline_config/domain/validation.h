@@ -23,7 +23,6 @@ inline constexpr int kMaxEnumOptions = 1000;
 inline constexpr int kMaxSort = 1000000000;
 inline constexpr int kMaxRottingDays = 3650;
 inline constexpr int kMaxDepartmentMembers = 10000;
-inline constexpr int kMaxRequestIdChars = 128;
 
 // A display name: valid UTF-8, 1..255 characters, not only whitespace.
 // INVALID_ARGUMENT naming `field`.

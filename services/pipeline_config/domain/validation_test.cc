@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 
 #include "common/status/status_matchers.h"
+#include "common/text/request_id.h"
 
 namespace crm::pipeline_config {
 namespace {
@@ -185,12 +186,14 @@ TEST(ValidateColorTest, RejectsOtherShapes) {
 TEST(ValidateRequestIdTest, EmptyAndPrintableAsciiAreFine) {
   EXPECT_THAT(ValidateRequestId(""), IsOk());
   EXPECT_THAT(ValidateRequestId("req-123_ABC.x:y/z~!"), IsOk());
-  EXPECT_THAT(ValidateRequestId(std::string(kMaxRequestIdChars, 'r')), IsOk());
+  EXPECT_THAT(ValidateRequestId(std::string(common::kMaxRequestIdChars, 'r')),
+              IsOk());
 }
 
 TEST(ValidateRequestIdTest, RejectsTooLongAndOddCharacters) {
-  EXPECT_THAT(ValidateRequestId(std::string(kMaxRequestIdChars + 1, 'r')),
-              StatusIs(kInvalid, HasSubstr("request_id: longer than 128")));
+  EXPECT_THAT(
+      ValidateRequestId(std::string(common::kMaxRequestIdChars + 1, 'r')),
+      StatusIs(kInvalid, HasSubstr("request_id: at most 128 characters")));
   for (const std::string& id :
        {std::string("a b"), std::string("tab\t"), std::string("nl\n"),
         std::string("del\x7f"), std::string("caf\xc3\xa9"),
@@ -198,7 +201,8 @@ TEST(ValidateRequestIdTest, RejectsTooLongAndOddCharacters) {
     SCOPED_TRACE(::testing::PrintToString(id));
     EXPECT_THAT(
         ValidateRequestId(id),
-        StatusIs(kInvalid, HasSubstr("request_id: only printable ASCII")));
+        StatusIs(kInvalid,
+                 HasSubstr("request_id: printable ASCII without spaces only")));
   }
 }
 
