@@ -19,6 +19,7 @@
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "common/text/etag.h"
 #include "common/text/request_id.h"
 #include "common/time/proto_time.h"
 #include "openssl/rand.h"
@@ -49,13 +50,9 @@ bool Enabled(const v1::Rule& rule) {
   return !rule.has_enabled() || rule.enabled();
 }
 
-std::string Etag(int64_t revision) { return absl::StrCat("r", revision); }
-
 absl::Status CheckEtag(const std::string& stored, const std::string& given,
                        const char* what, int64_t id) {
-  if (given.empty() || given == stored) return absl::OkStatus();
-  return absl::AbortedError(absl::StrCat(
-      "etag: ", what, " ", id, " has changed (current etag ", stored, ")"));
+  return common::CheckEtag(given, stored, absl::StrCat(what, " ", id));
 }
 
 std::string NewWebhookToken() {
@@ -417,7 +414,7 @@ absl::StatusOr<T> AutomationEngine::Save(absl::flat_hash_map<int64_t, T>& items,
     }
     CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(), etag, what, item.id()));
   }
-  item.set_etag(Etag(store_.NewRevision()));
+  item.set_etag(common::EtagOf(store_.NewRevision()));
   *item.mutable_update_time() = ToTimestamp(now);
   rocksdb::WriteBatch batch;
   store_.Put(&batch, cf, common::EncodeInt64(item.id()), item);

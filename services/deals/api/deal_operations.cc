@@ -14,6 +14,7 @@
 #include "common/money/decimal.h"
 #include "common/money/product_rows.h"
 #include "common/status/status_macros.h"
+#include "common/text/etag.h"
 #include "common/text/request_id.h"
 #include "common/text/text.h"
 #include "common/time/proto_time.h"
@@ -329,10 +330,8 @@ absl::Status PriceRows(v1::Deal* deal) {
 }
 
 absl::Status CheckEtag(const v1::Deal& stored, const std::string& etag) {
-  if (etag.empty() || etag == stored.etag()) return absl::OkStatus();
-  return absl::AbortedError(absl::StrCat("etag: deal ", stored.id(),
-                                         " has changed (current etag ",
-                                         stored.etag(), ")"));
+  return common::CheckEtag(etag, stored.etag(),
+                           absl::StrCat("deal ", stored.id()));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "common/money/decimal.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/status_macros.h"
+#include "common/text/etag.h"
 
 namespace crm::deals {
 namespace {
@@ -58,10 +59,6 @@ absl::StatusOr<int64_t> AmountMicros(const v1::Deal& deal) {
   CRM_ASSIGN_OR_RETURN(common::Decimal amount,
                        common::Decimal::Parse(deal.amount(), "deal.amount"));
   return amount.micro_units();
-}
-
-std::string EtagOf(int64_t revision) {
-  return absl::StrCat("\"", revision, "\"");
 }
 
 template <typename Message>
@@ -247,7 +244,7 @@ absl::StatusOr<CommitResult> DealStore::Commit(DealWrite write) {
         std::max(write.before.has_value() ? write.before->config_version() : 0,
                  write.config_version));
     *record.mutable_deal() = *std::move(write.after);
-    record.mutable_deal()->set_etag(EtagOf(record.revision()));
+    record.mutable_deal()->set_etag(common::EtagOf(record.revision()));
     prepared.after_revision = record.revision();
     prepared.new_keys = IndexKeys(record.deal());
     prepared.record = record.SerializeAsString();

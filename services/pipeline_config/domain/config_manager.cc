@@ -9,6 +9,7 @@
 #include "google/protobuf/util/time_util.h"
 
 #include "common/status/status_macros.h"
+#include "common/text/etag.h"
 #include "common/time/proto_time.h"
 #include "services/pipeline_config/domain/validation.h"
 
@@ -30,15 +31,7 @@ namespace {
 
 using ::crm::common::ToTimestamp;
 
-absl::Status CheckEtag(const std::string& given, const std::string& current,
-                       std::string_view what) {
-  if (!given.empty() && given != current) {
-    return absl::AbortedError(absl::StrCat("etag: ", std::string(what),
-                                           " was changed (current etag ",
-                                           current, ", given ", given, ")"));
-  }
-  return absl::OkStatus();
-}
+using ::crm::common::CheckEtag;
 
 // Validates an update mask against the paths a resource allows. Returns the
 // set of paths. An empty mask is rejected: updates say what they change.
@@ -217,9 +210,7 @@ absl::Status NormalizeMembers(v1::Department* department) {
 
 }  // namespace
 
-std::string EtagForVersion(int64_t version) {
-  return absl::StrCat("\"", version, "\"");
-}
+std::string EtagForVersion(int64_t version) { return common::EtagOf(version); }
 
 ConfigManager::ConfigManager(ConfigStore& store, DealCounter& deal_counter,
                              VersionNotifier& notifier, NowFn now,
