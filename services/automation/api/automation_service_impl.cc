@@ -6,6 +6,7 @@
 #include "nlohmann/json.hpp"
 
 #include "common/grpc/message_limits.h"
+#include "common/http/http_status.h"
 #include "common/log/log.h"
 #include "common/pipelines_client/permissions.h"
 #include "common/status/grpc_status.h"
@@ -558,26 +559,6 @@ common::HttpServer::Response JsonAnswer(int status, nlohmann::json body) {
   return response;
 }
 
-int HttpStatusOf(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      return 400;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kPermissionDenied:
-      return 403;
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kAlreadyExists:
-      return 409;
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
 }  // namespace
 
 void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
@@ -629,7 +610,7 @@ void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
             : absl::StrCat("hook", trigger->id(), "/", request_id),
         trigger->id());
     if (!fired.ok()) {
-      return JsonAnswer(HttpStatusOf(fired.status()),
+      return JsonAnswer(common::HttpStatusFor(fired.status()),
                         {{"error", std::string(fired.status().message())}});
     }
     return JsonAnswer(200, {{"moved", fired->moved()},
@@ -652,7 +633,7 @@ void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
         }
         if (absl::Status moved = clock.Advance(absl::Seconds(seconds));
             !moved.ok()) {
-          return JsonAnswer(HttpStatusOf(moved),
+          return JsonAnswer(common::HttpStatusFor(moved),
                             {{"error", std::string(moved.message())}});
         }
         engine.Wake();
