@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 
 #include "common/grpc/message_limits.h"
+#include "common/grpc/update_mask.h"
 #include "common/log/log.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
@@ -490,12 +491,16 @@ std::vector<v1::Rule> AutomationEngine::ListRules(
 absl::StatusOr<v1::Rule> AutomationEngine::UpdateRule(
     const v1::Rule& input, const google::protobuf::FieldMask& mask,
     const std::string& etag) {
-  if (mask.paths().empty()) {
-    return absl::InvalidArgumentError("update_mask: name at least one path");
-  }
+  CRM_ASSIGN_OR_RETURN(
+      std::set<std::string> paths,
+      common::ParseUpdateMask(mask,
+                              {"name", "sort", "timing", "execution",
+                               "condition", "action", "enabled"},
+                              {"id", "pipeline_id", "stage_id", "etag",
+                               "create_time", "update_time"}));
   CRM_ASSIGN_OR_RETURN(v1::Rule rule, GetRule(input.id()));
   CRM_RETURN_IF_ERROR(CheckEtag(rule.etag(), etag, "rule", rule.id()));
-  for (const std::string& path : mask.paths()) {
+  for (const std::string& path : paths) {
     if (path == "name") {
       rule.set_name(input.name());
     } else if (path == "sort") {
@@ -523,11 +528,6 @@ absl::StatusOr<v1::Rule> AutomationEngine::UpdateRule(
       }
     } else if (path == "enabled") {
       rule.set_enabled(!input.has_enabled() || input.enabled());
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "update_mask: \"", path,
-          "\" is not one of name, sort, timing, execution, condition, action, "
-          "enabled"));
     }
   }
   CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
@@ -577,12 +577,15 @@ std::vector<v1::Trigger> AutomationEngine::ListTriggers(
 absl::StatusOr<v1::Trigger> AutomationEngine::UpdateTrigger(
     const v1::Trigger& input, const google::protobuf::FieldMask& mask,
     const std::string& etag) {
-  if (mask.paths().empty()) {
-    return absl::InvalidArgumentError("update_mask: name at least one path");
-  }
+  CRM_ASSIGN_OR_RETURN(
+      std::set<std::string> paths,
+      common::ParseUpdateMask(
+          mask, {"name", "condition", "allow_backwards", "field", "app_code"},
+          {"id", "pipeline_id", "stage_id", "type", "etag", "webhook_token",
+           "create_time", "update_time"}));
   CRM_ASSIGN_OR_RETURN(v1::Trigger trigger, GetTrigger(input.id()));
   CRM_RETURN_IF_ERROR(CheckEtag(trigger.etag(), etag, "trigger", trigger.id()));
-  for (const std::string& path : mask.paths()) {
+  for (const std::string& path : paths) {
     if (path == "name") {
       trigger.set_name(input.name());
     } else if (path == "condition") {
@@ -597,11 +600,6 @@ absl::StatusOr<v1::Trigger> AutomationEngine::UpdateTrigger(
       trigger.set_field(input.field());
     } else if (path == "app_code") {
       trigger.set_app_code(input.app_code());
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "update_mask: \"", path,
-          "\" is not one of name, condition, allow_backwards, field, "
-          "app_code"));
     }
   }
   CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));

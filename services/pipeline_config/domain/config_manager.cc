@@ -8,6 +8,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
 
+#include "common/grpc/update_mask.h"
 #include "common/status/status_macros.h"
 #include "common/text/etag.h"
 #include "common/time/proto_time.h"
@@ -33,30 +34,10 @@ using ::crm::common::ToTimestamp;
 
 using ::crm::common::CheckEtag;
 
-// Validates an update mask against the paths a resource allows. Returns the
-// set of paths. An empty mask is rejected: updates say what they change.
 absl::StatusOr<std::set<std::string>> ParseMask(
     const FieldMask& mask, const std::set<std::string>& mutable_paths,
     const std::set<std::string>& immutable_paths) {
-  if (mask.paths_size() == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("update_mask: required; updatable fields: ",
-                     absl::StrJoin(mutable_paths, ", ")));
-  }
-  std::set<std::string> paths;
-  for (const std::string& path : mask.paths()) {
-    if (immutable_paths.count(path) > 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("update_mask: ", path, " is immutable"));
-    }
-    if (mutable_paths.count(path) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "update_mask: unknown field \"", path,
-          "\"; updatable fields: ", absl::StrJoin(mutable_paths, ", ")));
-    }
-    paths.insert(path);
-  }
-  return paths;
+  return common::ParseUpdateMask(mask, mutable_paths, immutable_paths);
 }
 
 bool SameIgnoringMeta(const google::protobuf::Message& a,
