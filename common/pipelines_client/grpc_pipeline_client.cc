@@ -90,7 +90,7 @@ absl::Status GrpcPipelineClient::Start() {
                        absl::FormatDuration(options_.start_timeout), ": ",
                        status.error_message()));
     }
-    CRM_RETURN_IF_ERROR(common::FromGrpcStatus(status, kPeer));
+    CRM_RETURN_IF_ERROR(common::FromPeerStatus(status, kPeer));
   }
   CRM_RETURN_IF_ERROR(Reload());
   absl::MutexLock lock(&mu_);
@@ -158,7 +158,7 @@ absl::Status GrpcPipelineClient::BackgroundCall(
   }
   const grpc::Status status = (stub.*method)(&context, request, response);
   UnregisterCall(&call_context_);
-  return common::FromGrpcStatus(status, kPeer);
+  return common::FromPeerStatus(status, kPeer);
 }
 
 // --- Snapshot ----------------------------------------------------------------
@@ -381,7 +381,7 @@ GrpcPipelineClient::GetPermissions(int64_t user_id) {
   request.set_user_id(user_id);
   auto response = std::make_shared<pipelines_v1::EffectivePermissions>();
   ++permission_fetches_;
-  CRM_RETURN_IF_ERROR(common::FromGrpcStatus(
+  CRM_RETURN_IF_ERROR(common::FromPeerStatus(
       access_->GetEffectivePermissions(&context, request, response.get()),
       kPeer));
   std::shared_ptr<const pipelines_v1::EffectivePermissions> permissions =

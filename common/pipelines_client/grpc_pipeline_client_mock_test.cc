@@ -339,9 +339,12 @@ TEST_F(GrpcPipelineClientMockTest, StartReturnsOtherErrorsAsReceived) {
   EXPECT_CALL(*pipelines_, GetConfigVersion(_, _, _))
       .WillOnce(Return(
           grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad signature")));
+  // About this service's credentials, so not the caller's UNAUTHENTICATED.
   EXPECT_THAT(client_->Start(),
-              StatusIs(absl::StatusCode::kUnauthenticated,
-                       HasSubstr("pipeline-config: bad signature")));
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("pipeline-config refused this service's "
+                                 "credentials (UNAUTHENTICATED: bad "
+                                 "signature)")));
 }
 
 TEST_F(GrpcPipelineClientMockTest, StartLoadsEveryPage) {

@@ -409,13 +409,18 @@ TEST_F(GrpcPipelineClientTest, ChangesWhileDisconnectedAreSeenAfterReconnect) {
   EXPECT_EQ(client_->GetConfig()->pipelines().size(), 2u);
 }
 
-TEST_F(GrpcPipelineClientTest, AWrongSecretIsUnauthenticated) {
+TEST_F(GrpcPipelineClientTest, AWrongSecretIsOursNotTheCallers) {
+  // A user whose permissions cannot be fetched must not be told that they
+  // are unauthenticated: the refused credentials are this service's.
   client_ = MakeClient(Options("not-the-shared-secret"));
-  EXPECT_THAT(client_->Start(), StatusIs(absl::StatusCode::kUnauthenticated,
-                                         HasSubstr("pipeline-config")));
+  EXPECT_THAT(client_->Start(),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("pipeline-config refused this service's "
+                                 "credentials (UNAUTHENTICATED")));
   EXPECT_THAT(client_->GetPermissions(7),
-              StatusIs(absl::StatusCode::kUnauthenticated,
-                       HasSubstr("pipeline-config")));
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("pipeline-config refused this service's "
+                                 "credentials")));
 }
 
 TEST_F(GrpcPipelineClientTest, StartFailsWithUnavailableWhenNobodyListens) {

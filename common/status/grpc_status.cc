@@ -37,4 +37,16 @@ absl::Status FromGrpcStatus(const grpc::Status& status, std::string_view peer) {
       code, absl::StrCat(std::string(peer), ": ", status.error_message()));
 }
 
+absl::Status FromPeerStatus(const grpc::Status& status, std::string_view peer) {
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+      status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    const absl::Status refused = FromGrpcStatus(status);
+    return absl::InternalError(
+        absl::StrCat(std::string(peer), " refused this service's credentials (",
+                     absl::StatusCodeToString(refused.code()), ": ",
+                     refused.message(), ")"));
+  }
+  return FromGrpcStatus(status, peer);
+}
+
 }  // namespace crm::common

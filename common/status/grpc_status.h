@@ -21,4 +21,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status,
                             std::string_view peer = {});
 
+// A peer's answer to a call this service made under its own service
+// identity, as the status to pass on: like FromGrpcStatus with the peer
+// named, except that UNAUTHENTICATED and PERMISSION_DENIED, which can only
+// be about this service's own credentials (a wrong secret, a missing
+// grant), become INTERNAL "<peer> refused this service's credentials
+// (<CODE>: <message>)": they must not reach an end user as if they were
+// about the user.
+absl::Status FromPeerStatus(const grpc::Status& status, std::string_view peer);
+
 }  // namespace crm::common

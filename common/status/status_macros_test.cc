@@ -74,5 +74,24 @@ TEST(GrpcStatusTest, FromGrpcKeepsCodeAndNamesPeer) {
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable, "deals: down"));
 }
 
+TEST(GrpcStatusTest, APeerRefusingOurCredentialsIsInternal) {
+  EXPECT_THAT(
+      FromPeerStatus(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "no"),
+                     "deals"),
+      StatusIs(absl::StatusCode::kInternal,
+               "deals refused this service's credentials (PERMISSION_DENIED: "
+               "no)"));
+  EXPECT_THAT(
+      FromPeerStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad"),
+                     "deals"),
+      StatusIs(absl::StatusCode::kInternal,
+               "deals refused this service's credentials (UNAUTHENTICATED: "
+               "bad)"));
+  EXPECT_THAT(FromPeerStatus(
+                  grpc::Status(grpc::StatusCode::NOT_FOUND, "gone"), "deals"),
+              StatusIs(absl::StatusCode::kNotFound, "deals: gone"));
+  EXPECT_TRUE(FromPeerStatus(grpc::Status::OK, "deals").ok());
+}
+
 }  // namespace
 }  // namespace crm::common

@@ -1963,8 +1963,8 @@ absl::StatusOr<dv1::Deal> AutomationEngine::GetDeal(int64_t deal_id) {
   dv1::GetDealRequest request;
   request.set_deal_id(deal_id);
   dv1::Deal deal;
-  CRM_RETURN_IF_ERROR(
-      common::FromGrpcStatus(deals_.GetDeal(&context, request, &deal)));
+  CRM_RETURN_IF_ERROR(common::FromPeerStatus(
+      deals_.GetDeal(&context, request, &deal), "deals"));
   return deal;
 }
 
@@ -1979,8 +1979,8 @@ absl::StatusOr<dv1::Deal> AutomationEngine::MoveStage(
   request.set_request_id(request_id);
   request.set_channel(channel);
   dv1::Deal deal;
-  CRM_RETURN_IF_ERROR(
-      common::FromGrpcStatus(deals_.MoveDealStage(&context, request, &deal)));
+  CRM_RETURN_IF_ERROR(common::FromPeerStatus(
+      deals_.MoveDealStage(&context, request, &deal), "deals"));
   return deal;
 }
 
@@ -1996,8 +1996,8 @@ absl::StatusOr<dv1::Deal> AutomationEngine::UpdateDeal(
   request.set_etag(etag);
   request.set_channel(dv1::CHANNEL_AUTOMATION);
   dv1::Deal deal;
-  CRM_RETURN_IF_ERROR(
-      common::FromGrpcStatus(deals_.UpdateDeal(&context, request, &deal)));
+  CRM_RETURN_IF_ERROR(common::FromPeerStatus(
+      deals_.UpdateDeal(&context, request, &deal), "deals"));
   return deal;
 }
 
@@ -2013,8 +2013,8 @@ absl::StatusOr<dv1::Deal> AutomationEngine::MoveToPipeline(
   request.set_request_id(request_id);
   request.set_channel(dv1::CHANNEL_AUTOMATION);
   dv1::Deal deal;
-  CRM_RETURN_IF_ERROR(common::FromGrpcStatus(
-      deals_.MoveDealToPipeline(&context, request, &deal)));
+  CRM_RETURN_IF_ERROR(common::FromPeerStatus(
+      deals_.MoveDealToPipeline(&context, request, &deal), "deals"));
   return deal;
 }
 

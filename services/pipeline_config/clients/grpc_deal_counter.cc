@@ -44,9 +44,17 @@ absl::StatusOr<int64_t> GrpcDealCounter::Count(
   crm::deals::v1::CountDealsResponse response;
   const grpc::Status status = stub_->CountDeals(&context, request, &response);
   if (!status.ok()) {
-    const absl::Status error = common::FromGrpcStatus(status, "deals");
-    return absl::UnavailableError(absl::StrCat(
-        "cannot count the deals before deleting (", error.ToString(), ")"));
+    // Deals away or busy is UNAVAILABLE (try again); a refusal of this
+    // service's credentials or any other answer is INTERNAL: the request
+    // was ours, not the caller's.
+    const absl::Status error = common::FromPeerStatus(status, "deals");
+    const bool away =
+        absl::IsUnavailable(error) || absl::IsDeadlineExceeded(error) ||
+        absl::IsResourceExhausted(error) || absl::IsAborted(error);
+    const std::string message = absl::StrCat(
+        "cannot count the deals before deleting (", error.ToString(), ")");
+    return away ? absl::UnavailableError(message)
+                : absl::InternalError(message);
   }
   return response.count();
 }

@@ -1,7 +1,8 @@
 // DealCounter over gRPC: asks the deals service (crm.deals.v1.DealsService/
 // CountDeals) as the "pipeline-config" service identity, with a deadline.
-// Any failure to get an answer is UNAVAILABLE, so a delete is refused rather
-// than risked.
+// Any failure to get an answer refuses the delete rather than risk it: deals
+// away or busy is UNAVAILABLE, anything else (deals refusing this service's
+// credentials included) INTERNAL.
 #pragma once
 
 #include <memory>

@@ -81,10 +81,12 @@ TEST_F(GrpcDealCounterTest, CountsAsTheServiceIdentity) {
   EXPECT_EQ(fake_.last_min_version, 42);
 }
 
-TEST_F(GrpcDealCounterTest, AnyFailureIsUnavailable) {
-  EXPECT_THAT(
-      Counter("wrong-secret").CountDealsInPipeline(3, 1),
-      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("UNAUTHENTICATED")));
+TEST_F(GrpcDealCounterTest, FailuresRefuseTheCountAndSayWhose) {
+  // Deals refusing our token is about this service, not the caller.
+  EXPECT_THAT(Counter("wrong-secret").CountDealsInPipeline(3, 1),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("deals refused this service's credentials "
+                                 "(UNAUTHENTICATED")));
   GrpcDealCounter counter = Counter(kSecret);
   server_->Shutdown();
   server_.reset();
