@@ -12,7 +12,7 @@
 #include "common/deal_filter/deal_query.h"
 #include "common/status/status_macros.h"
 #include "common/text/text.h"
-#include "services/automation/outbound/template.h"
+#include "services/automation/domain/template.h"
 
 namespace crm::automation {
 namespace {

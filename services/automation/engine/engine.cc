@@ -27,7 +27,7 @@
 #include "services/automation/domain/rules.h"
 #include "services/automation/outbound/http_sender.h"
 #include "services/automation/outbound/signing.h"
-#include "services/automation/outbound/template.h"
+#include "services/automation/domain/template.h"
 
 namespace crm::automation {
 namespace {

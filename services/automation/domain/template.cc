@@ -1,4 +1,4 @@
-#include "services/automation/outbound/template.h"
+#include "services/automation/domain/template.h"
 
 #include <string>
 #include <string_view>
