@@ -52,9 +52,9 @@
 #include "crm/pipelines/v1/access.pb.h"
 #include "crm/pipelines/v1/pipelines_service.grpc.pb.h"
 
+#include "common/auth/service_token.h"
 #include "common/pipelines_client/config_view.h"
 #include "common/pipelines_client/pipeline_client.h"
-#include "common/auth/service_token.h"
 
 namespace crm::common {
 

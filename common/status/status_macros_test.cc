@@ -87,8 +87,8 @@ TEST(GrpcStatusTest, APeerRefusingOurCredentialsIsInternal) {
       StatusIs(absl::StatusCode::kInternal,
                "deals refused this service's credentials (UNAUTHENTICATED: "
                "bad)"));
-  EXPECT_THAT(FromPeerStatus(
-                  grpc::Status(grpc::StatusCode::NOT_FOUND, "gone"), "deals"),
+  EXPECT_THAT(FromPeerStatus(grpc::Status(grpc::StatusCode::NOT_FOUND, "gone"),
+                             "deals"),
               StatusIs(absl::StatusCode::kNotFound, "deals: gone"));
   EXPECT_TRUE(FromPeerStatus(grpc::Status::OK, "deals").ok());
 }

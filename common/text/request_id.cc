@@ -16,8 +16,8 @@ absl::Status ValidateRequestId(std::string_view request_id, size_t reserved,
   }
   for (char c : request_id) {
     if (c < 0x21 || c > 0x7e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(std::string(field), ": printable ASCII without spaces only"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          std::string(field), ": printable ASCII without spaces only"));
     }
   }
   return absl::OkStatus();

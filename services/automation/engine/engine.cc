@@ -25,9 +25,9 @@
 #include "common/time/proto_time.h"
 #include "openssl/rand.h"
 #include "services/automation/domain/rules.h"
+#include "services/automation/domain/template.h"
 #include "services/automation/outbound/http_sender.h"
 #include "services/automation/outbound/signing.h"
-#include "services/automation/domain/template.h"
 
 namespace crm::automation {
 namespace {

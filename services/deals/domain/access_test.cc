@@ -682,7 +682,8 @@ TEST_F(ReadScopeTest, MatchesAgreesWithAllowsForEveryStage) {
            {std::optional<bool>(true), std::optional<bool>(false),
             std::optional<bool>()}) {
         const auto deal = MakeDeal(assignee, opened, kPipeline, stage);
-        EXPECT_EQ(ScopeMatches(scope, deal), Allows(caller_, Action::kRead, deal))
+        EXPECT_EQ(ScopeMatches(scope, deal),
+                  Allows(caller_, Action::kRead, deal))
             << stage << " assignee " << assignee;
       }
     }

@@ -264,8 +264,9 @@ void ApplyStage(v1::Deal* deal, const common::StageView& to, absl::Time now,
   if (deal->closed() && !was_closed) deal->set_close_date(DayOf(now, zone));
 }
 
-absl::Status CheckMayEnter(const common::ConfigView& config, const common::StageView& to,
-                           bool entering_pipeline, std::string_view field) {
+absl::Status CheckMayEnter(const common::ConfigView& config,
+                           const common::StageView& to, bool entering_pipeline,
+                           std::string_view field) {
   if (to.deleting) {
     return absl::FailedPreconditionError(
         absl::StrCat(std::string(field), ": stage ", to.stage_id,
@@ -292,7 +293,8 @@ absl::StatusOr<v1::Deal> PrepareNewDeal(const v1::Deal& input,
   deal.clear_closed();
   deal.clear_product_rows();
   deal.clear_etag();
-  const common::PipelineView* pipeline = config.FindPipeline(deal.pipeline_id());
+  const common::PipelineView* pipeline =
+      config.FindPipeline(deal.pipeline_id());
   if (pipeline == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         "deal.pipeline_id: pipeline ", deal.pipeline_id(), " does not exist"));

@@ -84,7 +84,7 @@ std::string DayOf(absl::Time time, absl::TimeZone zone, int days = 0);
 // change, or of the same pipeline): stage id and semantics, closed, and the
 // close date set to today when the deal closes (kept when it reopens).
 // Moved by/at are set by the caller.
-void ApplyStage(crm::deals::v1::Deal* deal, const common::StageView& to, absl::Time now,
-                absl::TimeZone zone);
+void ApplyStage(crm::deals::v1::Deal* deal, const common::StageView& to,
+                absl::Time now, absl::TimeZone zone);
 
 }  // namespace crm::deals

@@ -2,8 +2,8 @@
 
 #include "gtest/gtest.h"
 
-#include "common/status/status_matchers.h"
 #include "common/pipelines_client/fake_pipeline_client.h"
+#include "common/status/status_matchers.h"
 
 namespace crm::deals {
 namespace {
@@ -16,7 +16,7 @@ using ::testing::HasSubstr;
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 
 common::StageView Stage(int64_t pipeline, const std::string& id, int sort,
-                pv1::StageSemantics semantics, int probability) {
+                        pv1::StageSemantics semantics, int probability) {
   common::StageView stage;
   stage.pipeline_id = pipeline;
   stage.stage_id = id;
@@ -44,7 +44,8 @@ common::ConfigView MakeConfig() {
   auto field = [&](const std::string& code, pv1::FieldType type,
                    bool multiple = false,
                    bool mandatory = false) -> pv1::FieldDefinition& {
-    fields.push_back(common::FieldDefinitionProto(code, type, multiple, mandatory));
+    fields.push_back(
+        common::FieldDefinitionProto(code, type, multiple, mandatory));
     return fields.back();
   };
   field("UF_CRM_TEXT", pv1::FIELD_TYPE_STRING);
