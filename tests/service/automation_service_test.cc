@@ -189,10 +189,35 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     }
   }
 
-  void Advance(absl::Duration d) {
+  // Moves the clock and lets the scheduler see it, without waiting for
+  // what becomes due.
+  void AdvanceWithoutWaiting(absl::Duration d) {
     ASSERT_OK(clock_.Advance(d));
     engine_->Wake();
+  }
+
+  void Advance(absl::Duration d) {
+    AdvanceWithoutWaiting(d);
     WaitIdle();
+  }
+
+  // A task rule that runs `seconds` after the deal enters the stage.
+  static v1::Rule DelayedTaskRule(const std::string& stage_id,
+                                  const std::string& title, int seconds,
+                                  int32_t sort = 0) {
+    v1::Rule rule = TaskRule(stage_id, title, sort);
+    rule.mutable_timing()->set_kind(v1::Timing::KIND_DELAY);
+    rule.mutable_timing()->mutable_delay()->set_seconds(seconds);
+    return rule;
+  }
+
+  // A deal in PREPARATION whose "Follow up" task rule is due in an hour.
+  void DealWithAFollowUpInAnHour(dv1::Deal* deal) {
+    ASSERT_OK(
+        AddRule(DelayedTaskRule("PREPARATION", "Follow up", 3600)).status());
+    ASSERT_OK_AND_ASSIGN(*deal, CreateDeal(MakeDeal("Deal")));
+    ASSERT_OK(MoveStage(deal->id(), "PREPARATION").status());
+    Pump();
   }
 
   static v1::Rule TaskRule(const std::string& stage_id,
@@ -287,18 +312,6 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
 };
 
 using Op = AutomationStore::Op;
-
-v1::Rule DelayedTaskRule(const std::string& stage_id, const std::string& title,
-                         int seconds, int32_t sort = 0) {
-  v1::Rule rule;
-  rule.set_stage_id(stage_id);
-  rule.set_name(title);
-  rule.set_sort(sort);
-  rule.mutable_action()->mutable_create_task()->set_title(title);
-  rule.mutable_timing()->set_kind(v1::Timing::KIND_DELAY);
-  rule.mutable_timing()->mutable_delay()->set_seconds(seconds);
-  return rule;
-}
 
 TEST_F(AutomationServiceTest, RulesAreValidatedNamingTheField) {
   struct Case {
@@ -1231,21 +1244,12 @@ TEST_F(AutomationServiceTest, ListsStopAtTheReplyBudget) {
   EXPECT_GE(task_pages, 1);
 }
 
-}  // namespace
-}  // namespace crm::automation
-
-namespace crm::automation {
-namespace {
-
 // The in-memory due index follows only what was written: an event whose
 // batch is not written cancels nothing, even when the index cannot be
 // reloaded from the store either.
 TEST_F(AutomationServiceTest, AnUnwrittenEventLeavesScheduledRunsDue) {
-  ASSERT_OK(
-      AddRule(DelayedTaskRule("PREPARATION", "Follow up", 3600)).status());
-  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Deal")));
-  ASSERT_OK(MoveStage(deal.id(), "PREPARATION").status());
-  Pump();
+  dv1::Deal deal;
+  ASSERT_NO_FATAL_FAILURE(DealWithAFollowUpInAnHour(&deal));
   ASSERT_OK(MoveStage(deal.id(), "EXECUTING").status());
   FailStore([](Op op, std::string_view cf) {
     return op == Op::kWrite || (op == Op::kIterate && cf == kDueCf);
@@ -1273,17 +1277,13 @@ TEST_F(AutomationServiceTest, AnUnwrittenEventLeavesScheduledRunsDue) {
 // the index from the store once it answers again (retrying the rebuild
 // while it fails) and the run goes.
 TEST_F(AutomationServiceTest, AReadFailureOfADueRunIsRetried) {
-  ASSERT_OK(
-      AddRule(DelayedTaskRule("PREPARATION", "Follow up", 3600)).status());
-  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Deal")));
-  ASSERT_OK(MoveStage(deal.id(), "PREPARATION").status());
-  Pump();
+  dv1::Deal deal;
+  ASSERT_NO_FATAL_FAILURE(DealWithAFollowUpInAnHour(&deal));
   FailStore([](Op op, std::string_view cf) {
     return (op == Op::kRead && cf == kRunsCf) ||
            (op == Op::kIterate && cf == kDueCf);
   });
-  ASSERT_OK(clock_.Advance(absl::Minutes(61)));
-  engine_->Wake();
+  AdvanceWithoutWaiting(absl::Minutes(61));
   WaitForFaults(3);               // the run's read and at least two reloads
   EXPECT_FALSE(engine_->Idle());  // the reload is still owed
   HealStore();
@@ -1294,14 +1294,10 @@ TEST_F(AutomationServiceTest, AReadFailureOfADueRunIsRetried) {
 // A run whose outcome cannot be written goes again later, once, and not in
 // a tight loop while the store keeps failing.
 TEST_F(AutomationServiceTest, AnUnwrittenFinishIsRetriedWithBackoff) {
-  ASSERT_OK(
-      AddRule(DelayedTaskRule("PREPARATION", "Follow up", 3600)).status());
-  ASSERT_OK_AND_ASSIGN(dv1::Deal deal, CreateDeal(MakeDeal("Deal")));
-  ASSERT_OK(MoveStage(deal.id(), "PREPARATION").status());
-  Pump();
+  dv1::Deal deal;
+  ASSERT_NO_FATAL_FAILURE(DealWithAFollowUpInAnHour(&deal));
   FailStore([](Op op, std::string_view) { return op == Op::kWrite; });
-  ASSERT_OK(clock_.Advance(absl::Minutes(61)));
-  engine_->Wake();
+  AdvanceWithoutWaiting(absl::Minutes(61));
   WaitForFaults(1);
   absl::SleepFor(absl::Milliseconds(300));
   // Holds of 20, 40, 80, 160 ms...: a handful of attempts, not hundreds.
@@ -1327,8 +1323,7 @@ TEST_F(AutomationServiceTest, AFailedListingOfWaitingRunsDoesNotStallAChain) {
   FailStore([](Op op, std::string_view cf) {
     return op == Op::kIterate && cf == kRunsCf;
   });
-  ASSERT_OK(clock_.Advance(absl::Seconds(601)));
-  engine_->Wake();
+  AdvanceWithoutWaiting(absl::Seconds(601));
   WaitForFaults(1);
   HealStore();
   WaitIdle();
@@ -1349,8 +1344,7 @@ TEST_F(AutomationServiceTest, AFailedListingOfTasksIsNotASuccess) {
   FailStore([](Op op, std::string_view cf) {
     return op == Op::kIterate && cf == kTasksByDealCf;
   });
-  ASSERT_OK(clock_.Advance(absl::Seconds(601)));
-  engine_->Wake();
+  AdvanceWithoutWaiting(absl::Seconds(601));
   WaitForFaults(1);
   HealStore();
   WaitIdle();

@@ -287,19 +287,12 @@ absl::Status AutomationEngine::ReloadDueIndex() {
   return absl::OkStatus();
 }
 
-absl::Status AutomationEngine::Commit(Change& change, bool defer_sync) {
-  if (absl::Status written = defer_sync
-                                 ? store_.WriteDeferringSync(&change.batch)
-                                 : store_.Write(&change.batch);
+absl::Status AutomationEngine::Commit(Change& change) {
+  if (absl::Status written = store_.WriteDeferringSync(&change.batch);
       !written.ok()) {
     StoreFailed("write", written, /*reload=*/false);
     return written;
   }
-  ApplyCommitted(change);
-  return absl::OkStatus();
-}
-
-void AutomationEngine::ApplyCommitted(Change& change) {
   for (Change::DueEdit& edit : change.due) {
     if (edit.insert) {
       due_.insert(std::move(edit.entry));
@@ -316,6 +309,7 @@ void AutomationEngine::ApplyCommitted(Change& change) {
   }
   if (!change.due.empty()) wake_ = true;
   hold_ = absl::ZeroDuration();
+  return absl::OkStatus();
 }
 
 void AutomationEngine::StoreFailed(const char* what, const absl::Status& status,
@@ -788,7 +782,7 @@ absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
       // One fsync for the whole delivery (below), not one per event. An
       // event written but not yet synced is not acknowledged; lost in a
       // crash, it comes again and is applied then.
-      CRM_RETURN_IF_ERROR(Commit(change, /*defer_sync=*/true));
+      CRM_RETURN_IF_ERROR(Commit(change));
       applied = event.sequence();
       scheduled = true;
       if (options_.metrics != nullptr) {
@@ -1643,13 +1637,16 @@ bool AutomationEngine::FinishLocked(const std::string& key, RunResult result) {
   // run stays due as stored (its due key back in the index) and goes again
   // once the store answers.
   const int64_t stored_due = record.due_micros();
-  auto abandon = [&](const char* what, const absl::Status& status) {
+  auto put_back = [&](const absl::Status& status) {
     CRM_LOG(kError, "cannot record a run",
             {{"run_id", record.run().run_id()}, {"error", status.ToString()}});
     in_flight_.erase(key);
     if (stored_due != 0) due_.insert({stored_due, key});
-    StoreFailed(what, status, /*reload=*/false);
     return false;
+  };
+  auto abandon = [&](const char* what, const absl::Status& status) {
+    StoreFailed(what, status, /*reload=*/false);
+    return put_back(status);
   };
   v1::Run& run = *record.mutable_run();
   Change change;
@@ -1792,10 +1789,10 @@ bool AutomationEngine::FinishLocked(const std::string& key, RunResult result) {
     }
   }
   store_.PutCounters(&batch);
-  if (absl::Status written = store_.WriteDeferringSync(&batch); !written.ok()) {
-    return abandon("write of a run's outcome", written);
+  // (Commit counts a failed write itself.)
+  if (absl::Status written = Commit(change); !written.ok()) {
+    return put_back(written);
   }
-  ApplyCommitted(change);
   if (options_.metrics != nullptr) {
     std::string outcome = v1::Run::Outcome_Name(run.outcome());
     absl::AsciiStrToLower(&outcome);

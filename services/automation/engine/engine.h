@@ -199,12 +199,10 @@ class AutomationEngine {
     std::vector<std::pair<std::string, std::optional<crm::deals::v1::Deal>>>
         snapshots;
   };
-  // With `defer_sync` the batch is not fsynced yet (see
-  // AutomationStore::WriteDeferringSync).
-  absl::Status Commit(Change& change, bool defer_sync = false)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The memory half of a written change.
-  void ApplyCommitted(Change& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes without waiting for the fsync (AutomationStore::
+  // WriteDeferringSync): the caller syncs the WAL, outside the lock, before
+  // it acknowledges anything.
+  absl::Status Commit(Change& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The store failed `what`: log, count, hold runs back for a while and,
   // with `reload`, rebuild the due index from the store (the scheduler
   // retries that until it succeeds).

@@ -342,10 +342,6 @@ absl::Status ValidateDealId(int64_t deal_id, const char* field) {
       absl::StrCat(field, ": must be a positive deal id"));
 }
 
-absl::Status ValidateRequestId(const std::string& request_id) {
-  return common::ValidateRequestId(request_id);
-}
-
 // Request ids are remembered per caller: one caller can neither replay nor
 // block another's (automation's run ids are visible in its run log).
 static std::string RequestKey(const OperationContext& ctx) {
@@ -485,7 +481,7 @@ absl::StatusOr<CommitResult> DealOperations::Mutate(
     const std::string& fingerprint, bool deletes,
     const std::function<absl::StatusOr<std::optional<DealWrite>>(
         const storage::DealRecord&)>& change) {
-  CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
+  CRM_RETURN_IF_ERROR(common::ValidateRequestId(ctx.request_id));
   // A request id names one request: a retry after a commit (a lost answer,
   // a redelivered automation run) answers with the deal as it is now
   // instead of applying the change a second time; the id used for another
@@ -580,7 +576,7 @@ absl::StatusOr<CommitResult> DealOperations::Mutate(
 
 absl::StatusOr<v1::Deal> DealOperations::Create(const OperationContext& ctx,
                                                 const v1::Deal& input) {
-  CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
+  CRM_RETURN_IF_ERROR(common::ValidateRequestId(ctx.request_id));
   const std::string fingerprint =
       ctx.request_id.empty() ? "" : CreateFingerprint(ctx, input);
   const std::string request_key = RequestKey(ctx);
@@ -911,7 +907,7 @@ absl::StatusOr<v1::Deal> DealOperations::SetProductRows(
 absl::StatusOr<std::vector<int64_t>> DealOperations::BatchTargets(
     const OperationContext& ctx, const v1::BatchUpdateDealsRequest& request,
     const std::function<absl::StatusOr<std::vector<int64_t>>()>& targets) {
-  CRM_RETURN_IF_ERROR(ValidateRequestId(ctx.request_id));
+  CRM_RETURN_IF_ERROR(common::ValidateRequestId(ctx.request_id));
   const std::string request_key = RequestKey(ctx);
   if (request_key.empty()) return targets();
   v1::BatchUpdateDealsRequest payload = request;

@@ -167,7 +167,5 @@ absl::Status RequestIdReused();
 // "deal_id: must be a positive deal id" unless > 0.
 [[nodiscard]] absl::Status ValidateDealId(int64_t deal_id,
                                           const char* field = "deal_id");
-// At most 128 printable ASCII characters (empty is fine).
-[[nodiscard]] absl::Status ValidateRequestId(const std::string& request_id);
 
 }  // namespace crm::deals

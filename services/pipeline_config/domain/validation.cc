@@ -49,10 +49,6 @@ absl::Status ValidateColor(std::string_view field, std::string_view color) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateRequestId(std::string_view request_id) {
-  return common::ValidateRequestId(request_id);
-}
-
 std::string StagePrefix(int64_t pipeline_id) {
   return pipeline_id == 0 ? std::string() : absl::StrCat("C", pipeline_id, ":");
 }

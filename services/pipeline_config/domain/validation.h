@@ -12,6 +12,8 @@
 
 #include "crm/pipelines/v1/pipeline.pb.h"
 
+#include "common/text/request_id.h"
+
 namespace crm::pipeline_config {
 
 inline constexpr int kMaxNameChars = 255;
@@ -32,7 +34,8 @@ inline constexpr int kMaxDepartmentMembers = 10000;
 // "#RRGGBB" (hex digits in any case).
 [[nodiscard]] absl::Status ValidateColor(std::string_view field,
                                          std::string_view color);
-[[nodiscard]] absl::Status ValidateRequestId(std::string_view request_id);
+// Request ids follow the rule every service shares.
+using ::crm::common::ValidateRequestId;
 
 // "" for pipeline 0, "C<id>:" for the others.
 std::string StagePrefix(int64_t pipeline_id);
