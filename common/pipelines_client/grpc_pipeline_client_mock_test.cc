@@ -206,6 +206,15 @@ class GrpcPipelineClientMockTest : public ::testing::Test {
   std::unique_ptr<GrpcPipelineClient> client_;
 };
 
+// No default identity: a service that forgets to name itself is refused
+// before any call, rather than calling as another service.
+TEST(GrpcPipelineClientConnectTest, RequiresTheCallingServicesName) {
+  EXPECT_THAT(
+      GrpcPipelineClient::Connect("127.0.0.1:1", "", "secret",
+                                  absl::Milliseconds(10)),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("service_name")));
+}
+
 TEST_F(GrpcPipelineClientMockTest, GetConfigBeforeStartIsEmptyNotNull) {
   MakeClient();
   ASSERT_NE(client_->GetConfig(), nullptr);
