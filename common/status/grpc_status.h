@@ -27,7 +27,8 @@ absl::Status FromGrpcStatus(const grpc::Status& status,
 // be about this service's own credentials (a wrong secret, a missing
 // grant), become INTERNAL "<peer> refused this service's credentials
 // (<CODE>: <message>)": they must not reach an end user as if they were
-// about the user.
+// about the user. Such refusals are logged at error level (rate-limited)
+// with the peer and its message, for the operator to fix.
 absl::Status FromPeerStatus(const grpc::Status& status, std::string_view peer);
 
 }  // namespace crm::common

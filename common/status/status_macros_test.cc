@@ -1,5 +1,7 @@
 #include "common/status/status_macros.h"
 
+#include <string>
+
 #include "gtest/gtest.h"
 
 #include "common/status/grpc_status.h"
@@ -74,7 +76,11 @@ TEST(GrpcStatusTest, FromGrpcKeepsCodeAndNamesPeer) {
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable, "deals: down"));
 }
 
-TEST(GrpcStatusTest, APeerRefusingOurCredentialsIsInternal) {
+// Also checks the log: the first refusal is logged for the operator, the
+// next one at once is not (rate-limited). One test, because the limit is
+// per process.
+TEST(GrpcStatusTest, APeerRefusingOurCredentialsIsInternalAndLogged) {
+  ::testing::internal::CaptureStderr();
   EXPECT_THAT(
       FromPeerStatus(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "no"),
                      "deals"),
@@ -87,6 +93,11 @@ TEST(GrpcStatusTest, APeerRefusingOurCredentialsIsInternal) {
       StatusIs(absl::StatusCode::kInternal,
                "deals refused this service's credentials (UNAUTHENTICATED: "
                "bad)"));
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(logged, HasSubstr("level=error"));
+  EXPECT_THAT(logged, HasSubstr("a peer refused this service's credentials"));
+  EXPECT_THAT(logged, HasSubstr("peer=deals code=PERMISSION_DENIED error=no"));
+  EXPECT_THAT(logged, Not(HasSubstr("UNAUTHENTICATED")));
   EXPECT_THAT(FromPeerStatus(grpc::Status(grpc::StatusCode::NOT_FOUND, "gone"),
                              "deals"),
               StatusIs(absl::StatusCode::kNotFound, "deals: gone"));

@@ -184,11 +184,12 @@ int main(int argc, char** argv) {
   auto deals_stub = crm::deals::v1::DealsService::NewStub(
       DealsChannel(absl::GetFlag(FLAGS_deals_addr)));
   crm::common::ServiceTokenSource tokens(secret, "automation");
+  crm::automation::GrpcDealsClient deals(*deals_stub, tokens);
   crm::common::MetricsRegistry metrics;
   engine_options.metrics = &metrics;
   crm::automation::Clock clock(absl::GetFlag(FLAGS_test_clock));
-  crm::automation::AutomationEngine engine(**store, *pipelines, *deals_stub,
-                                           tokens, clock, engine_options);
+  crm::automation::AutomationEngine engine(**store, *pipelines, deals, clock,
+                                           engine_options);
   if (absl::Status started = engine.Start(); !started.ok())
     return crm::common::FailStartup(started, "cannot start the engine");
   if (absl::GetFlag(FLAGS_seed_demo)) {

@@ -59,9 +59,10 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     store_ = *std::move(store);
     tokens_ = std::make_unique<crm::common::ServiceTokenSource>(kSecret,
                                                                 "automation");
+    deals_client_ = std::make_unique<GrpcDealsClient>(deals(), *tokens_);
     options_.metrics = &metrics_;
     engine_ = std::make_unique<AutomationEngine>(
-        *store_, pipeline_client(), deals(), *tokens_, clock_, options_);
+        *store_, pipeline_client(), *deals_client_, clock_, options_);
     ASSERT_OK(engine_->Start());
     authenticator_ = std::make_unique<common::Authenticator>(kSecret, false);
     page_tokens_ = std::make_unique<common::PageTokenCodec>(kSecret);
@@ -95,6 +96,7 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     sink_.reset();
     service_.reset();
     engine_.reset();
+    deals_client_.reset();
     store_.reset();
   }
 
@@ -298,6 +300,7 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
   }();
   std::unique_ptr<AutomationStore> store_;
   std::unique_ptr<crm::common::ServiceTokenSource> tokens_;
+  std::unique_ptr<GrpcDealsClient> deals_client_;
   std::unique_ptr<AutomationEngine> engine_;
   std::unique_ptr<common::Authenticator> authenticator_;
   std::unique_ptr<common::PageTokenCodec> page_tokens_;

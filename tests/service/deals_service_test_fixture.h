@@ -106,6 +106,8 @@ class DealsServiceTest : public ::testing::Test {
   DealsStub& deals() { return *deals_stub_; }
   PipelinesStub& pipelines() { return *pipelines_stub_; }
   FieldsStub& fields() { return *fields_stub_; }
+  // The pool deals runs scans, batches and (with sync writes) writes on.
+  common::WorkerPool& workers() { return *workers_; }
   AccessStub& access() { return *access_stub_; }
 
   // --- Deal shortcuts (as the administrator unless a token is given) ------

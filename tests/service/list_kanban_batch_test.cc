@@ -4,6 +4,7 @@
 // paging) and BatchUpdateDeals (per-item results, filters, limits, events).
 // Expected answers are computed in the test from the deals it created.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/barrier.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -1285,6 +1288,42 @@ TEST_F(DealsReplyBudgetTest, BoardsAndColumnsStopAtTheBudget) {
     EXPECT_TRUE(request.page_token().empty());
   }
   EXPECT_EQ(seen, std::set<int64_t>(ids.begin(), ids.end()));
+}
+
+// Work that waited in the pool until its caller's deadline passed is not
+// started: the batch that timed out in the queue changes no deal.
+TEST_F(DealsBatchTest, QueuedWorkWhoseCallerGaveUpIsNotStarted) {
+  ASSERT_OK_AND_ASSIGN(v1::Deal deal, CreateDeal(MakeDeal("queued", 5)));
+  constexpr int kThreads = 4;  // the fixture's pool
+  absl::Notification release;
+  for (int i = 0; i < kThreads; ++i) {
+    ASSERT_TRUE(
+        workers().TrySubmit([&release] { release.WaitForNotification(); }));
+  }
+  v1::BatchUpdateDealsRequest request;
+  request.mutable_deal_ids()->add_ids(deal.id());
+  request.set_set_assignee_id(9);
+  request.set_request_id("queued-batch");
+  auto context = MakeContext(AdminToken());
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(300));
+  v1::BatchUpdateDealsResponse response;
+  const grpc::Status status =
+      deals().BatchUpdateDeals(context.get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  release.Notify();
+  // Once every thread is in one of these at the same time, the queued batch
+  // (submitted before them) has finished.
+  absl::Barrier* drained = new absl::Barrier(kThreads + 1);
+  for (int i = 0; i < kThreads; ++i) {
+    ASSERT_TRUE(workers().TrySubmit([drained] {
+      if (drained->Block()) delete drained;
+    }));
+  }
+  if (drained->Block()) delete drained;
+  ASSERT_OK_AND_ASSIGN(v1::Deal after, GetDeal(deal.id()));
+  EXPECT_EQ(after.assignee_id(), 5);
+  EXPECT_EQ(after.etag(), deal.etag());
 }
 
 }  // namespace

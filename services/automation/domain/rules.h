@@ -17,8 +17,6 @@
 
 namespace crm::automation {
 
-namespace v1 = ::crm::automation::v1;
-
 inline constexpr int kMaxRuleNameChars = 255;
 inline constexpr int kMaxTextChars = 20000;
 inline constexpr int kMaxAssignees = 100;

@@ -11,7 +11,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
-#include "grpcpp/client_context.h"
 #include "nlohmann/json.hpp"
 
 #include "common/grpc/message_limits.h"
@@ -204,13 +203,11 @@ struct AutomationEngine::RunResult {
 
 AutomationEngine::AutomationEngine(AutomationStore& store,
                                    crm::common::PipelineClient& config,
-                                   DealsStub& deals,
-                                   crm::common::ServiceTokenSource& tokens,
-                                   Clock& clock, EngineOptions options)
+                                   DealsClient& deals, Clock& clock,
+                                   EngineOptions options)
     : store_(store),
       config_(config),
       deals_(deals),
-      tokens_(tokens),
       clock_(clock),
       options_(std::move(options)) {}
 
@@ -709,7 +706,7 @@ absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
               {{"error", kept.ToString()}});
     }
   };
-  CRM_ASSIGN_OR_RETURN(dv1::Deal deal, GetDeal(deal_id));
+  CRM_ASSIGN_OR_RETURN(dv1::Deal deal, deals_.GetDeal(deal_id));
   v1::Trigger chosen;
   bool found = false;
   {
@@ -738,10 +735,10 @@ absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
     keep_answer(response);
     return response;
   }
-  absl::StatusOr<dv1::Deal> moved =
-      MoveStage(deal_id, chosen.stage_id(),
-                request_id.empty() ? "" : absl::StrCat("fire/", request_id),
-                dv1::CHANNEL_TRIGGER);
+  absl::StatusOr<dv1::Deal> moved = deals_.MoveStage(
+      deal_id, chosen.stage_id(),
+      request_id.empty() ? "" : absl::StrCat("fire/", request_id),
+      dv1::CHANNEL_TRIGGER);
   response.set_trigger_id(chosen.id());
   response.set_to_stage_id(chosen.stage_id());
   if (moved.ok()) {
@@ -1260,8 +1257,8 @@ AutomationEngine::RunResult AutomationEngine::Perform(
     return result;
   };
   if (run.trigger_id() != 0) {
-    auto moved = MoveStage(run.deal_id(), record.target_stage_id(),
-                           run.run_id(), dv1::CHANNEL_TRIGGER);
+    auto moved = deals_.MoveStage(run.deal_id(), record.target_stage_id(),
+                                  run.run_id(), dv1::CHANNEL_TRIGGER);
     if (!moved.ok() && !MadeByEarlierAttempt(moved.status()))
       return deals_failed(moved.status());
     return result;
@@ -1280,7 +1277,7 @@ AutomationEngine::RunResult AutomationEngine::Perform(
   if (snapshot.has_value()) {
     deal = *std::move(snapshot);
   } else {
-    auto fresh = GetDeal(run.deal_id());
+    auto fresh = deals_.GetDeal(run.deal_id());
     if (!fresh.ok()) return deals_failed(fresh.status());
     deal = *std::move(fresh);
     // A delayed run whose deal left the stage while the leave event was on
@@ -1499,16 +1496,16 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       return result;
     }
     case v1::Action::kChangeStage: {
-      auto moved = MoveStage(deal.id(), action.change_stage().stage_id(),
-                             request_id, dv1::CHANNEL_AUTOMATION);
+      auto moved = deals_.MoveStage(deal.id(), action.change_stage().stage_id(),
+                                    request_id, dv1::CHANNEL_AUTOMATION);
       if (!moved.ok() && !MadeByEarlierAttempt(moved.status()))
         return fail(moved.status(), false);
       return result;
     }
     case v1::Action::kMoveToPipeline: {
-      auto moved =
-          MoveToPipeline(deal.id(), action.move_to_pipeline().pipeline_id(),
-                         action.move_to_pipeline().stage_id(), request_id);
+      auto moved = deals_.MoveToPipeline(
+          deal.id(), action.move_to_pipeline().pipeline_id(),
+          action.move_to_pipeline().stage_id(), request_id);
       if (!moved.ok() && !MadeByEarlierAttempt(moved.status()))
         return fail(moved.status(), false);
       return result;
@@ -1519,7 +1516,7 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       change.set_assignee_id(record.assignee_pick());
       google::protobuf::FieldMask mask;
       mask.add_paths("assignee_id");
-      auto updated = UpdateDeal(change, mask, request_id);
+      auto updated = deals_.UpdateDeal(change, mask, request_id, "");
       if (!updated.ok() && !MadeByEarlierAttempt(updated.status()))
         return fail(updated.status(), false);
       return result;
@@ -1572,7 +1569,7 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
         change = std::move(parsed);
       }
       change.set_id(deal.id());
-      auto updated = UpdateDeal(change, mask, request_id);
+      auto updated = deals_.UpdateDeal(change, mask, request_id, "");
       if (!updated.ok() && !MadeByEarlierAttempt(updated.status()))
         return fail(updated.status(), false);
       return result;
@@ -1581,7 +1578,7 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
       auto text = render(action.add_comment().text());
       if (!text.ok()) return fail(text.status(), true);
       // Appended to the current comments (fresh copy, guarded by its etag).
-      auto current = GetDeal(deal.id());
+      auto current = deals_.GetDeal(deal.id());
       if (!current.ok()) return fail(current.status(), false);
       dv1::Deal change;
       change.set_id(deal.id());
@@ -1591,7 +1588,8 @@ AutomationEngine::RunResult AutomationEngine::PerformRule(
               : absl::StrCat(current->comments(), "\n\n", *text));
       google::protobuf::FieldMask mask;
       mask.add_paths("comments");
-      auto updated = UpdateDeal(change, mask, request_id, current->etag());
+      auto updated =
+          deals_.UpdateDeal(change, mask, request_id, current->etag());
       if (!updated.ok() && !MadeByEarlierAttempt(updated.status()))
         return fail(updated.status(), false);
       return result;
@@ -1944,75 +1942,6 @@ absl::StatusOr<Page<v1::Notification>> AutomationEngine::ListNotifications(
       [&](v1::Notification note) { page.items.push_back(std::move(note)); },
       &page.last_key, &page.more));
   return page;
-}
-
-// ---------------------------------------------------------------- Deals calls
-
-void AutomationEngine::PrepareContext(grpc::ClientContext* context) {
-  context->AddMetadata("authorization", tokens_.AuthorizationHeader());
-  context->set_deadline(std::chrono::system_clock::now() +
-                        absl::ToChronoMilliseconds(options_.deals_timeout));
-}
-
-absl::StatusOr<dv1::Deal> AutomationEngine::GetDeal(int64_t deal_id) {
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  dv1::GetDealRequest request;
-  request.set_deal_id(deal_id);
-  dv1::Deal deal;
-  CRM_RETURN_IF_ERROR(common::FromPeerStatus(
-      deals_.GetDeal(&context, request, &deal), "deals"));
-  return deal;
-}
-
-absl::StatusOr<dv1::Deal> AutomationEngine::MoveStage(
-    int64_t deal_id, const std::string& stage_id, const std::string& request_id,
-    dv1::Channel channel) {
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  dv1::MoveDealStageRequest request;
-  request.set_deal_id(deal_id);
-  request.set_stage_id(stage_id);
-  request.set_request_id(request_id);
-  request.set_channel(channel);
-  dv1::Deal deal;
-  CRM_RETURN_IF_ERROR(common::FromPeerStatus(
-      deals_.MoveDealStage(&context, request, &deal), "deals"));
-  return deal;
-}
-
-absl::StatusOr<dv1::Deal> AutomationEngine::UpdateDeal(
-    const dv1::Deal& change, const google::protobuf::FieldMask& mask,
-    const std::string& request_id, const std::string& etag) {
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  dv1::UpdateDealRequest request;
-  *request.mutable_deal() = change;
-  *request.mutable_update_mask() = mask;
-  request.set_request_id(request_id);
-  request.set_etag(etag);
-  request.set_channel(dv1::CHANNEL_AUTOMATION);
-  dv1::Deal deal;
-  CRM_RETURN_IF_ERROR(common::FromPeerStatus(
-      deals_.UpdateDeal(&context, request, &deal), "deals"));
-  return deal;
-}
-
-absl::StatusOr<dv1::Deal> AutomationEngine::MoveToPipeline(
-    int64_t deal_id, int64_t pipeline_id, const std::string& stage_id,
-    const std::string& request_id) {
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  dv1::MoveDealToPipelineRequest request;
-  request.set_deal_id(deal_id);
-  request.set_pipeline_id(pipeline_id);
-  request.set_stage_id(stage_id);
-  request.set_request_id(request_id);
-  request.set_channel(dv1::CHANNEL_AUTOMATION);
-  dv1::Deal deal;
-  CRM_RETURN_IF_ERROR(common::FromPeerStatus(
-      deals_.MoveDealToPipeline(&context, request, &deal), "deals"));
-  return deal;
 }
 
 }  // namespace crm::automation

@@ -32,18 +32,15 @@
 #include "crm/automation/v1/automation.pb.h"
 #include "crm/automation/v1/automation_service.pb.h"
 #include "crm/deals/v1/deal_events.pb.h"
-#include "crm/deals/v1/deals_service.grpc.pb.h"
 
-#include "common/auth/service_token.h"
 #include "common/concurrency/worker_pool.h"
 #include "common/metrics/metrics.h"
 #include "common/pipelines_client/pipeline_client.h"
+#include "services/automation/clients/deals_client.h"
 #include "services/automation/outbound/smtp_sender.h"
 #include "services/automation/storage/automation_store.h"
 
 namespace crm::automation {
-
-namespace v1 = ::crm::automation::v1;
 
 inline constexpr size_t kMaxRulesPerStage = 100;
 inline constexpr size_t kMaxTriggersPerPipeline = 200;
@@ -89,7 +86,6 @@ struct EngineOptions {
   int loop_max_depth = 10;
   absl::Duration loop_window = absl::Minutes(1);
   int workers = 4;
-  absl::Duration deals_timeout = absl::Seconds(5);
   absl::Duration outbound_timeout = absl::Seconds(10);
   // After the store fails a read or a write, runs are held back this long
   // (doubling while it keeps failing, at most 30 s) and the due index is
@@ -115,11 +111,8 @@ struct TaskQuery {
 
 class AutomationEngine {
  public:
-  using DealsStub = crm::deals::v1::DealsService::StubInterface;
-
   AutomationEngine(AutomationStore& store, crm::common::PipelineClient& config,
-                   DealsStub& deals, crm::common::ServiceTokenSource& tokens,
-                   Clock& clock, EngineOptions options);
+                   DealsClient& deals, Clock& clock, EngineOptions options);
   ~AutomationEngine();
   AutomationEngine(const AutomationEngine&) = delete;
   AutomationEngine& operator=(const AutomationEngine&) = delete;
@@ -264,23 +257,9 @@ class AutomationEngine {
   bool FinishLocked(const std::string& key, RunResult result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Calls to deals as the automation service identity.
-  absl::StatusOr<crm::deals::v1::Deal> GetDeal(int64_t deal_id);
-  absl::StatusOr<crm::deals::v1::Deal> MoveStage(
-      int64_t deal_id, const std::string& stage_id,
-      const std::string& request_id, crm::deals::v1::Channel channel);
-  absl::StatusOr<crm::deals::v1::Deal> UpdateDeal(
-      const crm::deals::v1::Deal& deal, const google::protobuf::FieldMask& mask,
-      const std::string& request_id, const std::string& etag = "");
-  absl::StatusOr<crm::deals::v1::Deal> MoveToPipeline(
-      int64_t deal_id, int64_t pipeline_id, const std::string& stage_id,
-      const std::string& request_id);
-  void PrepareContext(grpc::ClientContext* context);
-
   AutomationStore& store_;
   crm::common::PipelineClient& config_;
-  DealsStub& deals_;
-  crm::common::ServiceTokenSource& tokens_;
+  DealsClient& deals_;
   Clock& clock_;
   const EngineOptions options_;
 

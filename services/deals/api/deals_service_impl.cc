@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
+#include "common/grpc/deadline.h"
 #include "common/grpc/message_limits.h"
 #include "common/grpc/raw_messages.h"
 #include "common/rocks/key_codec.h"
@@ -21,38 +22,6 @@ namespace {
 constexpr int kReplayBatch = 200;
 // CountDeals waits at most this long for a min_config_version.
 constexpr absl::Duration kMaxConfigWait = absl::Seconds(5);
-
-// The one stage a batch move names (every deal must be in its pipeline).
-// A full id names its stage: ids are unique across pipelines, and pipeline
-// 0's carry no prefix, so "WON" is pipeline 0's and never moves deals of
-// another pipeline. Otherwise the bare id is resolved in each pipeline as
-// MoveDealStage resolves it (common::ConfigView::ResolveStage) and must name a
-// stage of exactly one.
-absl::StatusOr<const common::StageView*> BatchTargetStage(
-    const common::ConfigView& config, const std::string& stage_id) {
-  std::vector<const common::StageView*> matches;
-  for (const common::PipelineView& pipeline : config.pipelines()) {
-    if (const common::StageView* exact =
-            config.FindStage(pipeline.id, stage_id))
-      return exact;
-  }
-  for (const common::PipelineView& pipeline : config.pipelines()) {
-    if (const common::StageView* stage =
-            config.ResolveStage(pipeline.id, stage_id))
-      matches.push_back(stage);
-  }
-  if (matches.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "move_to_stage_id: stage \"", stage_id, "\" does not exist"));
-  }
-  if (matches.size() > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("move_to_stage_id: \"", stage_id, "\" is a stage of ",
-                     matches.size(), " pipelines; name one by its full id (\"",
-                     matches[0]->stage_id, "\", ...)"));
-  }
-  return matches[0];
-}
 
 absl::Status RequirePrivileged(const OperationContext& ctx, const char* what) {
   if (IsPrivileged(ctx.caller)) return absl::OkStatus();
@@ -115,7 +84,8 @@ class ReplayReactor final : public grpc::ServerWriteReactor<v1::DealEvent> {
 DealsServiceImpl::DealsServiceImpl(DealsServiceDeps deps)
     : deps_(std::move(deps)),
       operations_(deps_.store, deps_.operations),
-      lister_(deps_.store, deps_.page_tokens) {}
+      lister_(deps_.store, deps_.page_tokens),
+      batch_(operations_, lister_) {}
 
 bool DealsServiceImpl::Privileged(const common::Principal& principal) const {
   return principal.IsPrivileged(deps_.admin_user_ids);
@@ -181,10 +151,19 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
       (privileged || cached != nullptr) &&
       (cost == Cost::kRead || !deps_.store.db().sync_writes());
   const bool writes = cost == Cost::kWrite || cost == Cost::kBatch;
-  auto work = [this, reactor, channel, writes,
+  auto work = [this, context, reactor, channel, writes,
                principal = *std::move(principal),
                request_id = std::move(request_id), body = std::move(body),
-               cached = std::move(cached)]() mutable {
+               cached = std::move(cached)](bool queued) mutable {
+    // Queued work whose caller gave up meanwhile is not started: it would
+    // change deals for an answer no one reads.
+    if (queued) {
+      if (absl::Status waiting = common::CallerStillWaiting(*context);
+          !waiting.ok()) {
+        reactor->Finish(common::ToGrpcStatus(waiting));
+        return;
+      }
+    }
     // A write holds its pass until it has committed (CountDeals waits for
     // writes checked against an older configuration).
     ConfigWriteGate::Pass pass;
@@ -208,8 +187,10 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
                                  ? *deps_.durable_writers
                                  : deps_.workers;
   if (inline_ok) {
-    work();
-  } else if (!pool.TrySubmit(std::move(work))) {
+    work(/*queued=*/false);
+  } else if (!pool.TrySubmit([work = std::move(work)]() mutable {
+               work(/*queued=*/true);
+             })) {
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                  "deals is overloaded; retry with backoff"));
   }
@@ -341,156 +322,11 @@ grpc::ServerUnaryReactor* DealsServiceImpl::BatchUpdateDeals(
     const v1::BatchUpdateDealsRequest* request,
     v1::BatchUpdateDealsResponse* response) {
   return Run(context, Cost::kBatch, v1::CHANNEL_API, request->request_id(),
-             [this, request, response](const OperationContext& ctx) {
-               return Batch(ctx, *request, response);
+             [this, context, request, response](const OperationContext& ctx) {
+               return batch_.Run(ctx, *request, response, [context] {
+                 return common::CallerStillWaiting(*context);
+               });
              });
-}
-
-absl::Status DealsServiceImpl::Batch(const OperationContext& ctx,
-                                     const v1::BatchUpdateDealsRequest& request,
-                                     v1::BatchUpdateDealsResponse* response) {
-  // Each item's request id is "<request_id>/<deal id>", which must itself
-  // be a valid request id.
-  CRM_RETURN_IF_ERROR(
-      common::ValidateRequestId(ctx.request_id, 1 + common::kMaxInt64Digits));
-  // Checks of the action itself, before any item (and before the request
-  // id is taken).
-  std::string target_stage_id;
-  switch (request.action_case()) {
-    case v1::BatchUpdateDealsRequest::kSetAssigneeId:
-      if (request.set_assignee_id() <= 0) {
-        return absl::InvalidArgumentError(
-            "set_assignee_id: must be a positive user id");
-      }
-      break;
-    case v1::BatchUpdateDealsRequest::kMoveToStageId: {
-      CRM_ASSIGN_OR_RETURN(
-          const common::StageView* stage,
-          BatchTargetStage(*ctx.config, request.move_to_stage_id()));
-      target_stage_id = stage->stage_id;
-      break;
-    }
-    case v1::BatchUpdateDealsRequest::kMoveToPipelineId:
-      if (ctx.config->FindPipeline(request.move_to_pipeline_id()) == nullptr) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("move_to_pipeline_id: pipeline ",
-                         request.move_to_pipeline_id(), " does not exist"));
-      }
-      break;
-    case v1::BatchUpdateDealsRequest::kSetOpened:
-    case v1::BatchUpdateDealsRequest::kDelete:
-      if (request.action_case() == v1::BatchUpdateDealsRequest::kDelete &&
-          !request.delete_()) {
-        return absl::InvalidArgumentError("delete: must be true when set");
-      }
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          "action: one of set_assignee_id, move_to_stage_id, "
-          "move_to_pipeline_id, set_opened or delete required");
-  }
-
-  auto targets = [&]() -> absl::StatusOr<std::vector<int64_t>> {
-    std::vector<int64_t> ids;
-    switch (request.target_case()) {
-      case v1::BatchUpdateDealsRequest::kDealIds: {
-        if (request.deal_ids().ids_size() > kMaxBatchItems) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "deal_ids.ids: at most ", kMaxBatchItems, " deals per batch"));
-        }
-        std::set<int64_t> seen;
-        for (int i = 0; i < request.deal_ids().ids_size(); ++i) {
-          const int64_t id = request.deal_ids().ids(i);
-          if (id <= 0) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "deal_ids.ids[", i, "]: must be a positive deal id"));
-          }
-          if (!seen.insert(id).second) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "deal_ids.ids[", i, "]: deal ", id, " is listed twice"));
-          }
-          ids.push_back(id);
-        }
-        if (ids.empty()) {
-          return absl::InvalidArgumentError(
-              "deal_ids.ids: name at least one deal");
-        }
-        break;
-      }
-      case v1::BatchUpdateDealsRequest::kFilter: {
-        CRM_ASSIGN_OR_RETURN(
-            common::CompiledFilter filter,
-            common::CompiledFilter::Compile(request.filter(), *ctx.config));
-        CRM_ASSIGN_OR_RETURN(
-            ids, lister_.MatchingIds(ctx, filter, kMaxBatchItems + 1));
-        if (static_cast<int>(ids.size()) > kMaxBatchItems) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("filter: matches more than ", kMaxBatchItems,
-                           " deals; narrow it or batch by ids"));
-        }
-        break;
-      }
-      default:
-        return absl::InvalidArgumentError(
-            "target: deal_ids or filter required");
-    }
-    return ids;
-  };
-  CRM_ASSIGN_OR_RETURN(const std::vector<int64_t> ids,
-                       operations_.BatchTargets(ctx, request, targets));
-
-  OperationContext item_ctx = ctx;
-  item_ctx.channel = v1::CHANNEL_BATCH;
-  for (int64_t id : ids) {
-    if (!ctx.request_id.empty())
-      item_ctx.request_id = absl::StrCat(ctx.request_id, "/", id);
-    absl::Status status;
-    switch (request.action_case()) {
-      case v1::BatchUpdateDealsRequest::kSetAssigneeId: {
-        v1::Deal change;
-        change.set_id(id);
-        change.set_assignee_id(request.set_assignee_id());
-        google::protobuf::FieldMask mask;
-        mask.add_paths("assignee_id");
-        status = operations_.Update(item_ctx, change, mask, "").status();
-        break;
-      }
-      case v1::BatchUpdateDealsRequest::kSetOpened: {
-        v1::Deal change;
-        change.set_id(id);
-        change.set_opened(request.set_opened());
-        google::protobuf::FieldMask mask;
-        mask.add_paths("opened");
-        status = operations_.Update(item_ctx, change, mask, "").status();
-        break;
-      }
-      case v1::BatchUpdateDealsRequest::kMoveToStageId:
-        status = operations_
-                     .MoveStage(item_ctx, id, target_stage_id, "",
-                                /*exact_stage_id=*/true)
-                     .status();
-        break;
-      case v1::BatchUpdateDealsRequest::kMoveToPipelineId:
-        status = operations_
-                     .MoveToPipeline(item_ctx, id,
-                                     request.move_to_pipeline_id(), "", "")
-                     .status();
-        break;
-      default:
-        status = operations_.Delete(item_ctx, id, "");
-        break;
-    }
-    v1::BatchItemResult* result = response->add_results();
-    result->set_deal_id(id);
-    result->set_code(static_cast<int>(status.code()));
-    result->set_message(std::string(status.message()));
-    if (status.ok()) {
-      response->set_succeeded(response->succeeded() + 1);
-    } else {
-      response->set_failed(response->failed() + 1);
-    }
-  }
-  return absl::OkStatus();
 }
 
 grpc::ServerUnaryReactor* DealsServiceImpl::ListStageHistory(

@@ -25,6 +25,7 @@
 #include "common/concurrency/worker_pool.h"
 #include "common/pagination/page_token.h"
 #include "common/pipelines_client/pipeline_client.h"
+#include "services/deals/api/batch_update.h"
 #include "services/deals/api/config_write_gate.h"
 #include "services/deals/api/deal_lister.h"
 #include "services/deals/api/deal_operations.h"
@@ -134,13 +135,10 @@ class DealsServiceImpl final
       std::shared_ptr<const crm::pipelines::v1::EffectivePermissions> cached);
   bool Privileged(const common::Principal& principal) const;
 
-  absl::Status Batch(const OperationContext& ctx,
-                     const v1::BatchUpdateDealsRequest& request,
-                     v1::BatchUpdateDealsResponse* response);
-
   DealsServiceDeps deps_;
   DealOperations operations_;
   DealLister lister_;
+  BatchUpdater batch_;
   IndexedPermissionsCache permissions_cache_;
   // Every write holds a pass from here while it runs (see CountDeals).
   ConfigWriteGate config_writes_;

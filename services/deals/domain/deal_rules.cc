@@ -17,7 +17,6 @@
 namespace crm::deals {
 namespace {
 
-namespace v1 = ::crm::deals::v1;
 namespace pv1 = ::crm::pipelines::v1;
 
 using ::crm::common::ToTimestamp;

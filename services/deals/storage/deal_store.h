@@ -58,8 +58,6 @@
 
 namespace crm::deals {
 
-namespace v1 = ::crm::deals::v1;
-
 // The low 10 bits of a deal id are the shard that owns it.
 inline constexpr int kShardBits = 10;
 inline constexpr int64_t kMaxShard = (int64_t{1} << kShardBits) - 1;
