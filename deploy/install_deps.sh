@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
+  clang clang-tidy libclang-rt-14-dev
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev grpc-proto
   libabsl-dev librocksdb-dev libicu-dev
   libssl-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev

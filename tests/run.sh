@@ -1,14 +1,49 @@
 #!/usr/bin/env bash
-# Runs every test: installs missing dependencies, builds (Release), then runs
-# the unit, service and e2e tiers through ctest. Exits non-zero on any failure.
-#   tests/run.sh            all tests
-#   tests/run.sh -L unit    only one tier (any ctest arguments pass through)
+# Runs every test: installs missing dependencies, builds, runs the tiers.
+#
+#   tests/run.sh              what CI runs: the Release build with the unit,
+#                             service and e2e tiers, then the unit and
+#                             service tiers again under ASan+UBSan (clang)
+#   tests/run.sh --release    only the Release build and its tiers
+#   tests/run.sh --sanitize   only the ASan+UBSan tier (build-asan/)
+#   tests/run.sh --tidy       clang-tidy over every file of ours (build-tidy/)
+#   tests/run.sh -L unit      Release, one tier (ctest arguments pass through)
+#
+# Exits non-zero on any failure. BUILD_DIR moves the Release build.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+JOBS="${JOBS:-$(nproc)}"
+
+release() {
+  BUILD_DIR="$BUILD_DIR" "$ROOT/deploy/build.sh"
+  (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 600 -j "${CTEST_JOBS:-2}" "$@")
+}
+
+# The unit and service tiers built with clang, AddressSanitizer and
+# UndefinedBehaviorSanitizer (CMakePresets.json: asan-ubsan). Any report
+# fails its test.
+sanitize() {
+  cmake --preset asan-ubsan -S "$ROOT" >/dev/null
+  cmake --build "$ROOT/build-asan" -j "$JOBS" --target crm_tests_unit crm_tests_service
+  (cd "$ROOT/build-asan" &&
+    ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ctest --output-on-failure --timeout 900 -j "${CTEST_JOBS:-2}" -L 'unit|service')
+}
+
+# Every file of ours through clang-tidy (.clang-tidy), as part of a clang
+# build; a finding is an error.
+tidy() {
+  cmake --preset tidy -S "$ROOT" >/dev/null
+  cmake --build "$ROOT/build-tidy" -j "$JOBS"
+}
 
 "$ROOT/deploy/install_deps.sh"
-BUILD_DIR="$BUILD_DIR" "$ROOT/deploy/build.sh"
-
-cd "$BUILD_DIR"
-ctest --output-on-failure --timeout 600 -j "${CTEST_JOBS:-2}" "$@"
+case "${1:-}" in
+  --release) shift; release "$@" ;;
+  --sanitize) sanitize ;;
+  --tidy) tidy ;;
+  "") release; sanitize ;;
+  *) release "$@" ;;
+esac

@@ -191,7 +191,7 @@ void MetricsRegistry::RecordRpc(std::string_view method, int code,
                         kBucketBounds.begin();
   stats->buckets[bucket].fetch_add(1, std::memory_order_relaxed);
   const double clamped = std::min(latency_seconds, kMaxLatencySeconds);
-  stats->sum_nanos.fetch_add(static_cast<uint64_t>(clamped * 1e9 + 0.5),
+  stats->sum_nanos.fetch_add(static_cast<uint64_t>(std::llround(clamped * 1e9)),
                              std::memory_order_relaxed);
 }
 

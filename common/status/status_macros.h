@@ -24,7 +24,7 @@
   CRM_RETURN_IF_ERROR_IMPL_(CRM_STATUS_CONCAT_(crm_status_, __LINE__), expr)
 #define CRM_RETURN_IF_ERROR_IMPL_(status, expr)          \
   do {                                                   \
-    const ::absl::Status status = (expr);                \
+    const ::absl::Status& status = (expr);               \
     if (ABSL_PREDICT_FALSE(!status.ok())) return status; \
   } while (false)
 

@@ -6,7 +6,7 @@ namespace crm::automation {
 
 absl::StatusOr<int> SeedDemoAutomation(AutomationEngine& engine,
                                        const std::string& demo_email) {
-  if (!engine.ListRules(0, "").empty()) return 0;
+  if (!engine.catalog().ListRules(0, "").empty()) return 0;
   int created = 0;
 
   v1::Rule email;
@@ -20,7 +20,7 @@ absl::StatusOr<int> SeedDemoAutomation(AutomationEngine& engine,
   send->set_body(
       "Deal #{{id}} \"{{title}}\" entered stage {{stage_id}} with "
       "{{amount}} {{currency}}.\n");
-  CRM_RETURN_IF_ERROR(engine.CreateRule(email).status());
+  CRM_RETURN_IF_ERROR(engine.catalog().CreateRule(email).status());
   ++created;
 
   v1::Rule task;
@@ -31,7 +31,7 @@ absl::StatusOr<int> SeedDemoAutomation(AutomationEngine& engine,
   v1::CreateTask* create = task.mutable_action()->mutable_create_task();
   create->set_title("Call the client about {{title}}");
   create->mutable_deadline_after()->set_seconds(24 * 3600);
-  CRM_RETURN_IF_ERROR(engine.CreateRule(task).status());
+  CRM_RETURN_IF_ERROR(engine.catalog().CreateRule(task).status());
   ++created;
 
   v1::Rule notify;
@@ -40,7 +40,7 @@ absl::StatusOr<int> SeedDemoAutomation(AutomationEngine& engine,
   notify.set_name("Tell the assignee");
   notify.mutable_action()->mutable_notify_employee()->set_text(
       "{{title}} is being prepared");
-  CRM_RETURN_IF_ERROR(engine.CreateRule(notify).status());
+  CRM_RETURN_IF_ERROR(engine.catalog().CreateRule(notify).status());
   ++created;
 
   v1::Trigger paid;
@@ -48,7 +48,7 @@ absl::StatusOr<int> SeedDemoAutomation(AutomationEngine& engine,
   paid.set_stage_id("WON");
   paid.set_name("Paid");
   paid.set_type(v1::TRIGGER_TYPE_PAYMENT_RECEIVED);
-  CRM_RETURN_IF_ERROR(engine.CreateTrigger(paid).status());
+  CRM_RETURN_IF_ERROR(engine.catalog().CreateTrigger(paid).status());
   ++created;
   return created;
 }

@@ -11,8 +11,7 @@ absl::StatusOr<int> SeedDemoDeals(DealStore& store,
                                   const common::ConfigView& config,
                                   const DealOperationsOptions& options) {
   if (store.next_event_sequence() > 1) return 0;
-  DealOperationsOptions quiet = options;
-  DealOperations operations(store, quiet);
+  DealOperations operations(store, options);
   OperationContext ctx;
   ctx.caller.privileged = true;
   ctx.actor_service = "demo";

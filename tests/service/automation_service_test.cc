@@ -361,7 +361,8 @@ TEST_F(AutomationServiceTest, RulesAreValidatedNamingTheField) {
     EXPECT_THAT(AddRule(rule), StatusIs(absl::StatusCode::kInvalidArgument,
                                         HasSubstr(c.field)));
   }
-  EXPECT_TRUE(engine_->ListRules(0, "").empty());  // nothing half written
+  EXPECT_TRUE(
+      engine_->catalog().ListRules(0, "").empty());  // nothing half written
 }
 
 TEST_F(AutomationServiceTest, RuleCrudWithEtagsAndSecretsHidden) {
@@ -409,7 +410,8 @@ TEST_F(AutomationServiceTest, RuleCrudWithEtagsAndSecretsHidden) {
   *update.mutable_rule()->mutable_action() = created_hook.action();
   update.mutable_update_mask()->set_paths(0, "action");
   ASSERT_OK(Auto(&AutomationStub::UpdateRule, update).status());
-  ASSERT_OK_AND_ASSIGN(v1::Rule stored, engine_->GetRule(created_hook.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Rule stored,
+                       engine_->catalog().GetRule(created_hook.id()));
   EXPECT_EQ(stored.action().call_webhook().secret(), "s3cret");
 
   v1::DeleteRuleRequest del;
@@ -1039,7 +1041,7 @@ TEST_F(AutomationServiceTest, OutsideCallsRetryThenParkAsFailed) {
   Pump();
   std::map<std::string, v1::Run> by_rule;
   for (const v1::Run& run : Runs(deal.id())) {
-    auto rule = engine_->GetRule(run.rule_id());
+    auto rule = engine_->catalog().GetRule(run.rule_id());
     ASSERT_TRUE(rule.ok());
     by_rule[rule->name()] = run;
   }

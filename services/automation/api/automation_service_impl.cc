@@ -180,7 +180,7 @@ grpc::Status AutomationServiceImpl::CreateRule(
     CRM_RETURN_IF_ERROR(
         AuthorizeMoveTarget(deps_, *context, request->rule().action()));
     CRM_ASSIGN_OR_RETURN(v1::Rule rule,
-                         deps_.engine.CreateRule(request->rule()));
+                         deps_.engine.catalog().CreateRule(request->rule()));
     *response = Redacted(std::move(rule));
     return absl::OkStatus();
   });
@@ -192,7 +192,7 @@ grpc::Status AutomationServiceImpl::GetRule(grpc::ServerContext* context,
   return Answer([&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_ASSIGN_OR_RETURN(v1::Rule rule,
-                         deps_.engine.GetRule(request->rule_id()));
+                         deps_.engine.catalog().GetRule(request->rule_id()));
     CRM_RETURN_IF_ERROR(
         RequireAutomation(deps_, caller, rule.pipeline_id(), false));
     *response = Redacted(std::move(rule));
@@ -219,8 +219,8 @@ grpc::Status AutomationServiceImpl::ListRules(
     }
     CRM_RETURN_IF_ERROR(
         RequireAutomation(deps_, caller, request->pipeline_id(), false));
-    const std::vector<v1::Rule> rules =
-        deps_.engine.ListRules(request->pipeline_id(), request->stage_id());
+    const std::vector<v1::Rule> rules = deps_.engine.catalog().ListRules(
+        request->pipeline_id(), request->stage_id());
     return PageList(
         rules, request->page_size(), request->page_token(),
         absl::StrCat("rules/", request->pipeline_id(), "/",
@@ -236,7 +236,7 @@ grpc::Status AutomationServiceImpl::UpdateRule(
     v1::Rule* response) {
   return Answer([&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
-      return deps_.engine.GetRule(request->rule().id());
+      return deps_.engine.catalog().GetRule(request->rule().id());
     }));
     for (const std::string& path : request->update_mask().paths()) {
       if (path == "action") {
@@ -246,8 +246,8 @@ grpc::Status AutomationServiceImpl::UpdateRule(
     }
     CRM_ASSIGN_OR_RETURN(
         v1::Rule rule,
-        deps_.engine.UpdateRule(request->rule(), request->update_mask(),
-                                request->etag()));
+        deps_.engine.catalog().UpdateRule(
+            request->rule(), request->update_mask(), request->etag()));
     *response = Redacted(std::move(rule));
     return absl::OkStatus();
   });
@@ -258,9 +258,10 @@ grpc::Status AutomationServiceImpl::DeleteRule(
     google::protobuf::Empty*) {
   return Answer([&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
-      return deps_.engine.GetRule(request->rule_id());
+      return deps_.engine.catalog().GetRule(request->rule_id());
     }));
-    return deps_.engine.DeleteRule(request->rule_id(), request->etag());
+    return deps_.engine.catalog().DeleteRule(request->rule_id(),
+                                             request->etag());
   });
 }
 
@@ -273,8 +274,8 @@ grpc::Status AutomationServiceImpl::CreateTrigger(
     CRM_RETURN_IF_ERROR(AuthorizeCreate(deps_, *context,
                                         request->trigger().pipeline_id(),
                                         "trigger.pipeline_id"));
-    CRM_ASSIGN_OR_RETURN(*response,
-                         deps_.engine.CreateTrigger(request->trigger()));
+    CRM_ASSIGN_OR_RETURN(
+        *response, deps_.engine.catalog().CreateTrigger(request->trigger()));
     return absl::OkStatus();
   });
 }
@@ -284,8 +285,8 @@ grpc::Status AutomationServiceImpl::GetTrigger(
     v1::Trigger* response) {
   return Answer([&]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_ASSIGN_OR_RETURN(v1::Trigger trigger,
-                         deps_.engine.GetTrigger(request->trigger_id()));
+    CRM_ASSIGN_OR_RETURN(v1::Trigger trigger, deps_.engine.catalog().GetTrigger(
+                                                  request->trigger_id()));
     // The webhook token is a secret of those who may edit the trigger.
     CRM_ASSIGN_OR_RETURN(
         pv1::AutomationAccess access,
@@ -318,7 +319,8 @@ grpc::Status AutomationServiceImpl::ListTriggers(
       return RequireAutomation(deps_, caller, request->pipeline_id(), false);
     }
     const std::vector<v1::Trigger> triggers =
-        deps_.engine.ListTriggers(request->pipeline_id(), request->stage_id());
+        deps_.engine.catalog().ListTriggers(request->pipeline_id(),
+                                            request->stage_id());
     return PageList(
         triggers, request->page_size(), request->page_token(),
         absl::StrCat("triggers/", request->pipeline_id(), "/",
@@ -338,12 +340,12 @@ grpc::Status AutomationServiceImpl::UpdateTrigger(
     v1::Trigger* response) {
   return Answer([&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
-      return deps_.engine.GetTrigger(request->trigger().id());
+      return deps_.engine.catalog().GetTrigger(request->trigger().id());
     }));
     CRM_ASSIGN_OR_RETURN(
         *response,
-        deps_.engine.UpdateTrigger(request->trigger(), request->update_mask(),
-                                   request->etag()));
+        deps_.engine.catalog().UpdateTrigger(
+            request->trigger(), request->update_mask(), request->etag()));
     return absl::OkStatus();
   });
 }
@@ -353,9 +355,10 @@ grpc::Status AutomationServiceImpl::DeleteTrigger(
     google::protobuf::Empty*) {
   return Answer([&]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
-      return deps_.engine.GetTrigger(request->trigger_id());
+      return deps_.engine.catalog().GetTrigger(request->trigger_id());
     }));
-    return deps_.engine.DeleteTrigger(request->trigger_id(), request->etag());
+    return deps_.engine.catalog().DeleteTrigger(request->trigger_id(),
+                                                request->etag());
   });
 }
 
@@ -567,7 +570,8 @@ void RegisterHttpHandlers(common::HttpServer& http, AutomationEngine& engine,
                                   const common::HttpServer::Request& request) {
     const std::string prefix = "/hooks/";
     const std::string token = request.path.substr(prefix.size());
-    std::optional<v1::Trigger> trigger = engine.FindTriggerByToken(token);
+    std::optional<v1::Trigger> trigger =
+        engine.catalog().FindTriggerByToken(token);
     if (token.empty() || !trigger.has_value()) {
       return JsonAnswer(404, {{"error", "unknown webhook token"}});
     }

@@ -50,28 +50,6 @@ bool Enabled(const v1::Rule& rule) {
   return !rule.has_enabled() || rule.enabled();
 }
 
-absl::Status CheckEtag(const std::string& stored, const std::string& given,
-                       const char* what, int64_t id) {
-  return common::CheckEtag(given, stored, absl::StrCat(what, " ", id));
-}
-
-std::string NewWebhookToken() {
-  unsigned char bytes[24];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-    // RAND_bytes fails only without an entropy source; absl's generator is
-    // seeded from the OS too.
-    absl::BitGen gen;
-    for (unsigned char& b : bytes) b = absl::Uniform<unsigned char>(gen);
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string token;
-  for (unsigned char b : bytes) {
-    token.push_back(kHex[b >> 4]);
-    token.push_back(kHex[b & 15]);
-  }
-  return token;
-}
-
 // When a deal entered its stage: its last move, or its creation.
 int64_t EnteredMicros(const dv1::Deal& deal) {
   const google::protobuf::Timestamp& time =
@@ -168,26 +146,6 @@ std::string WhyNotMatched(const dv1::Filter& filter,
 
 }  // namespace
 
-// ---------------------------------------------------------------- Clock
-
-absl::Time Clock::Now() const {
-  absl::MutexLock lock(&mu_);
-  return absl::Now() + offset_;
-}
-
-absl::Status Clock::Advance(absl::Duration d) {
-  if (!adjustable_) {
-    return absl::FailedPreconditionError(
-        "the clock is real time (start with --test_clock to move it)");
-  }
-  if (d < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("seconds: the clock only moves forward");
-  }
-  absl::MutexLock lock(&mu_);
-  offset_ += d;
-  return absl::OkStatus();
-}
-
 // ---------------------------------------------------------------- Lifecycle
 
 struct AutomationEngine::RunResult {
@@ -209,12 +167,17 @@ AutomationEngine::AutomationEngine(AutomationStore& store,
       config_(config),
       deals_(deals),
       clock_(clock),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      catalog_(store, config, clock) {}
 
 AutomationEngine::~AutomationEngine() { Stop(); }
 
 absl::Status AutomationEngine::Start() {
-  CRM_RETURN_IF_ERROR(LoadCaches());
+  CRM_RETURN_IF_ERROR(catalog_.Load());
+  {
+    absl::MutexLock lock(&mu_);
+    CRM_RETURN_IF_ERROR(ReloadDueIndex());
+  }
   common::WorkerPoolOptions pool;
   pool.threads = std::max(1, options_.workers);
   workers_ = std::make_unique<common::WorkerPool>(pool);
@@ -231,39 +194,6 @@ void AutomationEngine::Stop() {
   }
   if (scheduler_.joinable()) scheduler_.join();
   if (workers_ != nullptr) workers_->Shutdown();
-}
-
-absl::Status AutomationEngine::LoadCaches() {
-  absl::MutexLock lock(&mu_);
-  rules_.clear();
-  triggers_.clear();
-  {
-    auto it = store_.NewIterator(kRulesCf);
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      v1::Rule rule;
-      if (!rule.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
-        return absl::DataLossError("unreadable rule record");
-      }
-      rules_[rule.id()] = std::move(rule);
-    }
-    CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "rules"));
-  }
-  {
-    auto it = store_.NewIterator(kTriggersCf);
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      v1::Trigger trigger;
-      if (!trigger.ParseFromArray(it->value().data(),
-                                  static_cast<int>(it->value().size()))) {
-        return absl::DataLossError("unreadable trigger record");
-      }
-      triggers_[trigger.id()] = std::move(trigger);
-    }
-    CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "triggers"));
-  }
-  CRM_RETURN_IF_ERROR(ReloadDueIndex());
-  RebuildIndexes();
-  return absl::OkStatus();
 }
 
 absl::Status AutomationEngine::ReloadDueIndex() {
@@ -325,290 +255,6 @@ void AutomationEngine::StoreFailed(const char* what, const absl::Status& status,
         "Reads and writes of the automation store that failed; runs wait "
         "and are retried.");
   }
-}
-
-void AutomationEngine::RebuildIndexes() {
-  stage_rules_.clear();
-  for (const auto& [id, rule] : rules_) {
-    stage_rules_[{rule.pipeline_id(), rule.stage_id()}].push_back(id);
-  }
-  for (auto& [stage, ids] : stage_rules_) {
-    std::sort(ids.begin(), ids.end(), [this](int64_t a, int64_t b) {
-      const v1::Rule& ra = rules_.at(a);
-      const v1::Rule& rb = rules_.at(b);
-      if (ra.sort() != rb.sort()) return ra.sort() < rb.sort();
-      return a < b;
-    });
-  }
-  pipeline_triggers_.clear();
-  trigger_tokens_.clear();
-  for (const auto& [id, trigger] : triggers_) {
-    pipeline_triggers_[trigger.pipeline_id()].push_back(id);
-    if (!trigger.webhook_token().empty())
-      trigger_tokens_[trigger.webhook_token()] = id;
-  }
-  for (auto& [pipeline, ids] : pipeline_triggers_)
-    std::sort(ids.begin(), ids.end());
-}
-
-std::vector<const v1::Rule*> AutomationEngine::StageRules(
-    int64_t pipeline_id, const std::string& stage_id) const {
-  std::vector<const v1::Rule*> out;
-  auto it = stage_rules_.find({pipeline_id, stage_id});
-  if (it == stage_rules_.end()) return out;
-  for (int64_t id : it->second) out.push_back(&rules_.at(id));
-  return out;
-}
-
-// ---------------------------------------------------------------- Cached
-
-template <typename T>
-absl::StatusOr<T> AutomationEngine::Find(
-    const absl::flat_hash_map<int64_t, T>& items, const char* what,
-    int64_t id) const {
-  absl::ReaderMutexLock lock(&mu_);
-  auto it = items.find(id);
-  if (it == items.end()) {
-    return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
-  }
-  return it->second;
-}
-
-template <typename T>
-absl::StatusOr<T> AutomationEngine::Save(absl::flat_hash_map<int64_t, T>& items,
-                                         const char* cf, const char* what,
-                                         T item, const std::string& etag) {
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = clock_.Now();
-  if (item.id() == 0) {
-    // Bounded, so one stage entry stays one small batch.
-    const bool is_rule = cf == kRulesCf;
-    size_t same_place = 0;
-    for (const auto& [id, other] : items) {
-      if (other.pipeline_id() == item.pipeline_id() &&
-          (!is_rule || other.stage_id() == item.stage_id())) {
-        ++same_place;
-      }
-    }
-    const size_t limit = is_rule ? kMaxRulesPerStage : kMaxTriggersPerPipeline;
-    if (same_place >= limit) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("at most ", limit, " ", what, "s per ",
-                       is_rule ? "stage" : "pipeline"));
-    }
-    item.set_id(is_rule ? store_.NewRuleId() : store_.NewTriggerId());
-    *item.mutable_create_time() = ToTimestamp(now);
-  } else {
-    auto it = items.find(item.id());
-    if (it == items.end()) {
-      return absl::NotFoundError(
-          absl::StrCat(what, " ", item.id(), " not found"));
-    }
-    CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(), etag, what, item.id()));
-  }
-  item.set_etag(common::EtagOf(store_.NewRevision()));
-  *item.mutable_update_time() = ToTimestamp(now);
-  rocksdb::WriteBatch batch;
-  store_.Put(&batch, cf, common::EncodeInt64(item.id()), item);
-  store_.PutCounters(&batch);
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
-  items[item.id()] = item;
-  RebuildIndexes();
-  return item;
-}
-
-template <typename T>
-absl::Status AutomationEngine::Remove(absl::flat_hash_map<int64_t, T>& items,
-                                      const char* cf, const char* what,
-                                      int64_t id, const std::string& etag,
-                                      const std::string& meta_key) {
-  absl::MutexLock lock(&mu_);
-  auto it = items.find(id);
-  if (it == items.end()) {
-    return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
-  }
-  CRM_RETURN_IF_ERROR(CheckEtag(it->second.etag(), etag, what, id));
-  rocksdb::WriteBatch batch;
-  store_.Delete(&batch, cf, common::EncodeInt64(id));
-  if (!meta_key.empty()) store_.Delete(&batch, kMetaCf, meta_key);
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
-  items.erase(it);
-  RebuildIndexes();
-  return absl::OkStatus();
-}
-
-// ---------------------------------------------------------------- Rules
-
-absl::StatusOr<v1::Rule> AutomationEngine::CreateRule(v1::Rule rule) {
-  rule.clear_id();
-  rule.clear_create_time();
-  rule.clear_update_time();
-  rule.clear_etag();
-  if (!rule.has_enabled()) rule.set_enabled(true);
-  CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
-  return Save(rules_, kRulesCf, "rule", std::move(rule), "");
-}
-
-absl::StatusOr<v1::Rule> AutomationEngine::GetRule(int64_t rule_id) const {
-  return Find(rules_, "rule", rule_id);
-}
-
-std::vector<v1::Rule> AutomationEngine::ListRules(
-    int64_t pipeline_id, const std::string& stage_id) const {
-  absl::ReaderMutexLock lock(&mu_);
-  std::vector<v1::Rule> out;
-  for (const auto& [stage, ids] : stage_rules_) {
-    if (stage.first != pipeline_id) continue;
-    if (!stage_id.empty() && stage.second != stage_id) continue;
-    for (int64_t id : ids) out.push_back(rules_.at(id));
-  }
-  // Stages in pipeline order, then the rules' own order.
-  const auto config = config_.GetConfig();
-  std::stable_sort(out.begin(), out.end(),
-                   [&](const v1::Rule& a, const v1::Rule& b) {
-                     auto ia = config->StageIndex(pipeline_id, a.stage_id());
-                     auto ib = config->StageIndex(pipeline_id, b.stage_id());
-                     const int sa = ia.value_or(INT32_MAX);
-                     const int sb = ib.value_or(INT32_MAX);
-                     if (sa != sb) return sa < sb;
-                     if (a.stage_id() != b.stage_id())
-                       return a.stage_id() < b.stage_id();
-                     if (a.sort() != b.sort()) return a.sort() < b.sort();
-                     return a.id() < b.id();
-                   });
-  return out;
-}
-
-absl::StatusOr<v1::Rule> AutomationEngine::UpdateRule(
-    const v1::Rule& input, const google::protobuf::FieldMask& mask,
-    const std::string& etag) {
-  CRM_ASSIGN_OR_RETURN(
-      std::set<std::string> paths,
-      common::ParseUpdateMask(mask,
-                              {"name", "sort", "timing", "execution",
-                               "condition", "action", "enabled"},
-                              {"id", "pipeline_id", "stage_id", "etag",
-                               "create_time", "update_time"}));
-  CRM_ASSIGN_OR_RETURN(v1::Rule rule, GetRule(input.id()));
-  CRM_RETURN_IF_ERROR(CheckEtag(rule.etag(), etag, "rule", rule.id()));
-  for (const std::string& path : paths) {
-    if (path == "name") {
-      rule.set_name(input.name());
-    } else if (path == "sort") {
-      rule.set_sort(input.sort());
-    } else if (path == "timing") {
-      *rule.mutable_timing() = input.timing();
-    } else if (path == "execution") {
-      rule.set_execution(input.execution());
-    } else if (path == "condition") {
-      if (input.has_condition()) {
-        *rule.mutable_condition() = input.condition();
-      } else {
-        rule.clear_condition();
-      }
-    } else if (path == "action") {
-      // A webhook secret is write-only: an update that leaves it empty
-      // keeps the stored one.
-      std::string secret;
-      if (rule.action().has_call_webhook())
-        secret = rule.action().call_webhook().secret();
-      *rule.mutable_action() = input.action();
-      if (rule.action().has_call_webhook() &&
-          rule.action().call_webhook().secret().empty()) {
-        rule.mutable_action()->mutable_call_webhook()->set_secret(secret);
-      }
-    } else if (path == "enabled") {
-      rule.set_enabled(!input.has_enabled() || input.enabled());
-    }
-  }
-  CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
-  const std::string expected = etag.empty() ? rule.etag() : etag;
-  return Save(rules_, kRulesCf, "rule", std::move(rule), expected);
-}
-
-absl::Status AutomationEngine::DeleteRule(int64_t rule_id,
-                                          const std::string& etag) {
-  return Remove(rules_, kRulesCf, "rule", rule_id, etag,
-                RoundRobinKey(rule_id));
-}
-
-// ---------------------------------------------------------------- Triggers
-
-absl::StatusOr<v1::Trigger> AutomationEngine::CreateTrigger(
-    v1::Trigger trigger) {
-  trigger.clear_id();
-  trigger.clear_create_time();
-  trigger.clear_update_time();
-  trigger.clear_etag();
-  trigger.clear_webhook_token();
-  CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
-  if (trigger.type() == v1::TRIGGER_TYPE_INCOMING_WEBHOOK)
-    trigger.set_webhook_token(NewWebhookToken());
-  return Save(triggers_, kTriggersCf, "trigger", std::move(trigger), "");
-}
-
-absl::StatusOr<v1::Trigger> AutomationEngine::GetTrigger(int64_t id) const {
-  return Find(triggers_, "trigger", id);
-}
-
-std::vector<v1::Trigger> AutomationEngine::ListTriggers(
-    int64_t pipeline_id, const std::string& stage_id) const {
-  absl::ReaderMutexLock lock(&mu_);
-  std::vector<v1::Trigger> out;
-  auto it = pipeline_triggers_.find(pipeline_id);
-  if (it == pipeline_triggers_.end()) return out;
-  for (int64_t id : it->second) {
-    const v1::Trigger& trigger = triggers_.at(id);
-    if (stage_id.empty() || trigger.stage_id() == stage_id)
-      out.push_back(trigger);
-  }
-  return out;
-}
-
-absl::StatusOr<v1::Trigger> AutomationEngine::UpdateTrigger(
-    const v1::Trigger& input, const google::protobuf::FieldMask& mask,
-    const std::string& etag) {
-  CRM_ASSIGN_OR_RETURN(
-      std::set<std::string> paths,
-      common::ParseUpdateMask(
-          mask, {"name", "condition", "allow_backwards", "field", "app_code"},
-          {"id", "pipeline_id", "stage_id", "type", "etag", "webhook_token",
-           "create_time", "update_time"}));
-  CRM_ASSIGN_OR_RETURN(v1::Trigger trigger, GetTrigger(input.id()));
-  CRM_RETURN_IF_ERROR(CheckEtag(trigger.etag(), etag, "trigger", trigger.id()));
-  for (const std::string& path : paths) {
-    if (path == "name") {
-      trigger.set_name(input.name());
-    } else if (path == "condition") {
-      if (input.has_condition()) {
-        *trigger.mutable_condition() = input.condition();
-      } else {
-        trigger.clear_condition();
-      }
-    } else if (path == "allow_backwards") {
-      trigger.set_allow_backwards(input.allow_backwards());
-    } else if (path == "field") {
-      trigger.set_field(input.field());
-    } else if (path == "app_code") {
-      trigger.set_app_code(input.app_code());
-    }
-  }
-  CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
-  const std::string expected = etag.empty() ? trigger.etag() : etag;
-  return Save(triggers_, kTriggersCf, "trigger", std::move(trigger), expected);
-}
-
-absl::Status AutomationEngine::DeleteTrigger(int64_t id,
-                                             const std::string& etag) {
-  return Remove(triggers_, kTriggersCf, "trigger", id, etag);
-}
-
-std::optional<v1::Trigger> AutomationEngine::FindTriggerByToken(
-    const std::string& token) const {
-  absl::ReaderMutexLock lock(&mu_);
-  auto it = trigger_tokens_.find(token);
-  if (it == trigger_tokens_.end()) return std::nullopt;
-  return triggers_.at(it->second);
 }
 
 const v1::Trigger* AutomationEngine::ChooseTrigger(
@@ -710,18 +356,15 @@ absl::StatusOr<v1::FireTriggerResponse> AutomationEngine::FireTrigger(
   v1::Trigger chosen;
   bool found = false;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    const std::vector<Catalog::TriggerPtr> triggers =
+        catalog_.PipelineTriggers(deal.pipeline_id());
     std::vector<const v1::Trigger*> candidates;
-    auto it = pipeline_triggers_.find(deal.pipeline_id());
-    if (it != pipeline_triggers_.end()) {
-      for (int64_t id : it->second) {
-        const v1::Trigger& trigger = triggers_.at(id);
-        if (trigger.type() != type) continue;
-        if (only_trigger_id != 0 && id != only_trigger_id) continue;
-        if (type == v1::TRIGGER_TYPE_APP && trigger.app_code() != app_code)
-          continue;
-        candidates.push_back(&trigger);
-      }
+    for (const Catalog::TriggerPtr& trigger : triggers) {
+      if (trigger->type() != type) continue;
+      if (only_trigger_id != 0 && trigger->id() != only_trigger_id) continue;
+      if (type == v1::TRIGGER_TYPE_APP && trigger->app_code() != app_code)
+        continue;
+      candidates.push_back(trigger.get());
     }
     if (const v1::Trigger* best = ChooseTrigger(deal, candidates)) {
       chosen = *best;
@@ -775,7 +418,6 @@ absl::StatusOr<int64_t> AutomationEngine::ApplyEvents(
       Change change;
       CRM_RETURN_IF_ERROR(ApplyEvent(event, &change));
       store_.PutInt(&change.batch, kMetaCf, applied_key, event.sequence());
-      store_.PutCounters(&change.batch);
       // One fsync for the whole delivery (below), not one per event. An
       // event written but not yet synced is not acknowledged; lost in a
       // crash, it comes again and is applied then.
@@ -885,8 +527,9 @@ absl::Status AutomationEngine::EnterStage(const dv1::DealEvent& event,
 
   int64_t previous_rule = 0;
   bool previous_done = true;
-  for (const v1::Rule* rule :
-       StageRules(entry.pipeline_id(), entry.stage_id())) {
+  const std::vector<Catalog::RulePtr> rules =
+      catalog_.StageRules(entry.pipeline_id(), entry.stage_id());
+  for (const Catalog::RulePtr& rule : rules) {
     if (!Enabled(*rule)) continue;
     const std::string key = RunKey(deal_id, event.sequence(), rule->id());
     storage::RunRecord record;
@@ -1025,12 +668,13 @@ absl::Status AutomationEngine::CancelPending(int64_t deal_id, int64_t entry_seq,
 absl::Status AutomationEngine::EventTriggers(const dv1::DealEvent& event,
                                              Change* change) {
   const dv1::Deal& deal = event.deal();
-  auto it = pipeline_triggers_.find(deal.pipeline_id());
-  if (it == pipeline_triggers_.end()) return absl::OkStatus();
+  const std::vector<Catalog::TriggerPtr> triggers =
+      catalog_.PipelineTriggers(deal.pipeline_id());
+  if (triggers.empty()) return absl::OkStatus();
   const bool assignee = event.type() == dv1::DEAL_EVENT_TYPE_ASSIGNEE_CHANGED;
   std::vector<const v1::Trigger*> candidates;
-  for (int64_t id : it->second) {
-    const v1::Trigger& trigger = triggers_.at(id);
+  for (const Catalog::TriggerPtr& trigger_ptr : triggers) {
+    const v1::Trigger& trigger = *trigger_ptr;
     if (trigger.type() == v1::TRIGGER_TYPE_ASSIGNEE_CHANGED && assignee) {
       candidates.push_back(&trigger);
     } else if (trigger.type() == v1::TRIGGER_TYPE_FIELD_CHANGED) {
@@ -1178,8 +822,10 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
       return;
     }
     if (record.run().rule_id() != 0) {
-      auto it = rules_.find(record.run().rule_id());
-      if (it != rules_.end()) rule = it->second;
+      if (Catalog::RulePtr found_rule =
+              catalog_.FindRule(record.run().rule_id())) {
+        rule = *found_rule;
+      }
     }
     // The deal entered another stage (or this one again) since: runs that
     // have not started are cancelled, and so are retries of changes to the
@@ -1202,7 +848,7 @@ void AutomationEngine::ExecuteRun(const std::string& key) {
                           (!*has_entry || entry.entry_seq() != expected_entry);
     const bool started = record.run().attempts() > 0;
     if (record.run().trigger_id() != 0 &&
-        !triggers_.contains(record.run().trigger_id())) {
+        !catalog_.HasTrigger(record.run().trigger_id())) {
       cancel_reason = "the trigger was deleted before its move";
     }
     // The entry that replaced the run's own is the run's own move (made
@@ -1774,19 +1420,18 @@ bool AutomationEngine::FinishLocked(const std::string& key, RunResult result) {
         continue;
       }
       absl::Time due = now;
-      auto rule = rules_.find(next.run().rule_id());
+      const Catalog::RulePtr rule = catalog_.FindRule(next.run().rule_id());
       if (next.fixed_due_micros() != 0) {
         due = absl::FromUnixMicros(next.fixed_due_micros());
-      } else if (rule != rules_.end()) {
+      } else if (rule != nullptr) {
         // A delay (or nothing): from now.
-        due = DueTime(rule->second.timing(), dv1::Deal(), now, options_.zone)
+        due = DueTime(rule->timing(), dv1::Deal(), now, options_.zone)
                   .value_or(now);
       }
       Schedule(&next, next_key, due, &change);
       store_.Put(&batch, kRunsCf, next_key, next);
     }
   }
-  store_.PutCounters(&batch);
   // (Commit counts a failed write itself.)
   if (absl::Status written = Commit(change); !written.ok()) {
     return put_back(written);

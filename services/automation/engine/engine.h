@@ -37,30 +37,15 @@
 #include "common/metrics/metrics.h"
 #include "common/pipelines_client/pipeline_client.h"
 #include "services/automation/clients/deals_client.h"
+#include "services/automation/engine/catalog.h"
+#include "services/automation/engine/clock.h"
 #include "services/automation/outbound/smtp_sender.h"
 #include "services/automation/storage/automation_store.h"
 
 namespace crm::automation {
 
-inline constexpr size_t kMaxRulesPerStage = 100;
-inline constexpr size_t kMaxTriggersPerPipeline = 200;
 // What FireTrigger prefixes to a request id ("fire/") for its call to deals.
 inline constexpr size_t kFireRequestIdReserved = 5;
-
-// Real time plus an offset that tests (and --test_clock) can move forward.
-class Clock {
- public:
-  explicit Clock(bool adjustable = false) : adjustable_(adjustable) {}
-  absl::Time Now() const;
-  bool adjustable() const { return adjustable_; }
-  // FAILED_PRECONDITION unless adjustable; INVALID_ARGUMENT for d < 0.
-  [[nodiscard]] absl::Status Advance(absl::Duration d);
-
- private:
-  const bool adjustable_;
-  mutable absl::Mutex mu_;
-  absl::Duration offset_ ABSL_GUARDED_BY(mu_);
-};
 
 struct EngineOptions {
   absl::TimeZone zone = absl::UTCTimeZone();
@@ -128,27 +113,9 @@ class AutomationEngine {
       const google::protobuf::RepeatedPtrField<crm::deals::v1::DealEvent>&
           events);
 
-  // Rules. Secrets are returned as stored; callers strip them.
-  [[nodiscard]] absl::StatusOr<v1::Rule> CreateRule(v1::Rule rule);
-  [[nodiscard]] absl::StatusOr<v1::Rule> GetRule(int64_t rule_id) const;
-  // In sort order (then id); stage_id empty = the whole pipeline.
-  std::vector<v1::Rule> ListRules(int64_t pipeline_id,
-                                  const std::string& stage_id) const;
-  [[nodiscard]] absl::StatusOr<v1::Rule> UpdateRule(
-      const v1::Rule& rule, const google::protobuf::FieldMask& mask,
-      const std::string& etag);
-  [[nodiscard]] absl::Status DeleteRule(int64_t rule_id,
-                                        const std::string& etag);
-
-  [[nodiscard]] absl::StatusOr<v1::Trigger> CreateTrigger(v1::Trigger trigger);
-  [[nodiscard]] absl::StatusOr<v1::Trigger> GetTrigger(int64_t id) const;
-  std::vector<v1::Trigger> ListTriggers(int64_t pipeline_id,
-                                        const std::string& stage_id) const;
-  [[nodiscard]] absl::StatusOr<v1::Trigger> UpdateTrigger(
-      const v1::Trigger& trigger, const google::protobuf::FieldMask& mask,
-      const std::string& etag);
-  [[nodiscard]] absl::Status DeleteTrigger(int64_t id, const std::string& etag);
-  std::optional<v1::Trigger> FindTriggerByToken(const std::string& token) const;
+  // Rules and triggers (see catalog.h).
+  Catalog& catalog() { return catalog_; }
+  const Catalog& catalog() const { return catalog_; }
 
   // Applies the matching triggers of the deal's pipeline now (outside
   // events); `only_trigger_id` restricts to one (incoming webhooks).
@@ -202,27 +169,8 @@ class AutomationEngine {
   void StoreFailed(const char* what, const absl::Status& status, bool reload)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Rules and triggers: read from the cache; store a new one (id 0) or a
-  // changed one (etag checked) with a fresh etag and times; delete one
-  // (and `meta_key` with it). Each writes one batch, then the cache.
-  template <typename T>
-  absl::StatusOr<T> Find(const absl::flat_hash_map<int64_t, T>& items,
-                         const char* what, int64_t id) const;
-  template <typename T>
-  absl::StatusOr<T> Save(absl::flat_hash_map<int64_t, T>& items, const char* cf,
-                         const char* what, T item, const std::string& etag);
-  template <typename T>
-  absl::Status Remove(absl::flat_hash_map<int64_t, T>& items, const char* cf,
-                      const char* what, int64_t id, const std::string& etag,
-                      const std::string& meta_key = "");
-
-  absl::Status LoadCaches();
   // Rebuilds due_ from the `due` column family (runs in flight excepted).
   absl::Status ReloadDueIndex() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RebuildIndexes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<const v1::Rule*> StageRules(int64_t pipeline_id,
-                                          const std::string& stage_id) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   absl::Status ApplyEvent(const crm::deals::v1::DealEvent& event,
                           Change* change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -263,17 +211,10 @@ class AutomationEngine {
   Clock& clock_;
   const EngineOptions options_;
 
-  // Serialises writes; guards the caches.
+  Catalog catalog_;
+
+  // Serialises the engine's writes; guards the due index and snapshots.
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<int64_t, v1::Rule> rules_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<int64_t, v1::Trigger> triggers_ ABSL_GUARDED_BY(mu_);
-  // (pipeline, stage) -> rule ids in sort order.
-  absl::flat_hash_map<std::pair<int64_t, std::string>, std::vector<int64_t>>
-      stage_rules_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<int64_t, std::vector<int64_t>> pipeline_triggers_
-      ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, int64_t> trigger_tokens_
-      ABSL_GUARDED_BY(mu_);
   // The due index (`due` column family) in memory: (due micros, run key).
   std::set<std::pair<int64_t, std::string>> due_ ABSL_GUARDED_BY(mu_);
   // Runs handed to a worker and not finished.

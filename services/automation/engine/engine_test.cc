@@ -128,7 +128,7 @@ class EngineTest : public ::testing::Test {
   v1::Rule AddRule(v1::Rule rule) {
     rule.set_pipeline_id(0);
     if (rule.name().empty()) rule.set_name("rule");
-    auto created = engine_->CreateRule(rule);
+    auto created = engine_->catalog().CreateRule(rule);
     EXPECT_TRUE(created.ok()) << created.status();
     return created.ok() ? *created : v1::Rule();
   }

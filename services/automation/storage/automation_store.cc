@@ -74,8 +74,13 @@ absl::StatusOr<std::unique_ptr<AutomationStore>> AutomationStore::Open(
           {kRulesCf, kTriggersCf, kRunsCf, kDueCf, kEntriesCf, kTasksCf,
            kTasksByDealCf, kTasksByUserCf, kNotificationsCf, kMetaCf},
           options));
+  storage::Counters counters;
   CRM_RETURN_IF_ERROR(
-      store->GetProto(kMetaCf, kCountersKey, &store->counters_).status());
+      store->GetProto(kMetaCf, kCountersKey, &counters).status());
+  {
+    absl::MutexLock lock(&store->counters_mu_);
+    store->counters_ = std::move(counters);
+  }
   return store;
 }
 
@@ -91,14 +96,29 @@ absl::Status AutomationStore::Fault(Op op, std::string_view cf_name) const {
   return fault_hook_ != nullptr ? fault_hook_(op, cf_name) : absl::OkStatus();
 }
 
-absl::Status AutomationStore::Write(rocksdb::WriteBatch* batch) {
+absl::Status AutomationStore::WriteWithCounters(
+    rocksdb::WriteBatch* batch,
+    const std::function<absl::Status(rocksdb::WriteBatch*)>& write) {
   CRM_RETURN_IF_ERROR(Fault(Op::kWrite, ""));
-  return db_->Write(batch);
+  absl::MutexLock lock(&counters_mu_);
+  const int64_t generation = generation_;
+  if (generation != stored_generation_) {
+    Put(batch, kMetaCf, kCountersKey, counters_);
+  }
+  CRM_RETURN_IF_ERROR(write(batch));
+  stored_generation_ = generation;
+  return absl::OkStatus();
+}
+
+absl::Status AutomationStore::Write(rocksdb::WriteBatch* batch) {
+  return WriteWithCounters(
+      batch, [this](rocksdb::WriteBatch* b) { return db_->Write(b); });
 }
 
 absl::Status AutomationStore::WriteDeferringSync(rocksdb::WriteBatch* batch) {
-  CRM_RETURN_IF_ERROR(Fault(Op::kWrite, ""));
-  return db_->WriteDeferringSync(batch);
+  return WriteWithCounters(batch, [this](rocksdb::WriteBatch* b) {
+    return db_->WriteDeferringSync(b);
+  });
 }
 
 absl::Status AutomationStore::SyncWal() {
@@ -161,32 +181,38 @@ void AutomationStore::Delete(rocksdb::WriteBatch* batch,
 }
 
 int64_t AutomationStore::NewRuleId() {
+  absl::MutexLock lock(&counters_mu_);
+  ++generation_;
   counters_.set_next_rule_id(counters_.next_rule_id() + 1);
   return counters_.next_rule_id();
 }
 
 int64_t AutomationStore::NewTriggerId() {
+  absl::MutexLock lock(&counters_mu_);
+  ++generation_;
   counters_.set_next_trigger_id(counters_.next_trigger_id() + 1);
   return counters_.next_trigger_id();
 }
 
 int64_t AutomationStore::NewTaskId() {
+  absl::MutexLock lock(&counters_mu_);
+  ++generation_;
   counters_.set_next_task_id(counters_.next_task_id() + 1);
   return counters_.next_task_id();
 }
 
 int64_t AutomationStore::NewNotificationId() {
+  absl::MutexLock lock(&counters_mu_);
+  ++generation_;
   counters_.set_next_notification_id(counters_.next_notification_id() + 1);
   return counters_.next_notification_id();
 }
 
 int64_t AutomationStore::NewRevision() {
+  absl::MutexLock lock(&counters_mu_);
+  ++generation_;
   counters_.set_next_revision(counters_.next_revision() + 1);
   return counters_.next_revision();
-}
-
-void AutomationStore::PutCounters(rocksdb::WriteBatch* batch) {
-  Put(batch, kMetaCf, kCountersKey, counters_);
 }
 
 }  // namespace crm::automation

@@ -86,6 +86,9 @@ class AutomationStore {
               std::string_view key, int64_t value);
   void Delete(rocksdb::WriteBatch* batch, std::string_view cf,
               std::string_view key);
+  // Every write also stores the id counters when ids were handed out since
+  // the last write that stored them, so a record written with an id never
+  // outlives the counter that produced it.
   [[nodiscard]] absl::Status Write(rocksdb::WriteBatch* batch);
   // See common::RocksDb::WriteDeferringSync.
   [[nodiscard]] absl::Status WriteDeferringSync(rocksdb::WriteBatch* batch);
@@ -101,22 +104,32 @@ class AutomationStore {
   using FaultHook = std::function<absl::Status(Op op, std::string_view cf)>;
   void SetFaultHookForTest(FaultHook hook);
 
-  // Id counters (the last id handed out). Call under the caller's write
-  // lock (the engine serialises its writes) and add PutCounters to the
-  // batch that uses the id, so stored counters only grow.
+  // Id counters (the last id handed out). Thread-safe; an id is stored
+  // with (or before) the write of the batch that uses it (see Write), and
+  // stored counters only grow, since writes that carry them are ordered
+  // by the same lock.
   int64_t NewRuleId();
   int64_t NewTriggerId();
   int64_t NewTaskId();
   int64_t NewNotificationId();
   int64_t NewRevision();
-  void PutCounters(rocksdb::WriteBatch* batch);
 
  private:
   AutomationStore() = default;
   absl::Status Fault(Op op, std::string_view cf) const;
 
+  // Adds the counters to `batch` when they changed since they were last
+  // stored, writes it with `write`, and records them as stored on success.
+  absl::Status WriteWithCounters(
+      rocksdb::WriteBatch* batch,
+      const std::function<absl::Status(rocksdb::WriteBatch*)>& write);
+
   std::unique_ptr<common::RocksDb> db_;
-  storage::Counters counters_;
+  absl::Mutex counters_mu_;
+  storage::Counters counters_ ABSL_GUARDED_BY(counters_mu_);
+  // Bumped by every New*Id; `stored_generation_` is the value last written.
+  int64_t generation_ ABSL_GUARDED_BY(counters_mu_) = 0;
+  int64_t stored_generation_ ABSL_GUARDED_BY(counters_mu_) = 0;
   std::atomic<bool> has_fault_hook_{false};
   mutable absl::Mutex fault_mu_;
   FaultHook fault_hook_ ABSL_GUARDED_BY(fault_mu_);
