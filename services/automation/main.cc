@@ -93,6 +93,10 @@ ABSL_FLAG(int, loop_window_seconds,
           "Window of such a chain (env CRM_AUTOMATION_LOOP_WINDOW_SECONDS)");
 ABSL_FLAG(int, workers, static_cast<int>(EnvInt("CRM_AUTOMATION_WORKERS", 8)),
           "Threads running rules (env CRM_AUTOMATION_WORKERS)");
+ABSL_FLAG(int, rpc_workers,
+          static_cast<int>(EnvInt("CRM_AUTOMATION_RPC_WORKERS", 8)),
+          "Threads serving gRPC calls, which read and write the store and "
+          "call deals (env CRM_AUTOMATION_RPC_WORKERS)");
 ABSL_FLAG(bool, test_clock, EnvBool("CRM_AUTOMATION_TEST_CLOCK", false),
           "Let POST /test/clock?advance_seconds=N move the service clock "
           "forward (tests only; env CRM_AUTOMATION_TEST_CLOCK)");
@@ -206,10 +210,16 @@ int main(int argc, char** argv) {
 
   crm::common::Authenticator authenticator(secret, insecure);
   crm::common::PageTokenCodec page_tokens(secret);
+  crm::common::WorkerPoolOptions rpc_pool;
+  rpc_pool.threads = std::max(1, absl::GetFlag(FLAGS_rpc_workers));
+  crm::common::WorkerPool rpc_workers(rpc_pool);
+  crm::automation::ServiceDeps service_deps{engine, *pipelines, authenticator,
+                                            page_tokens, *admins};
+  service_deps.workers = &rpc_workers;
   crm::automation::AutomationServiceImpl automation_service(
-      crm::automation::ServiceDeps{engine, *pipelines, authenticator,
-                                   page_tokens, *admins});
-  crm::automation::EventSinkImpl event_sink(engine, authenticator);
+      std::move(service_deps));
+  crm::automation::EventSinkImpl event_sink(engine, authenticator,
+                                            &rpc_workers);
 
   crm::common::ServerOptions options = crm::common::ServerOptionsFromFlags(
       "automation", absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_http_port));
@@ -233,6 +243,7 @@ int main(int argc, char** argv) {
     CRM_LOG(kInfo, "shutting down", {{"signal", signal}});
     runner.Shutdown();
   }
+  rpc_workers.Shutdown();
   engine.Stop();
   pipelines->Stop();
   if (!started.ok())

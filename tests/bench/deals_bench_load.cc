@@ -212,7 +212,7 @@ int Run() {
     if (progress_every > 0 && (i + 1) % progress_every == 0) {
       const double window = SecondsSince(window_start);
       std::printf("  %10lld deals  %8.1f s  %9.0f deals/s (last %lld)\n",
-                  static_cast<long long>(i + 1), SecondsSince(start),
+                  static_cast<long long>(i) + 1, SecondsSince(start),
                   static_cast<double>(window_count) / window,
                   static_cast<long long>(window_count));
       std::fflush(stdout);

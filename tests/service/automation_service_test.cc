@@ -66,13 +66,17 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
     ASSERT_OK(engine_->Start());
     authenticator_ = std::make_unique<common::Authenticator>(kSecret, false);
     page_tokens_ = std::make_unique<common::PageTokenCodec>(kSecret);
-    service_ =
-        std::make_unique<AutomationServiceImpl>(ServiceDeps{*engine_,
-                                                            pipeline_client(),
-                                                            *authenticator_,
-                                                            *page_tokens_,
-                                                            {kAdminUserId}});
-    sink_ = std::make_unique<EventSinkImpl>(*engine_, *authenticator_);
+    rpc_workers_ = std::make_unique<common::WorkerPool>(
+        common::WorkerPoolOptions{4, 1000});
+    ServiceDeps deps{*engine_,
+                     pipeline_client(),
+                     *authenticator_,
+                     *page_tokens_,
+                     {kAdminUserId}};
+    deps.workers = rpc_workers_.get();
+    service_ = std::make_unique<AutomationServiceImpl>(std::move(deps));
+    sink_ = std::make_unique<EventSinkImpl>(*engine_, *authenticator_,
+                                            rpc_workers_.get());
     common::ServerOptions options;
     options.service_name = "automation";
     runner_ = std::make_unique<common::ServerRunner>(options, metrics_);
@@ -91,8 +95,10 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
 
   void StopAutomation() {
     if (runner_ != nullptr) runner_->Shutdown();
+    if (rpc_workers_ != nullptr) rpc_workers_->Shutdown();
     if (engine_ != nullptr) engine_->Stop();
     runner_.reset();
+    rpc_workers_.reset();
     sink_.reset();
     service_.reset();
     engine_.reset();
@@ -301,6 +307,7 @@ class AutomationServiceTest : public crm::deals::DealsServiceTest {
   std::unique_ptr<AutomationStore> store_;
   std::unique_ptr<crm::common::ServiceTokenSource> tokens_;
   std::unique_ptr<GrpcDealsClient> deals_client_;
+  std::unique_ptr<common::WorkerPool> rpc_workers_;
   std::unique_ptr<AutomationEngine> engine_;
   std::unique_ptr<common::Authenticator> authenticator_;
   std::unique_ptr<common::PageTokenCodec> page_tokens_;

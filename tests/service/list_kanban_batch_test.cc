@@ -550,7 +550,7 @@ TEST_F(DealsListTest, RefusesBadInput) {
   *a.mutable_filter() = Where("stage_id", Condition::OPERATOR_EQ, {"NEW"});
   ASSERT_OK_AND_ASSIGN(v1::ListDealsResponse page,
                        Call(&DealsStub::ListDeals, a));
-  const std::string token = page.next_page_token();
+  const std::string& token = page.next_page_token();
   ASSERT_FALSE(token.empty());
   {
     v1::ListDealsRequest again = a;

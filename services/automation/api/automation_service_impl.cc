@@ -24,7 +24,7 @@ struct Caller {
 };
 
 absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps,
-                                    const grpc::ServerContext& context) {
+                                    const grpc::ServerContextBase& context) {
   CRM_ASSIGN_OR_RETURN(common::Principal principal,
                        deps.authenticator.Authenticate(context));
   Caller caller;
@@ -64,7 +64,7 @@ absl::Status RequireAutomation(const ServiceDeps& deps, const Caller& caller,
 // Creating a rule or trigger: the caller, an existing pipeline (named in
 // `field`) and AUTOMATION EDIT on it.
 absl::Status AuthorizeCreate(const ServiceDeps& deps,
-                             const grpc::ServerContext& context,
+                             const grpc::ServerContextBase& context,
                              int64_t pipeline_id, const char* field) {
   CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps, context));
   if (deps.config.GetConfig()->FindPipeline(pipeline_id) == nullptr) {
@@ -78,7 +78,7 @@ absl::Status AuthorizeCreate(const ServiceDeps& deps,
 // AUTOMATION EDIT on its pipeline.
 template <typename Get>
 absl::Status AuthorizeChange(const ServiceDeps& deps,
-                             const grpc::ServerContext& context, Get get) {
+                             const grpc::ServerContextBase& context, Get get) {
   CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps, context));
   auto stored = get();
   if (!stored.ok()) return stored.status();
@@ -92,7 +92,7 @@ constexpr size_t kHookRequestIdReserved =
 // A rule that moves deals into another pipeline needs AUTOMATION EDIT there
 // too: otherwise it would feed deals to automation its author may not run.
 absl::Status AuthorizeMoveTarget(const ServiceDeps& deps,
-                                 const grpc::ServerContext& context,
+                                 const grpc::ServerContextBase& context,
                                  const v1::Action& action) {
   if (!action.has_move_to_pipeline()) return absl::OkStatus();
   CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps, context));
@@ -162,19 +162,14 @@ absl::StatusOr<std::string> KeyCursor(const ServiceDeps& deps,
   return deps.page_tokens.Decode(token, query);
 }
 
-template <typename Body>
-grpc::Status Answer(Body&& body) {
-  return common::ToGrpcStatus(body());
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- Rules
 
-grpc::Status AutomationServiceImpl::CreateRule(
-    grpc::ServerContext* context, const v1::CreateRuleRequest* request,
+grpc::ServerUnaryReactor* AutomationServiceImpl::CreateRule(
+    grpc::CallbackServerContext* context, const v1::CreateRuleRequest* request,
     v1::Rule* response) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeCreate(
         deps_, *context, request->rule().pipeline_id(), "rule.pipeline_id"));
     CRM_RETURN_IF_ERROR(
@@ -186,10 +181,10 @@ grpc::Status AutomationServiceImpl::CreateRule(
   });
 }
 
-grpc::Status AutomationServiceImpl::GetRule(grpc::ServerContext* context,
-                                            const v1::GetRuleRequest* request,
-                                            v1::Rule* response) {
-  return Answer([&]() -> absl::Status {
+grpc::ServerUnaryReactor* AutomationServiceImpl::GetRule(
+    grpc::CallbackServerContext* context, const v1::GetRuleRequest* request,
+    v1::Rule* response) {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_ASSIGN_OR_RETURN(v1::Rule rule,
                          deps_.engine.catalog().GetRule(request->rule_id()));
@@ -200,10 +195,10 @@ grpc::Status AutomationServiceImpl::GetRule(grpc::ServerContext* context,
   });
 }
 
-grpc::Status AutomationServiceImpl::ListRules(
-    grpc::ServerContext* context, const v1::ListRulesRequest* request,
+grpc::ServerUnaryReactor* AutomationServiceImpl::ListRules(
+    grpc::CallbackServerContext* context, const v1::ListRulesRequest* request,
     v1::ListRulesResponse* response) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     const auto config = deps_.config.GetConfig();
     if (config->FindPipeline(request->pipeline_id()) == nullptr) {
@@ -231,10 +226,10 @@ grpc::Status AutomationServiceImpl::ListRules(
   });
 }
 
-grpc::Status AutomationServiceImpl::UpdateRule(
-    grpc::ServerContext* context, const v1::UpdateRuleRequest* request,
+grpc::ServerUnaryReactor* AutomationServiceImpl::UpdateRule(
+    grpc::CallbackServerContext* context, const v1::UpdateRuleRequest* request,
     v1::Rule* response) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
       return deps_.engine.catalog().GetRule(request->rule().id());
     }));
@@ -253,10 +248,10 @@ grpc::Status AutomationServiceImpl::UpdateRule(
   });
 }
 
-grpc::Status AutomationServiceImpl::DeleteRule(
-    grpc::ServerContext* context, const v1::DeleteRuleRequest* request,
+grpc::ServerUnaryReactor* AutomationServiceImpl::DeleteRule(
+    grpc::CallbackServerContext* context, const v1::DeleteRuleRequest* request,
     google::protobuf::Empty*) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
       return deps_.engine.catalog().GetRule(request->rule_id());
     }));
@@ -267,10 +262,10 @@ grpc::Status AutomationServiceImpl::DeleteRule(
 
 // ---------------------------------------------------------------- Triggers
 
-grpc::Status AutomationServiceImpl::CreateTrigger(
-    grpc::ServerContext* context, const v1::CreateTriggerRequest* request,
-    v1::Trigger* response) {
-  return Answer([&]() -> absl::Status {
+grpc::ServerUnaryReactor* AutomationServiceImpl::CreateTrigger(
+    grpc::CallbackServerContext* context,
+    const v1::CreateTriggerRequest* request, v1::Trigger* response) {
+  return Run(context, [=]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeCreate(deps_, *context,
                                         request->trigger().pipeline_id(),
                                         "trigger.pipeline_id"));
@@ -280,10 +275,10 @@ grpc::Status AutomationServiceImpl::CreateTrigger(
   });
 }
 
-grpc::Status AutomationServiceImpl::GetTrigger(
-    grpc::ServerContext* context, const v1::GetTriggerRequest* request,
+grpc::ServerUnaryReactor* AutomationServiceImpl::GetTrigger(
+    grpc::CallbackServerContext* context, const v1::GetTriggerRequest* request,
     v1::Trigger* response) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_ASSIGN_OR_RETURN(v1::Trigger trigger, deps_.engine.catalog().GetTrigger(
                                                   request->trigger_id()));
@@ -301,10 +296,11 @@ grpc::Status AutomationServiceImpl::GetTrigger(
   });
 }
 
-grpc::Status AutomationServiceImpl::ListTriggers(
-    grpc::ServerContext* context, const v1::ListTriggersRequest* request,
+grpc::ServerUnaryReactor* AutomationServiceImpl::ListTriggers(
+    grpc::CallbackServerContext* context,
+    const v1::ListTriggersRequest* request,
     v1::ListTriggersResponse* response) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     const auto config = deps_.config.GetConfig();
     if (config->FindPipeline(request->pipeline_id()) == nullptr) {
@@ -335,10 +331,10 @@ grpc::Status AutomationServiceImpl::ListTriggers(
   });
 }
 
-grpc::Status AutomationServiceImpl::UpdateTrigger(
-    grpc::ServerContext* context, const v1::UpdateTriggerRequest* request,
-    v1::Trigger* response) {
-  return Answer([&]() -> absl::Status {
+grpc::ServerUnaryReactor* AutomationServiceImpl::UpdateTrigger(
+    grpc::CallbackServerContext* context,
+    const v1::UpdateTriggerRequest* request, v1::Trigger* response) {
+  return Run(context, [=]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
       return deps_.engine.catalog().GetTrigger(request->trigger().id());
     }));
@@ -350,10 +346,10 @@ grpc::Status AutomationServiceImpl::UpdateTrigger(
   });
 }
 
-grpc::Status AutomationServiceImpl::DeleteTrigger(
-    grpc::ServerContext* context, const v1::DeleteTriggerRequest* request,
-    google::protobuf::Empty*) {
-  return Answer([&]() -> absl::Status {
+grpc::ServerUnaryReactor* AutomationServiceImpl::DeleteTrigger(
+    grpc::CallbackServerContext* context,
+    const v1::DeleteTriggerRequest* request, google::protobuf::Empty*) {
+  return Run(context, [=]() -> absl::Status {
     CRM_RETURN_IF_ERROR(AuthorizeChange(deps_, *context, [&] {
       return deps_.engine.catalog().GetTrigger(request->trigger_id());
     }));
@@ -362,10 +358,10 @@ grpc::Status AutomationServiceImpl::DeleteTrigger(
   });
 }
 
-grpc::Status AutomationServiceImpl::FireTrigger(
-    grpc::ServerContext* context, const v1::FireTriggerRequest* request,
+grpc::ServerUnaryReactor* AutomationServiceImpl::FireTrigger(
+    grpc::CallbackServerContext* context, const v1::FireTriggerRequest* request,
     v1::FireTriggerResponse* response) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     // Outside events come from integrations (services) and administrators.
     if (!caller.privileged) {
@@ -391,10 +387,10 @@ grpc::Status AutomationServiceImpl::FireTrigger(
 
 // ---------------------------------------------------------------- Tasks, runs
 
-grpc::Status AutomationServiceImpl::ListTasks(
-    grpc::ServerContext* context, const v1::ListTasksRequest* request,
+grpc::ServerUnaryReactor* AutomationServiceImpl::ListTasks(
+    grpc::CallbackServerContext* context, const v1::ListTasksRequest* request,
     v1::ListTasksResponse* response) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     if (request->deal_id() < 0 || request->responsible_id() < 0) {
       return absl::InvalidArgumentError(
@@ -432,10 +428,10 @@ grpc::Status AutomationServiceImpl::ListTasks(
   });
 }
 
-grpc::Status AutomationServiceImpl::CompleteTask(
-    grpc::ServerContext* context, const v1::CompleteTaskRequest* request,
-    v1::Task* response) {
-  return Answer([&]() -> absl::Status {
+grpc::ServerUnaryReactor* AutomationServiceImpl::CompleteTask(
+    grpc::CallbackServerContext* context,
+    const v1::CompleteTaskRequest* request, v1::Task* response) {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     if (request->task_id() <= 0) {
       return absl::InvalidArgumentError("task_id: must be a positive task id");
@@ -453,10 +449,10 @@ grpc::Status AutomationServiceImpl::CompleteTask(
   });
 }
 
-grpc::Status AutomationServiceImpl::ListRuns(grpc::ServerContext* context,
-                                             const v1::ListRunsRequest* request,
-                                             v1::ListRunsResponse* response) {
-  return Answer([&]() -> absl::Status {
+grpc::ServerUnaryReactor* AutomationServiceImpl::ListRuns(
+    grpc::CallbackServerContext* context, const v1::ListRunsRequest* request,
+    v1::ListRunsResponse* response) {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     CRM_ASSIGN_OR_RETURN(int size,
                          common::ResolvePageSize(request->page_size()));
@@ -479,10 +475,11 @@ grpc::Status AutomationServiceImpl::ListRuns(grpc::ServerContext* context,
   });
 }
 
-grpc::Status AutomationServiceImpl::ListNotifications(
-    grpc::ServerContext* context, const v1::ListNotificationsRequest* request,
+grpc::ServerUnaryReactor* AutomationServiceImpl::ListNotifications(
+    grpc::CallbackServerContext* context,
+    const v1::ListNotificationsRequest* request,
     v1::ListNotificationsResponse* response) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
     const int64_t user_id =
         request->user_id() != 0 ? request->user_id() : caller.principal.user_id;
@@ -509,11 +506,11 @@ grpc::Status AutomationServiceImpl::ListNotifications(
 
 // ---------------------------------------------------------------- Event sink
 
-grpc::Status EventSinkImpl::DeliverEvents(
-    grpc::ServerContext* context,
+grpc::ServerUnaryReactor* EventSinkImpl::DeliverEvents(
+    grpc::CallbackServerContext* context,
     const crm::deals::v1::DeliverEventsRequest* request,
     crm::deals::v1::DeliverEventsResponse* response) {
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     CRM_ASSIGN_OR_RETURN(common::Principal caller,
                          authenticator_.Authenticate(*context));
     // Only the deals service publishes deal events (a forged sequence
@@ -540,12 +537,12 @@ grpc::Status EventSinkImpl::DeliverEvents(
   });
 }
 
-grpc::Status EventSinkImpl::Ping(grpc::ServerContext* context,
-                                 const google::protobuf::Empty*,
-                                 google::protobuf::Empty*) {
+grpc::ServerUnaryReactor* EventSinkImpl::Ping(
+    grpc::CallbackServerContext* context, const google::protobuf::Empty*,
+    google::protobuf::Empty*) {
   // Like every method but health and reflection: a valid token (any
   // identity; only DeliverEvents is limited to deals).
-  return Answer([&]() -> absl::Status {
+  return Run(context, [=]() -> absl::Status {
     return authenticator_.Authenticate(*context).status();
   });
 }

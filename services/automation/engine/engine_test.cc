@@ -213,8 +213,8 @@ TEST_F(EngineTest, ADelayedRunIsCancelledWhenTheDealLeavesTheStage) {
 TEST_F(EngineTest, AfterPreviousWaitsForTheRuleBeforeIt) {
   const v1::Rule first =
       AddRule(CommentRule("NEW", "first", 1, /*delay_seconds=*/600));
-  const v1::Rule second = AddRule(
-      CommentRule("NEW", "second", 2, /*delay_seconds=*/0, /*after=*/true));
+  const v1::Rule second = AddRule(CommentRule(
+      "NEW", "second", 2, /*delay_seconds=*/0, /*after_previous=*/true));
   const v1::Rule parallel = AddRule(CommentRule("NEW", "parallel", 3));
   const dv1::Deal deal = PutDeal(2, "NEW");
   Enter(deal, "", "NEW");
@@ -235,7 +235,8 @@ TEST_F(EngineTest, AfterPreviousWaitsForTheRuleBeforeIt) {
 
 TEST_F(EngineTest, AnAfterPreviousChainIsCancelledWithItsStage) {
   AddRule(CommentRule("NEW", "first", 1, /*delay_seconds=*/600));
-  AddRule(CommentRule("NEW", "second", 2, /*delay_seconds=*/0, /*after=*/true));
+  AddRule(CommentRule("NEW", "second", 2, /*delay_seconds=*/0,
+                      /*after_previous=*/true));
   const dv1::Deal deal = PutDeal(3, "NEW");
   Enter(deal, "", "NEW");
   WaitIdle();

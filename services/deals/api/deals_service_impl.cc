@@ -11,6 +11,7 @@
 #include "common/grpc/deadline.h"
 #include "common/grpc/message_limits.h"
 #include "common/grpc/raw_messages.h"
+#include "common/grpc/unary_call.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
@@ -137,7 +138,7 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
   absl::StatusOr<common::Principal> principal =
       deps_.authenticator.Authenticate(*context);
   if (!principal.ok()) {
-    reactor->Finish(common::ToGrpcStatus(principal.status()));
+    common::FinishUnary(reactor, principal.status());
     return reactor;
   }
   // Looked up once: it decides where the call runs and, when present, is
@@ -151,19 +152,9 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
       (privileged || cached != nullptr) &&
       (cost == Cost::kRead || !deps_.store.db().sync_writes());
   const bool writes = cost == Cost::kWrite || cost == Cost::kBatch;
-  auto work = [this, context, reactor, channel, writes,
-               principal = *std::move(principal),
+  auto work = [this, channel, writes, principal = *std::move(principal),
                request_id = std::move(request_id), body = std::move(body),
-               cached = std::move(cached)](bool queued) mutable {
-    // Queued work whose caller gave up meanwhile is not started: it would
-    // change deals for an answer no one reads.
-    if (queued) {
-      if (absl::Status waiting = common::CallerStillWaiting(*context);
-          !waiting.ok()) {
-        reactor->Finish(common::ToGrpcStatus(waiting));
-        return;
-      }
-    }
+               cached = std::move(cached)]() mutable -> absl::Status {
     // A write holds its pass until it has committed (CountDeals waits for
     // writes checked against an older configuration).
     ConfigWriteGate::Pass pass;
@@ -177,22 +168,20 @@ grpc::ServerUnaryReactor* DealsServiceImpl::Run(
     absl::StatusOr<OperationContext> ctx =
         MakeContext(principal, channel, std::move(request_id),
                     std::move(config), std::move(cached));
-    const absl::Status status = ctx.ok() ? body(*ctx) : ctx.status();
-    pass = ConfigWriteGate::Pass();
-    reactor->Finish(common::ToGrpcStatus(status));
+    return ctx.ok() ? body(*ctx) : ctx.status();
+    // (The pass is released here, before the call finishes.)
   };
   common::WorkerPool& pool = cost == Cost::kWrite &&
                                      deps_.durable_writers != nullptr &&
                                      deps_.store.db().sync_writes()
                                  ? *deps_.durable_writers
                                  : deps_.workers;
+  // Queued work whose caller gave up meanwhile is not started
+  // (common::SubmitUnary): it would change deals for an answer no one reads.
   if (inline_ok) {
-    work(/*queued=*/false);
-  } else if (!pool.TrySubmit([work = std::move(work)]() mutable {
-               work(/*queued=*/true);
-             })) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                 "deals is overloaded; retry with backoff"));
+    common::FinishUnary(reactor, work());
+  } else if (!common::SubmitUnary(pool, context, reactor, std::move(work))) {
+    reactor->Finish(common::Overloaded("deals"));
   }
   return reactor;
 }

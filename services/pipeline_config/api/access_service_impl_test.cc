@@ -748,7 +748,7 @@ TEST_F(AccessServiceTest, ListAndDeleteRoleAssignments) {
                        ListAssignments(one.id(), 0, 0, 1));
   ASSERT_EQ(first.assignments_size(), 1);
   EXPECT_EQ(first.assignments(0).id(), a.id());
-  const std::string token = first.next_page_token();
+  const std::string& token = first.next_page_token();
   ASSERT_FALSE(token.empty());
   EXPECT_THAT(ListAssignments(two.id(), 0, 0, 1, token),
               StatusIs(kInvalidArgument, HasSubstr("page_token")));

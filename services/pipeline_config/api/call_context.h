@@ -47,15 +47,6 @@ struct Caller {
 [[nodiscard]] absl::Status RequireConfig(const Caller& caller,
                                          const ConfigData& data);
 
-// Runs `body` and finishes the call with its status.
-template <typename Body>
-grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
-                                      Body&& body) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(common::ToGrpcStatus(body()));
-  return reactor;
-}
-
 // Emits up to one page of `keys` (sorted ascending, unique) that come after
 // the cursor in `page_token`, and sets `next_page_token` when more remain.
 // `emit` returns the serialized size of what it added; the page also ends

@@ -8,6 +8,7 @@
 #include "grpcpp/support/slice.h"
 
 #include "common/grpc/raw_messages.h"
+#include "common/grpc/unary_call.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/status_macros.h"
 #include "services/pipeline_config/domain/validation.h"
@@ -130,78 +131,83 @@ v1::Pipeline Compose(const PipelineEntry& entry, bool with_stages) {
 grpc::ServerUnaryReactor* PipelinesServiceImpl::CreatePipeline(
     grpc::CallbackServerContext* context,
     const v1::CreatePipelineRequest* request, v1::Pipeline* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    CRM_ASSIGN_OR_RETURN(*response,
-                         deps_.manager.CreatePipeline(request->pipeline(),
-                                                      request->request_id()));
-    return absl::OkStatus();
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+        CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
+        CRM_ASSIGN_OR_RETURN(
+            *response, deps_.manager.CreatePipeline(request->pipeline(),
+                                                    request->request_id()));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::GetPipeline(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
-    v1::GetPipelineRequest parsed;
-    CRM_RETURN_IF_ERROR(common::ParseRawRequest(*request, &parsed));
-    const auto snapshot = deps_.manager.Snapshot();
-    const PipelineEntry* entry = snapshot->FindPipeline(parsed.pipeline_id());
-    if (entry == nullptr) {
-      return absl::NotFoundError(
-          absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
-    }
-    common::SetRawResponse(entry->wire_pipeline, response);
-    return absl::OkStatus();
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
+        v1::GetPipelineRequest parsed;
+        CRM_RETURN_IF_ERROR(common::ParseRawRequest(*request, &parsed));
+        const auto snapshot = deps_.manager.Snapshot();
+        const PipelineEntry* entry =
+            snapshot->FindPipeline(parsed.pipeline_id());
+        if (entry == nullptr) {
+          return absl::NotFoundError(
+              absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
+        }
+        common::SetRawResponse(entry->wire_pipeline, response);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::ListPipelines(
     grpc::CallbackServerContext* context,
     const v1::ListPipelinesRequest* request,
     v1::ListPipelinesResponse* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
-    const auto snapshot = deps_.manager.Snapshot();
-    // Ordered by (sort, id); the key of each is the cursor.
-    std::vector<std::pair<std::string, const PipelineEntry*>> ordered;
-    ordered.reserve(snapshot->pipelines.size());
-    for (const auto& [id, entry] : snapshot->pipelines) {
-      std::string key;
-      common::AppendInt64(&key, entry.pipeline.sort());
-      common::AppendInt64(&key, id);
-      ordered.emplace_back(std::move(key), &entry);
-    }
-    std::sort(ordered.begin(), ordered.end());
-    std::vector<std::string> keys;
-    keys.reserve(ordered.size());
-    for (const auto& item : ordered) keys.push_back(item.first);
-    return Paginate(
-        keys, request->page_size(), request->page_token(), "pipelines",
-        deps_.page_tokens,
-        [&](size_t i) {
-          v1::Pipeline* added = response->add_pipelines();
-          *added = Compose(*ordered[i].second, request->include_stages());
-          return added->ByteSizeLong();
-        },
-        response->mutable_next_page_token());
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
+        const auto snapshot = deps_.manager.Snapshot();
+        // Ordered by (sort, id); the key of each is the cursor.
+        std::vector<std::pair<std::string, const PipelineEntry*>> ordered;
+        ordered.reserve(snapshot->pipelines.size());
+        for (const auto& [id, entry] : snapshot->pipelines) {
+          std::string key;
+          common::AppendInt64(&key, entry.pipeline.sort());
+          common::AppendInt64(&key, id);
+          ordered.emplace_back(std::move(key), &entry);
+        }
+        std::sort(ordered.begin(), ordered.end());
+        std::vector<std::string> keys;
+        keys.reserve(ordered.size());
+        for (const auto& item : ordered) keys.push_back(item.first);
+        return Paginate(
+            keys, request->page_size(), request->page_token(), "pipelines",
+            deps_.page_tokens,
+            [&](size_t i) {
+              v1::Pipeline* added = response->add_pipelines();
+              *added = Compose(*ordered[i].second, request->include_stages());
+              return added->ByteSizeLong();
+            },
+            response->mutable_next_page_token());
+      });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::UpdatePipeline(
     grpc::CallbackServerContext* context,
     const v1::UpdatePipelineRequest* request, v1::Pipeline* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    CRM_ASSIGN_OR_RETURN(
-        *response,
-        deps_.manager.UpdatePipeline(request->pipeline(),
-                                     request->update_mask(), request->etag()));
-    return absl::OkStatus();
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+        CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
+        CRM_ASSIGN_OR_RETURN(
+            *response,
+            deps_.manager.UpdatePipeline(
+                request->pipeline(), request->update_mask(), request->etag()));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::FinishOnPool(
@@ -232,71 +238,76 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::DeletePipeline(
 grpc::ServerUnaryReactor* PipelinesServiceImpl::CreateStage(
     grpc::CallbackServerContext* context, const v1::CreateStageRequest* request,
     v1::Stage* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    CRM_ASSIGN_OR_RETURN(
-        *response,
-        deps_.manager.CreateStage(request->pipeline_id(), request->stage()));
-    return absl::OkStatus();
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+        CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
+        CRM_ASSIGN_OR_RETURN(*response,
+                             deps_.manager.CreateStage(request->pipeline_id(),
+                                                       request->stage()));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::GetStage(
     grpc::CallbackServerContext* context, const v1::GetStageRequest* request,
     v1::Stage* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
-    const auto snapshot = deps_.manager.Snapshot();
-    if (snapshot->FindPipeline(request->pipeline_id()) == nullptr) {
-      return absl::NotFoundError(
-          absl::StrCat("pipeline ", request->pipeline_id(), " not found"));
-    }
-    CRM_ASSIGN_OR_RETURN(
-        const std::string stage_id,
-        NormalizeStageId(request->pipeline_id(), request->stage_id()));
-    const v1::Stage* stage =
-        snapshot->FindStage(request->pipeline_id(), stage_id);
-    if (stage == nullptr) {
-      return absl::NotFoundError(absl::StrCat("stage \"", stage_id,
-                                              "\" not found in pipeline ",
-                                              request->pipeline_id()));
-    }
-    *response = *stage;
-    return absl::OkStatus();
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
+        const auto snapshot = deps_.manager.Snapshot();
+        if (snapshot->FindPipeline(request->pipeline_id()) == nullptr) {
+          return absl::NotFoundError(
+              absl::StrCat("pipeline ", request->pipeline_id(), " not found"));
+        }
+        CRM_ASSIGN_OR_RETURN(
+            const std::string stage_id,
+            NormalizeStageId(request->pipeline_id(), request->stage_id()));
+        const v1::Stage* stage =
+            snapshot->FindStage(request->pipeline_id(), stage_id);
+        if (stage == nullptr) {
+          return absl::NotFoundError(absl::StrCat("stage \"", stage_id,
+                                                  "\" not found in pipeline ",
+                                                  request->pipeline_id()));
+        }
+        *response = *stage;
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::ListStages(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
-    v1::ListStagesRequest parsed;
-    CRM_RETURN_IF_ERROR(common::ParseRawRequest(*request, &parsed));
-    const auto snapshot = deps_.manager.Snapshot();
-    const PipelineEntry* entry = snapshot->FindPipeline(parsed.pipeline_id());
-    if (entry == nullptr) {
-      return absl::NotFoundError(
-          absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
-    }
-    common::SetRawResponse(entry->wire_stages, response);
-    return absl::OkStatus();
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
+        v1::ListStagesRequest parsed;
+        CRM_RETURN_IF_ERROR(common::ParseRawRequest(*request, &parsed));
+        const auto snapshot = deps_.manager.Snapshot();
+        const PipelineEntry* entry =
+            snapshot->FindPipeline(parsed.pipeline_id());
+        if (entry == nullptr) {
+          return absl::NotFoundError(
+              absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
+        }
+        common::SetRawResponse(entry->wire_stages, response);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::UpdateStage(
     grpc::CallbackServerContext* context, const v1::UpdateStageRequest* request,
     v1::Stage* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    CRM_ASSIGN_OR_RETURN(
-        *response,
-        deps_.manager.UpdateStage(request->stage(), request->update_mask(),
-                                  request->etag()));
-    return absl::OkStatus();
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+        CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
+        CRM_ASSIGN_OR_RETURN(
+            *response,
+            deps_.manager.UpdateStage(request->stage(), request->update_mask(),
+                                      request->etag()));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::DeleteStage(
@@ -313,28 +324,30 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::DeleteStage(
 grpc::ServerUnaryReactor* PipelinesServiceImpl::ReorderStages(
     grpc::CallbackServerContext* context,
     const v1::ReorderStagesRequest* request, v1::ListStagesResponse* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
-    CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
-    CRM_ASSIGN_OR_RETURN(
-        std::vector<v1::Stage> stages,
-        deps_.manager.ReorderStages(
-            request->pipeline_id(),
-            {request->stage_ids().begin(), request->stage_ids().end()}));
-    for (auto& stage : stages) *response->add_stages() = std::move(stage);
-    return absl::OkStatus();
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_ASSIGN_OR_RETURN(Caller caller, Authenticate(deps_, *context));
+        CRM_RETURN_IF_ERROR(RequireConfig(caller, *deps_.manager.Snapshot()));
+        CRM_ASSIGN_OR_RETURN(
+            std::vector<v1::Stage> stages,
+            deps_.manager.ReorderStages(
+                request->pipeline_id(),
+                {request->stage_ids().begin(), request->stage_ids().end()}));
+        for (auto& stage : stages) *response->add_stages() = std::move(stage);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::GetConfigVersion(
     grpc::CallbackServerContext* context,
     const v1::GetConfigVersionRequest* /*request*/,
     v1::ConfigVersion* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
-    CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
-    response->set_version(deps_.manager.version());
-    return absl::OkStatus();
-  });
+  return common::RunUnary(
+      context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
+        CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
+        response->set_version(deps_.manager.version());
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerWriteReactor<v1::ConfigVersion>* PipelinesServiceImpl::WatchConfig(

@@ -445,7 +445,7 @@ TEST_F(PipelinesServiceTest, ListPipelinesRejectsBadPaging) {
               StatusIs(kInvalidArgument, HasSubstr("page_size")));
 
   ASSERT_OK_AND_ASSIGN(v1::ListPipelinesResponse first, ListPipelines(1));
-  const std::string token = first.next_page_token();
+  const std::string& token = first.next_page_token();
   ASSERT_FALSE(token.empty());
 
   std::string tampered = token;
