@@ -166,21 +166,19 @@ absl::Status BatchUpdater::Run(
       item_ctx.request_id = absl::StrCat(ctx.request_id, "/", id);
     absl::Status status;
     switch (request.action_case()) {
-      case v1::BatchUpdateDealsRequest::kSetAssigneeId: {
-        v1::Deal change;
-        change.set_id(id);
-        change.set_assignee_id(request.set_assignee_id());
-        google::protobuf::FieldMask mask;
-        mask.add_paths("assignee_id");
-        status = operations_.Update(item_ctx, change, mask, "").status();
-        break;
-      }
+      case v1::BatchUpdateDealsRequest::kSetAssigneeId:
       case v1::BatchUpdateDealsRequest::kSetOpened: {
+        // One field, set like UpdateDeal with that field in the mask.
         v1::Deal change;
         change.set_id(id);
-        change.set_opened(request.set_opened());
         google::protobuf::FieldMask mask;
-        mask.add_paths("opened");
+        if (request.has_set_assignee_id()) {
+          change.set_assignee_id(request.set_assignee_id());
+          mask.add_paths("assignee_id");
+        } else {
+          change.set_opened(request.set_opened());
+          mask.add_paths("opened");
+        }
         status = operations_.Update(item_ctx, change, mask, "").status();
         break;
       }

@@ -126,6 +126,27 @@ v1::Pipeline Compose(const PipelineEntry& entry, bool with_stages) {
   return pipeline;
 }
 
+// GetPipeline and ListStages: one pipeline's pre-serialized `part`
+// (its record or its stages) as the raw answer to `request`.
+template <typename Request>
+absl::Status AnswerPipelinePart(const ServiceDeps& deps,
+                                const grpc::CallbackServerContext& context,
+                                const grpc::ByteBuffer& request,
+                                std::string PipelineEntry::*part,
+                                grpc::ByteBuffer* response) {
+  CRM_RETURN_IF_ERROR(Authenticate(deps, context).status());
+  Request parsed;
+  CRM_RETURN_IF_ERROR(common::ParseRawRequest(request, &parsed));
+  const auto snapshot = deps.manager.Snapshot();
+  const PipelineEntry* entry = snapshot->FindPipeline(parsed.pipeline_id());
+  if (entry == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
+  }
+  common::SetRawResponse(entry->*part, response);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* PipelinesServiceImpl::CreatePipeline(
@@ -147,18 +168,8 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::GetPipeline(
     grpc::ByteBuffer* response) {
   return common::RunUnary(
       context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
-        CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
-        v1::GetPipelineRequest parsed;
-        CRM_RETURN_IF_ERROR(common::ParseRawRequest(*request, &parsed));
-        const auto snapshot = deps_.manager.Snapshot();
-        const PipelineEntry* entry =
-            snapshot->FindPipeline(parsed.pipeline_id());
-        if (entry == nullptr) {
-          return absl::NotFoundError(
-              absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
-        }
-        common::SetRawResponse(entry->wire_pipeline, response);
-        return absl::OkStatus();
+        return AnswerPipelinePart<v1::GetPipelineRequest>(
+            deps_, *context, *request, &PipelineEntry::wire_pipeline, response);
       });
 }
 
@@ -280,18 +291,8 @@ grpc::ServerUnaryReactor* PipelinesServiceImpl::ListStages(
     grpc::ByteBuffer* response) {
   return common::RunUnary(
       context, /*pool=*/nullptr, "pipeline-config", [&]() -> absl::Status {
-        CRM_RETURN_IF_ERROR(Authenticate(deps_, *context).status());
-        v1::ListStagesRequest parsed;
-        CRM_RETURN_IF_ERROR(common::ParseRawRequest(*request, &parsed));
-        const auto snapshot = deps_.manager.Snapshot();
-        const PipelineEntry* entry =
-            snapshot->FindPipeline(parsed.pipeline_id());
-        if (entry == nullptr) {
-          return absl::NotFoundError(
-              absl::StrCat("pipeline ", parsed.pipeline_id(), " not found"));
-        }
-        common::SetRawResponse(entry->wire_stages, response);
-        return absl::OkStatus();
+        return AnswerPipelinePart<v1::ListStagesRequest>(
+            deps_, *context, *request, &PipelineEntry::wire_stages, response);
       });
 }
 
