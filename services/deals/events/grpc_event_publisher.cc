@@ -51,8 +51,11 @@ std::string GrpcEventPublisher::EncodeRequest(const EventBatch& batch) {
 }
 
 absl::StatusOr<int64_t> GrpcEventPublisher::Deliver(const EventBatch& batch) {
-  std::string bytes = EncodeRequest(batch);
-  grpc::Slice slice(std::move(bytes));
+  // The slice takes the encoded bytes without a copy and frees them.
+  auto* bytes = new std::string(EncodeRequest(batch));
+  grpc::Slice slice(
+      bytes->data(), bytes->size(),
+      [](void* owned) { delete static_cast<std::string*>(owned); }, bytes);
   grpc::ByteBuffer request(&slice, 1);
   grpc::ClientContext context;
   common::SetDeadlineFromNow(&context, timeout_);
