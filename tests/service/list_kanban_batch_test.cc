@@ -16,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/barrier.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -1311,6 +1313,10 @@ TEST_F(DealsBatchTest, QueuedWorkWhoseCallerGaveUpIsNotStarted) {
   const grpc::Status status =
       deals().BatchUpdateDeals(context.get(), request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server's deadline counts from when the call reached it, and the
+  // cancellation travels too: give both time before the queued work is let
+  // go, so a loaded machine does not see the caller as still waiting.
+  absl::SleepFor(absl::Milliseconds(500));
   release.Notify();
   // Once every thread is in one of these at the same time, the queued batch
   // (submitted before them) has finished.
