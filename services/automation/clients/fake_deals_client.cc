@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/field_mask_util.h"
 
+#include "common/status/status_macros.h"
 #include "common/text/etag.h"
 
 namespace crm::automation {
@@ -82,16 +83,20 @@ absl::StatusOr<dv1::Deal> FakeDealsClient::Commit(Method method,
   return deal;
 }
 
+absl::StatusOr<dv1::Deal> FakeDealsClient::Stored(int64_t deal_id) const {
+  auto it = deals_.find(deal_id);
+  if (it == deals_.end())
+    return absl::NotFoundError(absl::StrCat("deal ", deal_id, " not found"));
+  return it->second;
+}
+
 absl::StatusOr<dv1::Deal> FakeDealsClient::GetDeal(int64_t deal_id) {
   absl::MutexLock lock(&mu_);
   Call call;
   call.method = kGetDeal;
   call.deal_id = deal_id;
   if (auto early = Begin(std::move(call))) return *std::move(early);
-  auto it = deals_.find(deal_id);
-  if (it == deals_.end())
-    return absl::NotFoundError(absl::StrCat("deal ", deal_id, " not found"));
-  return it->second;
+  return Stored(deal_id);
 }
 
 absl::StatusOr<dv1::Deal> FakeDealsClient::MoveStage(
@@ -105,10 +110,7 @@ absl::StatusOr<dv1::Deal> FakeDealsClient::MoveStage(
   call.request_id = request_id;
   call.channel = channel;
   if (auto early = Begin(std::move(call))) return *std::move(early);
-  auto it = deals_.find(deal_id);
-  if (it == deals_.end())
-    return absl::NotFoundError(absl::StrCat("deal ", deal_id, " not found"));
-  dv1::Deal deal = it->second;
+  CRM_ASSIGN_OR_RETURN(dv1::Deal deal, Stored(deal_id));
   deal.set_stage_id(stage_id);
   return Commit(kMoveStage, request_id, std::move(deal));
 }
@@ -123,14 +125,10 @@ absl::StatusOr<dv1::Deal> FakeDealsClient::UpdateDeal(
   call.request_id = request_id;
   call.paths.assign(mask.paths().begin(), mask.paths().end());
   if (auto early = Begin(std::move(call))) return *std::move(early);
-  auto it = deals_.find(change.id());
-  if (it == deals_.end())
-    return absl::NotFoundError(
-        absl::StrCat("deal ", change.id(), " not found"));
-  if (!etag.empty() && etag != it->second.etag())
+  CRM_ASSIGN_OR_RETURN(dv1::Deal deal, Stored(change.id()));
+  if (!etag.empty() && etag != deal.etag())
     return absl::AbortedError(
         absl::StrCat("etag: deal ", change.id(), " changed since ", etag));
-  dv1::Deal deal = it->second;
   google::protobuf::util::FieldMaskUtil::MergeOptions options;
   options.set_replace_repeated_fields(true);
   google::protobuf::util::FieldMaskUtil::MergeMessageTo(change, mask, options,
@@ -149,10 +147,7 @@ absl::StatusOr<dv1::Deal> FakeDealsClient::MoveToPipeline(
   call.stage_id = stage_id;
   call.request_id = request_id;
   if (auto early = Begin(std::move(call))) return *std::move(early);
-  auto it = deals_.find(deal_id);
-  if (it == deals_.end())
-    return absl::NotFoundError(absl::StrCat("deal ", deal_id, " not found"));
-  dv1::Deal deal = it->second;
+  CRM_ASSIGN_OR_RETURN(dv1::Deal deal, Stored(deal_id));
   deal.set_pipeline_id(pipeline_id);
   deal.set_stage_id(stage_id);
   return Commit(kMoveToPipeline, request_id, std::move(deal));

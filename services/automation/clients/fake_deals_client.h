@@ -74,6 +74,9 @@ class FakeDealsClient final : public DealsClient {
   // its request id, if any.
   std::optional<absl::StatusOr<crm::deals::v1::Deal>> Begin(Call call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stored deal, or NOT_FOUND as deals answers.
+  absl::StatusOr<crm::deals::v1::Deal> Stored(int64_t deal_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores the changed deal, counts it and remembers the answer (or answers
   // a lost one).
   absl::StatusOr<crm::deals::v1::Deal> Commit(Method method,
