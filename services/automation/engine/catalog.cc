@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <set>
+#include <type_traits>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
@@ -152,12 +153,12 @@ absl::StatusOr<T> Catalog::Find(
 template <typename T>
 absl::StatusOr<T> Catalog::Save(
     absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-    const char* cf, const char* what, T item, const std::string& etag) {
+    const char* what, T item, const std::string& etag) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
   if (item.id() == 0) {
     // Bounded, so one stage entry stays one small batch.
-    const bool is_rule = cf == kRulesCf;
+    constexpr bool is_rule = std::is_same_v<T, v1::Rule>;
     size_t same_place = 0;
     for (const auto& [id, other] : items) {
       if (other->pipeline_id() == item.pipeline_id() &&
@@ -183,9 +184,13 @@ absl::StatusOr<T> Catalog::Save(
   }
   item.set_etag(common::EtagOf(store_.NewRevision()));
   *item.mutable_update_time() = ToTimestamp(now);
-  rocksdb::WriteBatch batch;
-  store_.Put(&batch, cf, common::EncodeInt64(item.id()), item);
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  AutomationStore::Batch batch(store_);
+  if constexpr (std::is_same_v<T, v1::Rule>) {
+    batch.PutRule(item);
+  } else {
+    batch.PutTrigger(item);
+  }
+  CRM_RETURN_IF_ERROR(store_.Write(batch));
   items[item.id()] = std::make_shared<const T>(item);
   RebuildIndexes();
   return item;
@@ -194,7 +199,7 @@ absl::StatusOr<T> Catalog::Save(
 template <typename T>
 absl::Status Catalog::Remove(
     absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-    const char* cf, const char* what, int64_t id, const std::string& etag,
+    const char* what, int64_t id, const std::string& etag,
     const std::string& meta_key) {
   absl::MutexLock lock(&mu_);
   auto it = items.find(id);
@@ -202,10 +207,14 @@ absl::Status Catalog::Remove(
     return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
   }
   CRM_RETURN_IF_ERROR(CheckEtag(it->second->etag(), etag, what, id));
-  rocksdb::WriteBatch batch;
-  store_.Delete(&batch, cf, common::EncodeInt64(id));
-  if (!meta_key.empty()) store_.Delete(&batch, kMetaCf, meta_key);
-  CRM_RETURN_IF_ERROR(store_.Write(&batch));
+  AutomationStore::Batch batch(store_);
+  if constexpr (std::is_same_v<T, v1::Rule>) {
+    batch.DeleteRule(id);
+  } else {
+    batch.DeleteTrigger(id);
+  }
+  if (!meta_key.empty()) batch.DeleteMeta(meta_key);
+  CRM_RETURN_IF_ERROR(store_.Write(batch));
   items.erase(it);
   RebuildIndexes();
   return absl::OkStatus();
@@ -220,7 +229,7 @@ absl::StatusOr<v1::Rule> Catalog::CreateRule(v1::Rule rule) {
   rule.clear_etag();
   if (!rule.has_enabled()) rule.set_enabled(true);
   CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
-  return Save(rules_, kRulesCf, "rule", std::move(rule), "");
+  return Save(rules_, "rule", std::move(rule), "");
 }
 
 absl::StatusOr<v1::Rule> Catalog::GetRule(int64_t rule_id) const {
@@ -297,12 +306,11 @@ absl::StatusOr<v1::Rule> Catalog::UpdateRule(
   }
   CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
   const std::string expected = etag.empty() ? rule.etag() : etag;
-  return Save(rules_, kRulesCf, "rule", std::move(rule), expected);
+  return Save(rules_, "rule", std::move(rule), expected);
 }
 
 absl::Status Catalog::DeleteRule(int64_t rule_id, const std::string& etag) {
-  return Remove(rules_, kRulesCf, "rule", rule_id, etag,
-                RoundRobinKey(rule_id));
+  return Remove(rules_, "rule", rule_id, etag, RoundRobinKey(rule_id));
 }
 
 // ---------------------------------------------------------------- Triggers
@@ -316,7 +324,7 @@ absl::StatusOr<v1::Trigger> Catalog::CreateTrigger(v1::Trigger trigger) {
   CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
   if (trigger.type() == v1::TRIGGER_TYPE_INCOMING_WEBHOOK)
     trigger.set_webhook_token(NewWebhookToken());
-  return Save(triggers_, kTriggersCf, "trigger", std::move(trigger), "");
+  return Save(triggers_, "trigger", std::move(trigger), "");
 }
 
 absl::StatusOr<v1::Trigger> Catalog::GetTrigger(int64_t id) const {
@@ -366,11 +374,11 @@ absl::StatusOr<v1::Trigger> Catalog::UpdateTrigger(
   }
   CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
   const std::string expected = etag.empty() ? trigger.etag() : etag;
-  return Save(triggers_, kTriggersCf, "trigger", std::move(trigger), expected);
+  return Save(triggers_, "trigger", std::move(trigger), expected);
 }
 
 absl::Status Catalog::DeleteTrigger(int64_t id, const std::string& etag) {
-  return Remove(triggers_, kTriggersCf, "trigger", id, etag);
+  return Remove(triggers_, "trigger", id, etag);
 }
 
 std::optional<v1::Trigger> Catalog::FindTriggerByToken(

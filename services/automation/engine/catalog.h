@@ -91,11 +91,11 @@ class Catalog {
   template <typename T>
   absl::StatusOr<T> Save(
       absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-      const char* cf, const char* what, T item, const std::string& etag);
+      const char* what, T item, const std::string& etag);
   template <typename T>
   absl::Status Remove(
       absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-      const char* cf, const char* what, int64_t id, const std::string& etag,
+      const char* what, int64_t id, const std::string& etag,
       const std::string& meta_key = "");
   void RebuildIndexes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -1,7 +1,14 @@
 // The automation engine: takes deal events in (stage entries schedule the
 // stage's rules, leaving a stage cancels what has not run, field and
 // assignee changes fire triggers), runs due rules on a worker pool and keeps
-// rules, triggers, tasks, the run log and notifications.
+// rules, triggers, tasks, the run log and notifications. It puts together
+//   catalog.h    rules and triggers and their indexes
+//   intake.h     deal events in
+//   run_queue.h  the due index, runs in flight, the engine's writes
+//   scheduler.h  starts due runs on the worker pool
+//   executor.h   runs one run and records its outcome
+//   actions.h    one runner per action kind (mail and HTTP senders)
+// and answers FireTrigger and the task, run and notification queries.
 //
 // Exactly-once internal effects: a run's change to a deal carries the run id
 // as request id (deals applies a request id once); a run's own records (a
@@ -12,34 +19,28 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
-#include <set>
 #include <string>
-#include <thread>
-#include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "google/protobuf/field_mask.pb.h"
 
 #include "crm/automation/v1/automation.pb.h"
 #include "crm/automation/v1/automation_service.pb.h"
 #include "crm/deals/v1/deal_events.pb.h"
 
-#include "common/concurrency/worker_pool.h"
 #include "common/metrics/metrics.h"
 #include "common/pipelines_client/pipeline_client.h"
 #include "services/automation/clients/deals_client.h"
+#include "services/automation/engine/actions.h"
 #include "services/automation/engine/catalog.h"
 #include "services/automation/engine/clock.h"
-#include "services/automation/outbound/smtp_sender.h"
+#include "services/automation/engine/executor.h"
+#include "services/automation/engine/intake.h"
+#include "services/automation/engine/run_queue.h"
+#include "services/automation/engine/scheduler.h"
+#include "services/automation/outbound/senders.h"
 #include "services/automation/storage/automation_store.h"
 
 namespace crm::automation {
@@ -78,6 +79,10 @@ struct EngineOptions {
   absl::Duration store_retry = absl::Seconds(1);
   // Optional: counters of applied events and finished runs by outcome.
   common::MetricsRegistry* metrics = nullptr;
+  // Optional: where mail and POSTs go (tests); by default SMTP to `smtp`
+  // and libcurl.
+  MailSender* mail = nullptr;
+  HttpSender* http = nullptr;
 };
 
 // A page of a keyed listing: items and the key of the last one.
@@ -142,69 +147,6 @@ class AutomationEngine {
   const Clock& clock() const { return clock_; }
 
  private:
-  struct RunResult;
-
-  // One write of the engine: the batch, and the edits of the in-memory due
-  // index and snapshots that follow it. Commit applies them only once the
-  // batch is written; a change that is dropped (an error before the write,
-  // or a failed write) leaves memory as the store is.
-  struct Change {
-    rocksdb::WriteBatch batch;
-    struct DueEdit {
-      bool insert = false;
-      std::pair<int64_t, std::string> entry;
-    };
-    std::vector<DueEdit> due;
-    // nullopt erases.
-    std::vector<std::pair<std::string, std::optional<crm::deals::v1::Deal>>>
-        snapshots;
-  };
-  // Writes without waiting for the fsync (AutomationStore::
-  // WriteDeferringSync): the caller syncs the WAL, outside the lock, before
-  // it acknowledges anything.
-  absl::Status Commit(Change& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The store failed `what`: log, count, hold runs back for a while and,
-  // with `reload`, rebuild the due index from the store (the scheduler
-  // retries that until it succeeds).
-  void StoreFailed(const char* what, const absl::Status& status, bool reload)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  // Rebuilds due_ from the `due` column family (runs in flight excepted).
-  absl::Status ReloadDueIndex() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  absl::Status ApplyEvent(const crm::deals::v1::DealEvent& event,
-                          Change* change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status EnterStage(const crm::deals::v1::DealEvent& event,
-                          Change* change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Cancels the entry's runs that have not started. The run whose id is
-  // `moved_by_run` (the request id of the event that moved the deal out)
-  // made that move: it is recorded as succeeded instead.
-  absl::Status CancelPending(int64_t deal_id, int64_t entry_seq,
-                             const std::string& reason, Change* change,
-                             const std::string& moved_by_run = "")
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status EventTriggers(const crm::deals::v1::DealEvent& event,
-                             Change* change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The trigger that wins for `deal` among `candidates`, or null.
-  const v1::Trigger* ChooseTrigger(
-      const crm::deals::v1::Deal& deal,
-      const std::vector<const v1::Trigger*>& candidates) const;
-  void Schedule(storage::RunRecord* record, const std::string& key,
-                absl::Time due, Change* change)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  void SchedulerLoop();
-  void ExecuteRun(const std::string& key);
-  RunResult Perform(const storage::RunRecord& record, const v1::Rule* rule,
-                    std::optional<crm::deals::v1::Deal> snapshot);
-  RunResult PerformRule(const storage::RunRecord& record, const v1::Rule& rule,
-                        const crm::deals::v1::Deal& deal);
-  void Finish(const std::string& key, RunResult result);
-  // Records the outcome (written, fsync deferred); false when nothing was
-  // written.
-  bool FinishLocked(const std::string& key, RunResult result)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
   AutomationStore& store_;
   crm::common::PipelineClient& config_;
   DealsClient& deals_;
@@ -212,26 +154,14 @@ class AutomationEngine {
   const EngineOptions options_;
 
   Catalog catalog_;
-
-  // Serialises the engine's writes; guards the due index and snapshots.
-  mutable absl::Mutex mu_;
-  // The due index (`due` column family) in memory: (due micros, run key).
-  std::set<std::pair<int64_t, std::string>> due_ ABSL_GUARDED_BY(mu_);
-  // Runs handed to a worker and not finished.
-  absl::flat_hash_set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);
-  // Deal as of the entry, for runs due at once (saves a GetDeal).
-  absl::flat_hash_map<std::string, crm::deals::v1::Deal> snapshots_
-      ABSL_GUARDED_BY(mu_);
-  bool wake_ ABSL_GUARDED_BY(mu_) = false;
-  // Set by StoreFailed: the due index is to be rebuilt from the store, and
-  // no run starts before `hold_until_` (real time).
-  bool reload_wanted_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time hold_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Duration hold_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-
-  std::unique_ptr<common::WorkerPool> workers_;
-  std::thread scheduler_;
+  RunQueue queue_;
+  // The senders the engine made itself when the options name none.
+  std::unique_ptr<MailSender> own_mail_;
+  std::unique_ptr<HttpSender> own_http_;
+  ActionRunner actions_;
+  Intake intake_;
+  RunExecutor executor_;
+  Scheduler scheduler_;
 };
 
 }  // namespace crm::automation

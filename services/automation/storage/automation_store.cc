@@ -1,8 +1,10 @@
 #include "services/automation/storage/automation_store.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
+#include "common/log/log.h"
 #include "common/rocks/key_codec.h"
 #include "common/status/status_macros.h"
 
@@ -90,6 +92,14 @@ void AutomationStore::SetFaultHookForTest(FaultHook hook) {
   fault_hook_ = std::move(hook);
 }
 
+absl::Status AutomationStore::WriteRawForTest(std::string_view cf_name,
+                                              std::string_view key,
+                                              std::string_view value) {
+  rocksdb::WriteBatch batch;
+  static_cast<void>(batch.Put(cf(cf_name), key, value));
+  return db_->Write(&batch);
+}
+
 absl::Status AutomationStore::Fault(Op op, std::string_view cf_name) const {
   if (!has_fault_hook_.load(std::memory_order_acquire)) return absl::OkStatus();
   absl::MutexLock lock(&fault_mu_);
@@ -97,25 +107,23 @@ absl::Status AutomationStore::Fault(Op op, std::string_view cf_name) const {
 }
 
 absl::Status AutomationStore::WriteWithCounters(
-    rocksdb::WriteBatch* batch,
+    Batch& batch,
     const std::function<absl::Status(rocksdb::WriteBatch*)>& write) {
   CRM_RETURN_IF_ERROR(Fault(Op::kWrite, ""));
   absl::MutexLock lock(&counters_mu_);
   const int64_t generation = generation_;
-  if (generation != stored_generation_) {
-    Put(batch, kMetaCf, kCountersKey, counters_);
-  }
-  CRM_RETURN_IF_ERROR(write(batch));
+  if (generation != stored_generation_) batch.PutMeta(kCountersKey, counters_);
+  CRM_RETURN_IF_ERROR(write(&batch.batch_));
   stored_generation_ = generation;
   return absl::OkStatus();
 }
 
-absl::Status AutomationStore::Write(rocksdb::WriteBatch* batch) {
+absl::Status AutomationStore::Write(Batch& batch) {
   return WriteWithCounters(
       batch, [this](rocksdb::WriteBatch* b) { return db_->Write(b); });
 }
 
-absl::Status AutomationStore::WriteDeferringSync(rocksdb::WriteBatch* batch) {
+absl::Status AutomationStore::WriteDeferringSync(Batch& batch) {
   return WriteWithCounters(batch, [this](rocksdb::WriteBatch* b) {
     return db_->WriteDeferringSync(b);
   });
@@ -163,21 +171,180 @@ absl::StatusOr<int64_t> AutomationStore::GetInt(std::string_view cf_name,
   return number;
 }
 
-void AutomationStore::Put(rocksdb::WriteBatch* batch, std::string_view cf_name,
-                          std::string_view key,
-                          const google::protobuf::Message& value) {
-  static_cast<void>(batch->Put(cf(cf_name), key, value.SerializeAsString()));
+absl::StatusOr<bool> AutomationStore::GetRun(std::string_view run_key,
+                                             storage::RunRecord* out) const {
+  return GetProto(kRunsCf, run_key, out);
 }
 
-void AutomationStore::PutInt(rocksdb::WriteBatch* batch,
-                             std::string_view cf_name, std::string_view key,
-                             int64_t value) {
-  static_cast<void>(batch->Put(cf(cf_name), key, absl::StrCat(value)));
+absl::StatusOr<bool> AutomationStore::GetEntry(
+    int64_t deal_id, storage::EntryRecord* out) const {
+  return GetProto(kEntriesCf, common::EncodeInt64(deal_id), out);
 }
 
-void AutomationStore::Delete(rocksdb::WriteBatch* batch,
-                             std::string_view cf_name, std::string_view key) {
-  static_cast<void>(batch->Delete(cf(cf_name), key));
+absl::StatusOr<bool> AutomationStore::GetTask(int64_t task_id,
+                                              v1::Task* out) const {
+  return GetProto(kTasksCf, common::EncodeInt64(task_id), out);
+}
+
+absl::StatusOr<bool> AutomationStore::GetMeta(
+    std::string_view key, google::protobuf::Message* out) const {
+  return GetProto(kMetaCf, key, out);
+}
+
+absl::StatusOr<int64_t> AutomationStore::GetApplied(int32_t shard) const {
+  return GetInt(kMetaCf, AppliedKey(shard));
+}
+
+absl::StatusOr<int64_t> AutomationStore::GetRoundRobin(int64_t rule_id) const {
+  return GetInt(kMetaCf, RoundRobinKey(rule_id));
+}
+
+absl::Status AutomationStore::ForEachRunOfEntry(
+    int64_t deal_id, int64_t entry_seq,
+    const std::function<bool(const std::string& run_key,
+                             storage::RunRecord& record)>& visit,
+    bool skip_unreadable) const {
+  std::string prefix;
+  common::AppendInt64(&prefix, deal_id);
+  common::AppendInt64(&prefix, entry_seq);
+  auto it = NewIterator(kRunsCf);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    storage::RunRecord record;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      if (!skip_unreadable) return absl::DataLossError("unreadable run record");
+      CRM_LOG(kError, "unreadable run record skipped",
+              {{"key", absl::CHexEscape(it->key().ToString())}});
+      continue;
+    }
+    if (!visit(it->key().ToString(), record)) break;
+  }
+  return common::FromRocksStatus(it->status(), "runs");
+}
+
+absl::Status AutomationStore::ForEachDue(
+    const std::function<void(int64_t due_micros, std::string run_key)>& visit)
+    const {
+  auto it = NewIterator(kDueCf);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    int64_t micros = 0;
+    std::string key;
+    if (!ParseDueKey(it->key().ToString(), &micros, &key)) {
+      return absl::DataLossError("unreadable due index key");
+    }
+    visit(micros, std::move(key));
+  }
+  return common::FromRocksStatus(it->status(), "due");
+}
+
+absl::Status AutomationStore::ForEachTaskId(
+    bool by_deal, int64_t owner_id, const std::string& after_key,
+    const std::function<bool(const std::string& index_key, int64_t task_id)>&
+        visit) const {
+  const std::string prefix = common::EncodeInt64(owner_id);
+  auto it = NewIterator(by_deal ? kTasksByDealCf : kTasksByUserCf);
+  if (after_key.empty()) {
+    it->Seek(prefix);
+  } else {
+    it->Seek(after_key);
+    if (it->Valid() && it->key().ToString() == after_key) it->Next();
+  }
+  for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    const std::string index_key = it->key().ToString();
+    common::KeyReader reader(index_key);
+    int64_t owner = 0, task_id = 0;
+    if (!reader.ReadInt64(&owner) || !reader.ReadInt64(&task_id)) continue;
+    if (!visit(index_key, task_id)) break;
+  }
+  return common::FromRocksStatus(it->status(), "tasks");
+}
+
+// ---------------------------------------------------------------- Batch
+
+void AutomationStore::Batch::Put(std::string_view cf, std::string_view key,
+                                 std::string value) {
+  static_cast<void>(batch_.Put(store_->cf(cf), key, value));
+}
+
+void AutomationStore::Batch::PutRule(const v1::Rule& rule) {
+  Put(kRulesCf, common::EncodeInt64(rule.id()), rule.SerializeAsString());
+}
+
+void AutomationStore::Batch::DeleteRule(int64_t rule_id) {
+  static_cast<void>(
+      batch_.Delete(store_->cf(kRulesCf), common::EncodeInt64(rule_id)));
+}
+
+void AutomationStore::Batch::PutTrigger(const v1::Trigger& trigger) {
+  Put(kTriggersCf, common::EncodeInt64(trigger.id()),
+      trigger.SerializeAsString());
+}
+
+void AutomationStore::Batch::DeleteTrigger(int64_t trigger_id) {
+  static_cast<void>(
+      batch_.Delete(store_->cf(kTriggersCf), common::EncodeInt64(trigger_id)));
+}
+
+void AutomationStore::Batch::PutRun(std::string_view run_key,
+                                    const storage::RunRecord& record) {
+  Put(kRunsCf, run_key, record.SerializeAsString());
+}
+
+void AutomationStore::Batch::PutDue(int64_t due_micros,
+                                    std::string_view run_key) {
+  Put(kDueCf, DueKey(due_micros, run_key), "");
+}
+
+void AutomationStore::Batch::DeleteDue(int64_t due_micros,
+                                       std::string_view run_key) {
+  static_cast<void>(
+      batch_.Delete(store_->cf(kDueCf), DueKey(due_micros, run_key)));
+}
+
+void AutomationStore::Batch::PutEntry(int64_t deal_id,
+                                      const storage::EntryRecord& entry) {
+  Put(kEntriesCf, common::EncodeInt64(deal_id), entry.SerializeAsString());
+}
+
+void AutomationStore::Batch::DeleteEntry(int64_t deal_id) {
+  static_cast<void>(
+      batch_.Delete(store_->cf(kEntriesCf), common::EncodeInt64(deal_id)));
+}
+
+void AutomationStore::Batch::PutApplied(int32_t shard, int64_t sequence) {
+  Put(kMetaCf, AppliedKey(shard), absl::StrCat(sequence));
+}
+
+void AutomationStore::Batch::PutRoundRobin(int64_t rule_id, int64_t position) {
+  Put(kMetaCf, RoundRobinKey(rule_id), absl::StrCat(position));
+}
+
+void AutomationStore::Batch::PutTask(const v1::Task& task) {
+  std::string by_deal, by_user;
+  common::AppendInt64(&by_deal, task.deal_id());
+  common::AppendInt64(&by_deal, task.id());
+  common::AppendInt64(&by_user, task.responsible_id());
+  common::AppendInt64(&by_user, task.id());
+  Put(kTasksCf, common::EncodeInt64(task.id()), task.SerializeAsString());
+  Put(kTasksByDealCf, by_deal, "");
+  Put(kTasksByUserCf, by_user, "");
+}
+
+void AutomationStore::Batch::PutNotification(const v1::Notification& note) {
+  std::string key;
+  common::AppendInt64(&key, note.user_id());
+  common::AppendInt64(&key, note.id());
+  Put(kNotificationsCf, key, note.SerializeAsString());
+}
+
+void AutomationStore::Batch::PutMeta(std::string_view key,
+                                     const google::protobuf::Message& value) {
+  Put(kMetaCf, key, value.SerializeAsString());
+}
+
+void AutomationStore::Batch::DeleteMeta(std::string_view key) {
+  static_cast<void>(batch_.Delete(store_->cf(kMetaCf), key));
 }
 
 int64_t AutomationStore::NewRuleId() {

@@ -29,6 +29,8 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/write_batch.h"
 
+#include "crm/automation/v1/automation.pb.h"
+
 #include "common/rocks/rocks_db.h"
 #include "services/automation/storage/automation_records.pb.h"
 
@@ -68,31 +70,87 @@ class AutomationStore {
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<AutomationStore>> Open(
       const std::string& path, const common::RocksOptions& options);
 
-  common::RocksDb& db() { return *db_; }
-  rocksdb::ColumnFamilyHandle* cf(std::string_view name) const {
-    return db_->Handle(name);
-  }
+  // Typed writes that go into the store together (Write or
+  // WriteDeferringSync). Building a batch changes nothing.
+  class Batch {
+   public:
+    explicit Batch(AutomationStore& store) : store_(&store) {}
+    Batch(Batch&&) = default;
+    Batch& operator=(Batch&&) = default;
 
-  // Reads and parses one record; nullopt when absent, DATA_LOSS when
-  // unreadable.
+    void PutRule(const v1::Rule& rule);
+    void DeleteRule(int64_t rule_id);
+    void PutTrigger(const v1::Trigger& trigger);
+    void DeleteTrigger(int64_t trigger_id);
+    void PutRun(std::string_view run_key, const storage::RunRecord& record);
+    void PutDue(int64_t due_micros, std::string_view run_key);
+    void DeleteDue(int64_t due_micros, std::string_view run_key);
+    void PutEntry(int64_t deal_id, const storage::EntryRecord& entry);
+    void DeleteEntry(int64_t deal_id);
+    void PutApplied(int32_t shard, int64_t sequence);
+    void PutRoundRobin(int64_t rule_id, int64_t position);
+    // The task and its entries in the by-deal and by-responsible indexes
+    // (neither changes over a task's life).
+    void PutTask(const v1::Task& task);
+    void PutNotification(const v1::Notification& note);
+    void PutMeta(std::string_view key, const google::protobuf::Message& value);
+    void DeleteMeta(std::string_view key);
+
+   private:
+    friend class AutomationStore;
+    void Put(std::string_view cf, std::string_view key, std::string value);
+    AutomationStore* store_;
+    rocksdb::WriteBatch batch_;
+  };
+
+  // Every write also stores the id counters when ids were handed out since
+  // the last write that stored them, so a record written with an id never
+  // outlives the counter that produced it.
+  [[nodiscard]] absl::Status Write(Batch& batch);
+  // See common::RocksDb::WriteDeferringSync.
+  [[nodiscard]] absl::Status WriteDeferringSync(Batch& batch);
+  [[nodiscard]] absl::Status SyncWal();
+
+  // Typed reads: false (or 0) when absent, DATA_LOSS when unreadable.
+  [[nodiscard]] absl::StatusOr<bool> GetRun(std::string_view run_key,
+                                            storage::RunRecord* out) const;
+  [[nodiscard]] absl::StatusOr<bool> GetEntry(int64_t deal_id,
+                                              storage::EntryRecord* out) const;
+  [[nodiscard]] absl::StatusOr<bool> GetTask(int64_t task_id,
+                                             v1::Task* out) const;
+  [[nodiscard]] absl::StatusOr<bool> GetMeta(
+      std::string_view key, google::protobuf::Message* out) const;
+  // The highest sequence of `shard` applied (0: none).
+  [[nodiscard]] absl::StatusOr<int64_t> GetApplied(int32_t shard) const;
+  // How many picks a round-robin rule made.
+  [[nodiscard]] absl::StatusOr<int64_t> GetRoundRobin(int64_t rule_id) const;
+
+  // Visits, in key order, the runs of one stage entry of a deal until
+  // `visit` returns false. An unreadable record is DATA_LOSS, or with
+  // `skip_unreadable` logged and passed over.
+  [[nodiscard]] absl::Status ForEachRunOfEntry(
+      int64_t deal_id, int64_t entry_seq,
+      const std::function<bool(const std::string& run_key,
+                               storage::RunRecord& record)>& visit,
+      bool skip_unreadable = false) const;
+  // Visits the due index in order.
+  [[nodiscard]] absl::Status ForEachDue(
+      const std::function<void(int64_t due_micros, std::string run_key)>& visit)
+      const;
+  // Visits the ids of a deal's tasks (by_deal) or of a user's, in id order,
+  // starting after the index key `after_key` (empty: from the first), until
+  // `visit` returns false; each visit gets the index key, for paging.
+  [[nodiscard]] absl::Status ForEachTaskId(
+      bool by_deal, int64_t owner_id, const std::string& after_key,
+      const std::function<bool(const std::string& index_key, int64_t task_id)>&
+          visit) const;
+
+  // Raw reads, for loading whole column families and reverse paging.
   [[nodiscard]] absl::StatusOr<bool> GetProto(
       std::string_view cf, std::string_view key,
       google::protobuf::Message* out) const;
   [[nodiscard]] absl::StatusOr<int64_t> GetInt(std::string_view cf,
                                                std::string_view key) const;
-  void Put(rocksdb::WriteBatch* batch, std::string_view cf,
-           std::string_view key, const google::protobuf::Message& value);
-  void PutInt(rocksdb::WriteBatch* batch, std::string_view cf,
-              std::string_view key, int64_t value);
-  void Delete(rocksdb::WriteBatch* batch, std::string_view cf,
-              std::string_view key);
-  // Every write also stores the id counters when ids were handed out since
-  // the last write that stored them, so a record written with an id never
-  // outlives the counter that produced it.
-  [[nodiscard]] absl::Status Write(rocksdb::WriteBatch* batch);
-  // See common::RocksDb::WriteDeferringSync.
-  [[nodiscard]] absl::Status WriteDeferringSync(rocksdb::WriteBatch* batch);
-  [[nodiscard]] absl::Status SyncWal();
   // An iterator over one column family; check its status() after the loop.
   std::unique_ptr<rocksdb::Iterator> NewIterator(std::string_view cf) const;
 
@@ -103,6 +161,10 @@ class AutomationStore {
   enum class Op { kRead, kIterate, kWrite };
   using FaultHook = std::function<absl::Status(Op op, std::string_view cf)>;
   void SetFaultHookForTest(FaultHook hook);
+  // Writes raw bytes under a key, e.g. a record that does not parse.
+  [[nodiscard]] absl::Status WriteRawForTest(std::string_view cf,
+                                             std::string_view key,
+                                             std::string_view value);
 
   // Id counters (the last id handed out). Thread-safe; an id is stored
   // with (or before) the write of the batch that uses it (see Write), and
@@ -117,11 +179,14 @@ class AutomationStore {
  private:
   AutomationStore() = default;
   absl::Status Fault(Op op, std::string_view cf) const;
+  rocksdb::ColumnFamilyHandle* cf(std::string_view name) const {
+    return db_->Handle(name);
+  }
 
   // Adds the counters to `batch` when they changed since they were last
   // stored, writes it with `write`, and records them as stored on success.
   absl::Status WriteWithCounters(
-      rocksdb::WriteBatch* batch,
+      Batch& batch,
       const std::function<absl::Status(rocksdb::WriteBatch*)>& write);
 
   std::unique_ptr<common::RocksDb> db_;
