@@ -3,6 +3,12 @@
 set(CRM_WARNINGS
     -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
     -Werror=unused-result -Werror=return-type)
+# clang checks the lock annotations (ABSL_GUARDED_BY,
+# ABSL_EXCLUSIVE_LOCKS_REQUIRED, ...): a guarded member touched without its
+# lock fails the build.
+if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  list(APPEND CRM_WARNINGS -Wthread-safety -Werror=thread-safety)
+endif()
 
 # AddressSanitizer + UndefinedBehaviorSanitizer for every target (ours and
 # the generated protos). Any UB report aborts the test that hit it; line

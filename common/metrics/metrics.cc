@@ -203,6 +203,7 @@ MetricsRegistry::MethodStats* MetricsRegistry::FindOrAddMethod(
 
   const auto make_stats = [this](std::string_view service,
                                  std::string_view name) {
+    methods_mu_.AssertHeld();  // (called below, under the lock)
     auto stats = std::make_unique<MethodStats>();
     stats->labels.append("grpc_service=\"");
     AppendEscaped(&stats->labels, service, /*escape_quote=*/true);

@@ -139,10 +139,9 @@ bool Catalog::HasTrigger(int64_t trigger_id) const {
 }
 
 template <typename T>
-absl::StatusOr<T> Catalog::Find(
-    const absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-    const char* what, int64_t id) const {
+absl::StatusOr<T> Catalog::Find(const char* what, int64_t id) const {
   absl::ReaderMutexLock lock(&mu_);
+  const auto& items = ItemsOf<T>();
   auto it = items.find(id);
   if (it == items.end()) {
     return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
@@ -151,10 +150,10 @@ absl::StatusOr<T> Catalog::Find(
 }
 
 template <typename T>
-absl::StatusOr<T> Catalog::Save(
-    absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-    const char* what, T item, const std::string& etag) {
+absl::StatusOr<T> Catalog::Save(const char* what, T item,
+                                const std::string& etag) {
   absl::MutexLock lock(&mu_);
+  auto& items = ItemsOf<T>();
   const absl::Time now = clock_.Now();
   if (item.id() == 0) {
     // Bounded, so one stage entry stays one small batch.
@@ -197,11 +196,11 @@ absl::StatusOr<T> Catalog::Save(
 }
 
 template <typename T>
-absl::Status Catalog::Remove(
-    absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-    const char* what, int64_t id, const std::string& etag,
-    const std::string& meta_key) {
+absl::Status Catalog::Remove(const char* what, int64_t id,
+                             const std::string& etag,
+                             const std::string& meta_key) {
   absl::MutexLock lock(&mu_);
+  auto& items = ItemsOf<T>();
   auto it = items.find(id);
   if (it == items.end()) {
     return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
@@ -229,11 +228,11 @@ absl::StatusOr<v1::Rule> Catalog::CreateRule(v1::Rule rule) {
   rule.clear_etag();
   if (!rule.has_enabled()) rule.set_enabled(true);
   CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
-  return Save(rules_, "rule", std::move(rule), "");
+  return Save("rule", std::move(rule), "");
 }
 
 absl::StatusOr<v1::Rule> Catalog::GetRule(int64_t rule_id) const {
-  return Find(rules_, "rule", rule_id);
+  return Find<v1::Rule>("rule", rule_id);
 }
 
 std::vector<v1::Rule> Catalog::ListRules(int64_t pipeline_id,
@@ -306,11 +305,11 @@ absl::StatusOr<v1::Rule> Catalog::UpdateRule(
   }
   CRM_RETURN_IF_ERROR(ValidateRule(rule, *config_.GetConfig()));
   const std::string expected = etag.empty() ? rule.etag() : etag;
-  return Save(rules_, "rule", std::move(rule), expected);
+  return Save("rule", std::move(rule), expected);
 }
 
 absl::Status Catalog::DeleteRule(int64_t rule_id, const std::string& etag) {
-  return Remove(rules_, "rule", rule_id, etag, RoundRobinKey(rule_id));
+  return Remove<v1::Rule>("rule", rule_id, etag, RoundRobinKey(rule_id));
 }
 
 // ---------------------------------------------------------------- Triggers
@@ -324,11 +323,11 @@ absl::StatusOr<v1::Trigger> Catalog::CreateTrigger(v1::Trigger trigger) {
   CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
   if (trigger.type() == v1::TRIGGER_TYPE_INCOMING_WEBHOOK)
     trigger.set_webhook_token(NewWebhookToken());
-  return Save(triggers_, "trigger", std::move(trigger), "");
+  return Save("trigger", std::move(trigger), "");
 }
 
 absl::StatusOr<v1::Trigger> Catalog::GetTrigger(int64_t id) const {
-  return Find(triggers_, "trigger", id);
+  return Find<v1::Trigger>("trigger", id);
 }
 
 std::vector<v1::Trigger> Catalog::ListTriggers(
@@ -374,11 +373,11 @@ absl::StatusOr<v1::Trigger> Catalog::UpdateTrigger(
   }
   CRM_RETURN_IF_ERROR(ValidateTrigger(trigger, *config_.GetConfig()));
   const std::string expected = etag.empty() ? trigger.etag() : etag;
-  return Save(triggers_, "trigger", std::move(trigger), expected);
+  return Save("trigger", std::move(trigger), expected);
 }
 
 absl::Status Catalog::DeleteTrigger(int64_t id, const std::string& etag) {
-  return Remove(triggers_, "trigger", id, etag);
+  return Remove<v1::Trigger>("trigger", id, etag);
 }
 
 std::optional<v1::Trigger> Catalog::FindTriggerByToken(

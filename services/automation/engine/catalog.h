@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -85,18 +86,31 @@ class Catalog {
   // checked) with a fresh etag and times; delete one (and `meta_key` with
   // it). Each writes one batch, then the cache.
   template <typename T>
-  absl::StatusOr<T> Find(
-      const absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-      const char* what, int64_t id) const;
+  absl::StatusOr<T> Find(const char* what, int64_t id) const;
   template <typename T>
-  absl::StatusOr<T> Save(
-      absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-      const char* what, T item, const std::string& etag);
+  absl::StatusOr<T> Save(const char* what, T item, const std::string& etag);
   template <typename T>
-  absl::Status Remove(
-      absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& items,
-      const char* what, int64_t id, const std::string& etag,
-      const std::string& meta_key = "");
+  absl::Status Remove(const char* what, int64_t id, const std::string& etag,
+                      const std::string& meta_key = "");
+  // rules_ or triggers_.
+  template <typename T>
+  absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& ItemsOf()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if constexpr (std::is_same_v<T, v1::Rule>) {
+      return rules_;
+    } else {
+      return triggers_;
+    }
+  }
+  template <typename T>
+  const absl::flat_hash_map<int64_t, std::shared_ptr<const T>>& ItemsOf() const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    if constexpr (std::is_same_v<T, v1::Rule>) {
+      return rules_;
+    } else {
+      return triggers_;
+    }
+  }
   void RebuildIndexes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   AutomationStore& store_;

@@ -21,6 +21,7 @@
 #include "common/status/status_matchers.h"
 #include "common/testing/temp_dir.h"
 #include "services/automation/clients/fake_deals_client.h"
+#include "services/automation/outbound/fake_senders.h"
 #include "services/automation/storage/automation_store.h"
 
 namespace crm::automation {
@@ -42,6 +43,8 @@ class EngineTest : public ::testing::Test {
     options_.retry_base = absl::Minutes(1);
     options_.deals_retry_max = absl::Hours(1);
     options_.loop_max_depth = 3;
+    options_.max_attempts = 3;
+    options_.mail = &mail_;
   }
 
   void SetUp() override {
@@ -190,6 +193,7 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<AutomationStore> store_;
   common::FakePipelineClient pipelines_;
   FakeDealsClient deals_;
+  FakeMailSender mail_;
   Clock clock_{/*adjustable=*/true};
   EngineOptions options_;
   std::unique_ptr<AutomationEngine> engine_;
@@ -279,6 +283,36 @@ TEST_F(EngineTest, DealsBeingAwayIsRetriedWithDoublingBackoff) {
   EXPECT_EQ(run.outcome(), v1::Run::OUTCOME_SUCCEEDED);
   EXPECT_EQ(run.attempts(), 4);
   EXPECT_EQ(deals_.Find(deal.id())->stage_id(), "PREPARATION");
+}
+
+TEST_F(EngineTest, OutsideFailuresRetryUpToMaxAttemptsThenPark) {
+  v1::Rule rule;
+  rule.set_stage_id("NEW");
+  rule.mutable_action()->mutable_send_email()->set_to("client@example.org");
+  rule.mutable_action()->mutable_send_email()->set_subject("{{title}}");
+  rule.mutable_action()->mutable_send_email()->set_body("Hello");
+  AddRule(rule);
+  const dv1::Deal deal = PutDeal(9, "NEW");
+  for (int i = 0; i < 3; ++i)
+    mail_.AnswerNext(absl::UnavailableError("421 busy"));
+  Enter(deal, "", "NEW");
+  WaitIdle();
+  ASSERT_EQ(mail_.sent().size(), 1u);
+  EXPECT_EQ(OnlyRun(deal.id()).outcome(), v1::Run::OUTCOME_RETRYING);
+  // Second attempt a minute later (+-20%), third two minutes after that:
+  // max_attempts is 3, so the run parks as FAILED and sends nothing more.
+  Advance(absl::Minutes(1) * 1.25);
+  ASSERT_EQ(mail_.sent().size(), 2u);
+  Advance(absl::Minutes(2) * 1.25);
+  ASSERT_EQ(mail_.sent().size(), 3u);
+  const v1::Run run = OnlyRun(deal.id());
+  EXPECT_EQ(run.outcome(), v1::Run::OUTCOME_FAILED);
+  EXPECT_THAT(run.error(), HasSubstr("gave up after 3 attempts"));
+  Advance(absl::Hours(1));
+  EXPECT_EQ(mail_.sent().size(), 3u);
+  // Every attempt carried the same Message-ID, so receivers dedupe.
+  EXPECT_EQ(mail_.sent()[0].message_id, mail_.sent()[2].message_id);
+  EXPECT_EQ(mail_.sent()[0].subject, "Deal 9");
 }
 
 TEST_F(EngineTest, ARuleThatCannotWorkFailsAtOnce) {

@@ -148,6 +148,7 @@ bool RunExecutor::FinishLocked(const std::string& key, RunResult result) {
   // once the store answers.
   const int64_t stored_due = record.due_micros();
   auto put_back = [&](const absl::Status& status) {
+    queue_.mu().AssertHeld();  // (the caller holds it)
     CRM_LOG(kError, "cannot record a run",
             {{"run_id", record.run().run_id()}, {"error", status.ToString()}});
     queue_.Release(key);
@@ -155,6 +156,7 @@ bool RunExecutor::FinishLocked(const std::string& key, RunResult result) {
     return false;
   };
   auto abandon = [&](const char* what, const absl::Status& status) {
+    queue_.mu().AssertHeld();
     queue_.StoreFailed(what, status, /*reload=*/false);
     return put_back(status);
   };

@@ -222,6 +222,7 @@ absl::Status Intake::CancelPending(int64_t deal_id, int64_t entry_seq,
   return store_.ForEachRunOfEntry(
       deal_id, entry_seq,
       [&](const std::string& key, storage::RunRecord& record) {
+        queue_.mu().AssertReaderHeld();         // (the caller holds it)
         if (queue_.InFlight(key)) return true;  // already running
         const bool moved_the_deal =
             !moved_by_run.empty() && record.run().run_id() == moved_by_run;

@@ -90,11 +90,15 @@ void RunQueue::StoreFailed(const char* what, const absl::Status& status,
 }
 
 absl::Status RunQueue::Reload() {
-  std::set<DueEntry> due;
+  std::vector<DueEntry> stored;
   CRM_RETURN_IF_ERROR(store_.ForEachDue([&](int64_t micros, std::string key) {
-    // Running ones are back in the index when they finish or retry.
-    if (!in_flight_.contains(key)) due.insert({micros, std::move(key)});
+    stored.emplace_back(micros, std::move(key));
   }));
+  std::set<DueEntry> due;
+  for (DueEntry& entry : stored) {
+    // Running ones are back in the index when they finish or retry.
+    if (!in_flight_.contains(entry.second)) due.insert(std::move(entry));
+  }
   due_ = std::move(due);
   wake_ = true;
   return absl::OkStatus();
