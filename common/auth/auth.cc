@@ -399,6 +399,17 @@ absl::StatusOr<Principal> Authenticator::Authenticate(
   return AuthenticateHeader(std::string_view(value.data(), value.size()));
 }
 
+absl::StatusOr<CallerIdentity> Authenticator::AuthenticateCaller(
+    const grpc::ServerContextBase& context,
+    const std::set<int64_t>& admin_user_ids) const {
+  absl::StatusOr<Principal> principal = Authenticate(context);
+  if (!principal.ok()) return principal.status();
+  CallerIdentity caller;
+  caller.privileged = principal->IsPrivileged(admin_user_ids);
+  caller.principal = *std::move(principal);
+  return caller;
+}
+
 absl::StatusOr<Principal> Authenticator::AuthenticateHeader(
     std::string_view authorization_value) const {
   return AuthenticateHeader(authorization_value, absl::Now());

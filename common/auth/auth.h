@@ -45,6 +45,14 @@ struct Principal {
   }
 };
 
+// The caller of one RPC as a service's checks see it.
+struct CallerIdentity {
+  Principal principal;
+  // Principal::IsPrivileged with the service's admin list: passes every
+  // permission check.
+  bool privileged = false;
+};
+
 // Signs claims as a compact HS256 JWT (header {"alg":"HS256","typ":"JWT"}).
 std::string SignHs256Jwt(const nlohmann::json& claims, std::string_view secret);
 
@@ -101,6 +109,11 @@ class Authenticator {
   // -> UNAUTHENTICATED naming the reason.
   [[nodiscard]] absl::StatusOr<Principal> Authenticate(
       const grpc::ServerContextBase& context) const;
+  // The same, with whether the caller is privileged: an administrator by
+  // token claim or by `admin_user_ids`, or a service identity.
+  [[nodiscard]] absl::StatusOr<CallerIdentity> AuthenticateCaller(
+      const grpc::ServerContextBase& context,
+      const std::set<int64_t>& admin_user_ids) const;
 
   // The same for a header value; an empty value counts as a missing header.
   [[nodiscard]] absl::StatusOr<Principal> AuthenticateHeader(

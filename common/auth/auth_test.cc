@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -536,6 +537,30 @@ TEST_F(AuthenticatorTest, ServerContextMetadata) {
                 StatusIs(absl::StatusCode::kUnauthenticated,
                          HasSubstr("more than one")));
   }
+}
+
+TEST_F(AuthenticatorTest, CallerIsPrivilegedByClaimListOrServiceIdentity) {
+  const std::set<int64_t> admins = {12};
+  auto caller_with = [&](const std::string& token) {
+    grpc::ServerContext context;
+    grpc::testing::ServerContextTestSpouse spouse(&context);
+    spouse.AddClientMetadata("authorization", "Bearer " + token);
+    return auth_.AuthenticateCaller(context, admins);
+  };
+  ASSERT_OK_AND_ASSIGN(CallerIdentity plain, caller_with(UserToken(11)));
+  EXPECT_EQ(plain.principal.user_id, 11);
+  EXPECT_FALSE(plain.privileged);
+  ASSERT_OK_AND_ASSIGN(CallerIdentity listed, caller_with(UserToken(12)));
+  EXPECT_TRUE(listed.privileged);
+  ASSERT_OK_AND_ASSIGN(CallerIdentity admin,
+                       caller_with(UserToken(11, /*admin=*/true)));
+  EXPECT_TRUE(admin.privileged);
+  ASSERT_OK_AND_ASSIGN(CallerIdentity service,
+                       caller_with(MakeServiceToken(
+                           kSecret, "deals", absl::Hours(1), absl::Now())));
+  EXPECT_TRUE(service.privileged);
+  EXPECT_THAT(caller_with("not-a-jwt").status(),
+              StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
 }  // namespace

@@ -18,19 +18,11 @@ namespace {
 
 namespace pv1 = ::crm::pipelines::v1;
 
-struct Caller {
-  common::Principal principal;
-  bool privileged = false;
-};
+using Caller = common::CallerIdentity;
 
 absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps,
                                     const grpc::ServerContextBase& context) {
-  CRM_ASSIGN_OR_RETURN(common::Principal principal,
-                       deps.authenticator.Authenticate(context));
-  Caller caller;
-  caller.privileged = principal.IsPrivileged(deps.admin_user_ids);
-  caller.principal = std::move(principal);
-  return caller;
+  return deps.authenticator.AuthenticateCaller(context, deps.admin_user_ids);
 }
 
 // The caller's AUTOMATION access to a pipeline.

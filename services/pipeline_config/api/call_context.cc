@@ -6,16 +6,6 @@
 
 namespace crm::pipeline_config {
 
-absl::StatusOr<Caller> Authenticate(
-    const ServiceDeps& deps, const grpc::CallbackServerContext& context) {
-  CRM_ASSIGN_OR_RETURN(common::Principal principal,
-                       deps.authenticator.Authenticate(context));
-  Caller caller;
-  caller.privileged = principal.IsPrivileged(deps.admin_user_ids);
-  caller.principal = std::move(principal);
-  return caller;
-}
-
 absl::Status RequireConfig(const Caller& caller, const ConfigData& data) {
   if (caller.privileged ||
       HasConfigPermission(data, caller.principal.user_id)) {

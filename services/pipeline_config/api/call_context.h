@@ -32,16 +32,14 @@ struct ServiceDeps {
   std::set<int64_t> admin_user_ids;
 };
 
-// The caller of one RPC.
-struct Caller {
-  common::Principal principal;
-  // Administrator or service identity: passes every check.
-  bool privileged = false;
-};
+// The caller of one RPC (administrator or service identity: privileged).
+using Caller = common::CallerIdentity;
 
 // UNAUTHENTICATED when the token is missing or bad.
-[[nodiscard]] absl::StatusOr<Caller> Authenticate(
-    const ServiceDeps& deps, const grpc::CallbackServerContext& context);
+[[nodiscard]] inline absl::StatusOr<Caller> Authenticate(
+    const ServiceDeps& deps, const grpc::CallbackServerContext& context) {
+  return deps.authenticator.AuthenticateCaller(context, deps.admin_user_ids);
+}
 
 // PERMISSION_DENIED unless the caller is privileged or holds CONFIG.
 [[nodiscard]] absl::Status RequireConfig(const Caller& caller,
