@@ -1,6 +1,14 @@
+// Unit tests of the deal-specific access checks,
+// services/deals/domain/access.h: Allows, CheckRead, CheckAction, CheckAdd,
+// CheckTransition and ScopeMatches against deal records, over the full matrix
+// of level x action x assignee x opened, per-stage levels, privileged callers
+// and callers without permissions, transition rules and read scopes. The
+// generic half (IndexedPermissions and its cache, LevelFor, IsPrivileged,
+// HidesSums, ReadScopeFor, ActionName) is tested in
+// common/pipelines_client/permissions_test.cc; the shared builders are in
+// common/pipelines_client/permissions_test_util.h.
 #include "services/deals/domain/access.h"
 
-#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -10,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+#include "common/pipelines_client/permissions_test_util.h"
 #include "common/status/status_matchers.h"
 
 namespace crm::deals {
@@ -17,47 +26,29 @@ namespace {
 
 namespace pv1 = crm::pipelines::v1;
 
+using ::crm::common::testing::AddPipeline;
+using ::crm::common::testing::BasePermissions;
+using ::crm::common::testing::kAbsentPipeline;
+using ::crm::common::testing::kColleague;
+using ::crm::common::testing::kLose;
+using ::crm::common::testing::kMe;
+using ::crm::common::testing::kNestedSubMember;
+using ::crm::common::testing::kNew;
+using ::crm::common::testing::kOutsider;
+using ::crm::common::testing::kPipeline;
+using ::crm::common::testing::kPrep;
+using ::crm::common::testing::kSubMember;
+using ::crm::common::testing::kWon;
+using ::crm::common::testing::Levels;
+using ::crm::common::testing::OneStagePerLevel;
+using ::crm::common::testing::Rule;
+using ::crm::common::testing::Uniform;
+using ::crm::common::testing::UserCaller;
 using ::crm::testing::IsOk;
 using ::crm::testing::StatusIs;
-using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::IsEmpty;
 
-// The company tree of the tests:
-//   Sales (10): head 2 (the caller), member 3
-//     Sales East (11): head 4, member 5
-//       Sales East North (12): head 6, member 7   <- two levels below
-//   Marketing (20): member 99 (an outsider)
-constexpr int64_t kMe = 2;
-constexpr int64_t kColleague = 3;
-constexpr int64_t kSubMember = 4;        // One level below.
-constexpr int64_t kNestedSubMember = 7;  // Two levels below.
-constexpr int64_t kOutsider = 99;
-
-constexpr int64_t kPipeline = 1;
-constexpr int64_t kAbsentPipeline = 5;
-constexpr char kNew[] = "C1:NEW";
-constexpr char kPrep[] = "C1:PREPARATION";
-constexpr char kWon[] = "C1:WON";
-constexpr char kLose[] = "C1:LOSE";
 constexpr int64_t kDealId = 42;
-
-pv1::ActionLevels Levels(pv1::AccessLevel read, pv1::AccessLevel add,
-                         pv1::AccessLevel write, pv1::AccessLevel del,
-                         pv1::AccessLevel exp, pv1::AccessLevel imp) {
-  pv1::ActionLevels levels;
-  levels.set_read(read);
-  levels.set_add(add);
-  levels.set_write(write);
-  levels.set_delete_(del);
-  levels.set_export_(exp);
-  levels.set_import(imp);
-  return levels;
-}
-
-pv1::ActionLevels Uniform(pv1::AccessLevel level) {
-  return Levels(level, level, level, level, level, level);
-}
 
 // Every action ALL except `action`, which gets `level`.
 pv1::ActionLevels OnlyActionAt(Action action, pv1::AccessLevel level) {
@@ -83,41 +74,6 @@ pv1::ActionLevels OnlyActionAt(Action action, pv1::AccessLevel level) {
       break;
   }
   return levels;
-}
-
-pv1::TransitionRule Rule(pv1::TransitionRule::Mode mode,
-                         std::vector<std::string> targets = {}) {
-  pv1::TransitionRule rule;
-  rule.set_mode(mode);
-  for (auto& target : targets) rule.add_to_stage_ids(target);
-  return rule;
-}
-
-// The caller's permissions without any pipeline: department closures only,
-// as pipeline-config computes them for the tree above.
-pv1::EffectivePermissions BasePermissions() {
-  pv1::EffectivePermissions permissions;
-  permissions.set_user_id(kMe);
-  permissions.set_config_version(7);
-  permissions.add_department_ids(10);
-  for (int64_t id : {10, 11, 12}) permissions.add_subdepartment_ids(id);
-  for (int64_t id : {kMe, kColleague}) permissions.add_department_user_ids(id);
-  for (int64_t id : {2, 3, 4, 5, 6, 7})
-    permissions.add_subdepartment_user_ids(id);
-  return permissions;
-}
-
-pv1::EffectivePipelinePermissions* AddPipeline(
-    pv1::EffectivePermissions* permissions, int64_t pipeline_id) {
-  pv1::EffectivePipelinePermissions* pipeline = permissions->add_pipelines();
-  pipeline->set_pipeline_id(pipeline_id);
-  return pipeline;
-}
-
-Caller UserCaller(const pv1::EffectivePermissions& permissions) {
-  crm::common::Principal principal;
-  principal.user_id = permissions.user_id();
-  return MakeCaller(principal, IndexedPermissions::Build(permissions));
 }
 
 crm::deals::v1::Deal MakeDeal(int64_t assignee, std::optional<bool> opened,
@@ -288,28 +244,6 @@ INSTANTIATE_TEST_SUITE_P(
 // ---------------------------------------------------------------------------
 // Levels per action and stage
 
-TEST(LevelForTest, EachActionReadsItsOwnLevel) {
-  pv1::EffectivePermissions permissions = BasePermissions();
-  auto* pipeline = AddPipeline(&permissions, kPipeline);
-  (*pipeline->mutable_stage_levels())[kNew] =
-      Levels(pv1::ACCESS_LEVEL_ALL, pv1::ACCESS_LEVEL_OPEN,
-             pv1::ACCESS_LEVEL_SUBDEPARTMENTS, pv1::ACCESS_LEVEL_DEPARTMENT,
-             pv1::ACCESS_LEVEL_SELF, pv1::ACCESS_LEVEL_NONE);
-  const Caller caller = UserCaller(permissions);
-  EXPECT_EQ(LevelFor(caller, Action::kRead, kPipeline, kNew),
-            pv1::ACCESS_LEVEL_ALL);
-  EXPECT_EQ(LevelFor(caller, Action::kAdd, kPipeline, kNew),
-            pv1::ACCESS_LEVEL_OPEN);
-  EXPECT_EQ(LevelFor(caller, Action::kWrite, kPipeline, kNew),
-            pv1::ACCESS_LEVEL_SUBDEPARTMENTS);
-  EXPECT_EQ(LevelFor(caller, Action::kDelete, kPipeline, kNew),
-            pv1::ACCESS_LEVEL_DEPARTMENT);
-  EXPECT_EQ(LevelFor(caller, Action::kExport, kPipeline, kNew),
-            pv1::ACCESS_LEVEL_SELF);
-  EXPECT_EQ(LevelFor(caller, Action::kImport, kPipeline, kNew),
-            pv1::ACCESS_LEVEL_NONE);
-}
-
 TEST(LevelForTest, StageOverrideDiffersFromPipelineDefault) {
   // A role with pipeline levels SELF and an override ALL for WON arrives
   // merged: every stage carries its own levels.
@@ -473,16 +407,6 @@ TEST(PrivilegedTest, AdminsAndServicesPassEverything) {
   }
 }
 
-TEST(PrivilegedTest, PlainUsersAreNotPrivileged) {
-  crm::common::Principal user;
-  user.user_id = kMe;
-  const Caller caller =
-      MakeCaller(user, IndexedPermissions::Build(BasePermissions()));
-  EXPECT_FALSE(caller.privileged);
-  EXPECT_FALSE(IsPrivileged(caller));
-  EXPECT_EQ(caller.user_id, kMe);
-}
-
 TEST(PrivilegedTest, UserWithoutPermissionsGetsNothing) {
   const Caller caller{kMe, false, nullptr};
   const auto own = MakeDeal(kMe, true);
@@ -597,81 +521,14 @@ TEST_F(TransitionTest, NeedsWriteOnTheDeal) {
 }
 
 // ---------------------------------------------------------------------------
-// hide_sum
-
-TEST(HidesSumsTest, FollowsThePipelineFlag) {
-  pv1::EffectivePermissions permissions = BasePermissions();
-  AddPipeline(&permissions, 0)->set_hide_sum(false);
-  auto* hidden = AddPipeline(&permissions, kPipeline);
-  hidden->set_hide_sum(true);
-  (*hidden->mutable_stage_levels())[kNew] = Uniform(pv1::ACCESS_LEVEL_ALL);
-  const Caller caller = UserCaller(permissions);
-  EXPECT_FALSE(HidesSums(caller, 0));
-  EXPECT_TRUE(HidesSums(caller, kPipeline));
-  // No access at all: nothing to show.
-  EXPECT_TRUE(HidesSums(caller, kAbsentPipeline));
-  EXPECT_FALSE(HidesSums(Caller{kMe, true, caller.permissions}, kPipeline));
-}
-
-// ---------------------------------------------------------------------------
 // ReadScope
 
 class ReadScopeTest : public ::testing::Test {
  protected:
-  ReadScopeTest() {
-    pv1::EffectivePermissions permissions = BasePermissions();
-    auto* pipeline = AddPipeline(&permissions, kPipeline);
-    auto& levels = *pipeline->mutable_stage_levels();
-    levels["NONE"] = Uniform(pv1::ACCESS_LEVEL_NONE);
-    levels["SELF"] = Uniform(pv1::ACCESS_LEVEL_SELF);
-    levels["DEPARTMENT"] = Uniform(pv1::ACCESS_LEVEL_DEPARTMENT);
-    levels["SUBDEPARTMENTS"] = Uniform(pv1::ACCESS_LEVEL_SUBDEPARTMENTS);
-    levels["OPEN"] = Uniform(pv1::ACCESS_LEVEL_OPEN);
-    levels["ALL"] = Uniform(pv1::ACCESS_LEVEL_ALL);
-    caller_ = UserCaller(permissions);
-  }
+  ReadScopeTest() : caller_(UserCaller(OneStagePerLevel())) {}
 
   Caller caller_;
 };
-
-TEST_F(ReadScopeTest, AssigneeSetsPerLevel) {
-  const ReadScope none = ReadScopeFor(caller_, kPipeline, "NONE");
-  EXPECT_TRUE(none.none());
-  ASSERT_NE(none.assignee_ids, nullptr);
-  EXPECT_THAT(*none.assignee_ids, IsEmpty());
-  EXPECT_FALSE(none.Matches(kMe, true));
-
-  const ReadScope self = ReadScopeFor(caller_, kPipeline, "SELF");
-  EXPECT_EQ(self.level, pv1::ACCESS_LEVEL_SELF);
-  EXPECT_THAT(*self.assignee_ids, ElementsAre(kMe));
-  EXPECT_FALSE(self.include_opened);
-
-  const ReadScope department = ReadScopeFor(caller_, kPipeline, "DEPARTMENT");
-  EXPECT_EQ(department.level, pv1::ACCESS_LEVEL_DEPARTMENT);
-  EXPECT_THAT(*department.assignee_ids, ElementsAre(kMe, kColleague));
-  EXPECT_FALSE(department.include_opened);
-
-  const ReadScope sub = ReadScopeFor(caller_, kPipeline, "SUBDEPARTMENTS");
-  EXPECT_EQ(sub.level, pv1::ACCESS_LEVEL_SUBDEPARTMENTS);
-  EXPECT_THAT(*sub.assignee_ids, ElementsAre(2, 3, 4, 5, 6, 7));
-  EXPECT_FALSE(sub.include_opened);
-  // No copy: the scope shares the indexed set.
-  EXPECT_EQ(sub.assignee_ids.get(),
-            caller_.permissions->subdepartment_user_ids().get());
-
-  const ReadScope open = ReadScopeFor(caller_, kPipeline, "OPEN");
-  EXPECT_EQ(open.level, pv1::ACCESS_LEVEL_OPEN);
-  EXPECT_THAT(*open.assignee_ids, ElementsAre(2, 3, 4, 5, 6, 7));
-  EXPECT_TRUE(open.include_opened);
-  EXPECT_TRUE(open.Matches(kOutsider, true));
-  EXPECT_FALSE(open.Matches(kOutsider, false));
-  EXPECT_TRUE(open.Matches(kNestedSubMember, false));
-
-  const ReadScope all = ReadScopeFor(caller_, kPipeline, "ALL");
-  EXPECT_TRUE(all.all());
-  EXPECT_THAT(*all.assignee_ids, IsEmpty());
-  EXPECT_TRUE(all.Matches(kOutsider, false));
-}
 
 TEST_F(ReadScopeTest, MatchesAgreesWithAllowsForEveryStage) {
   for (const char* stage :
@@ -700,105 +557,6 @@ TEST(ReadScopeSelfTest, DealsWithoutAssigneeAreNobodysOwn) {
   // does not own unassigned deals either.
   const Caller nobody{0, false, caller.permissions};
   EXPECT_FALSE(LevelCovers(nobody, pv1::ACCESS_LEVEL_SELF, 0, false));
-}
-
-// ---------------------------------------------------------------------------
-// IndexedPermissions
-
-TEST(IndexedPermissionsTest, NormalisesClosures) {
-  // Unsorted, duplicated, and missing the user and the department set.
-  pv1::EffectivePermissions permissions;
-  permissions.set_user_id(kMe);
-  for (int64_t id : {3, 3, 0}) permissions.add_department_user_ids(id);
-  for (int64_t id : {7, 4, 7}) permissions.add_subdepartment_user_ids(id);
-  const auto indexed = IndexedPermissions::Build(permissions);
-  EXPECT_THAT(*indexed->department_user_ids(), ElementsAre(2, 3));
-  EXPECT_THAT(*indexed->subdepartment_user_ids(), ElementsAre(2, 3, 4, 7));
-  EXPECT_TRUE(indexed->InDepartment(kMe));
-  EXPECT_FALSE(indexed->InDepartment(0));
-  EXPECT_TRUE(indexed->InSubdepartments(kColleague));
-  EXPECT_FALSE(indexed->InSubdepartments(5));
-  EXPECT_EQ(indexed->user_id(), kMe);
-  EXPECT_EQ(indexed->proto().department_user_ids_size(), 3);
-}
-
-TEST(IndexedPermissionsTest, IndexesStagesAndRules) {
-  pv1::EffectivePermissions permissions = BasePermissions();
-  auto* pipeline = AddPipeline(&permissions, kPipeline);
-  pipeline->set_hide_sum(true);
-  pipeline->set_automation(pv1::AUTOMATION_ACCESS_EDIT);
-  (*pipeline->mutable_stage_levels())[kNew] = Uniform(pv1::ACCESS_LEVEL_OPEN);
-  (*pipeline->mutable_transitions())[kNew] =
-      Rule(pv1::TransitionRule::MODE_LIST, {kWon, kLose});
-  // A rule for a stage without levels: the stage exists at NONE.
-  (*pipeline->mutable_transitions())[kPrep] =
-      Rule(pv1::TransitionRule::MODE_UNSPECIFIED);
-  const auto indexed = IndexedPermissions::Build(permissions);
-
-  const IndexedPermissions::Pipeline* found = indexed->FindPipeline(kPipeline);
-  ASSERT_NE(found, nullptr);
-  EXPECT_TRUE(found->hide_sum);
-  EXPECT_EQ(found->automation, pv1::AUTOMATION_ACCESS_EDIT);
-  EXPECT_EQ(indexed->FindPipeline(kAbsentPipeline), nullptr);
-
-  const IndexedPermissions::Stage* stage = indexed->FindStage(kPipeline, kNew);
-  ASSERT_NE(stage, nullptr);
-  EXPECT_EQ(stage->levels[static_cast<int>(Action::kImport)],
-            pv1::ACCESS_LEVEL_OPEN);
-  EXPECT_TRUE(stage->has_transition);
-  EXPECT_EQ(stage->transition_mode, pv1::TransitionRule::MODE_LIST);
-  EXPECT_TRUE(stage->transition_targets.contains(kLose));
-  EXPECT_FALSE(stage->transition_targets.contains(kPrep));
-
-  const IndexedPermissions::Stage* prep = indexed->FindStage(kPipeline, kPrep);
-  ASSERT_NE(prep, nullptr);
-  EXPECT_EQ(prep->transition_mode, pv1::TransitionRule::MODE_ANY);
-  EXPECT_EQ(prep->levels[static_cast<int>(Action::kRead)],
-            pv1::ACCESS_LEVEL_NONE);
-  EXPECT_EQ(indexed->FindStage(kPipeline, "C1:GHOST"), nullptr);
-  EXPECT_EQ(indexed->FindStage(kAbsentPipeline, kNew), nullptr);
-}
-
-TEST(IndexedPermissionsCacheTest, ReusesUntilTheProtoChanges) {
-  IndexedPermissionsCache cache;
-  auto first =
-      std::make_shared<const pv1::EffectivePermissions>(BasePermissions());
-  const auto a = cache.Get(first);
-  const auto b = cache.Get(first);
-  EXPECT_EQ(a.get(), b.get());
-  EXPECT_EQ(&a->proto(), first.get());
-
-  pv1::EffectivePermissions next = BasePermissions();
-  next.set_config_version(8);
-  AddPipeline(&next, kPipeline);
-  auto second = std::make_shared<const pv1::EffectivePermissions>(next);
-  const auto c = cache.Get(second);
-  EXPECT_NE(c.get(), a.get());
-  EXPECT_EQ(c->config_version(), 8);
-  EXPECT_NE(c->FindPipeline(kPipeline), nullptr);
-  EXPECT_EQ(cache.Get(second).get(), c.get());
-}
-
-TEST(IndexedPermissionsCacheTest, BoundedAndStillCorrect) {
-  IndexedPermissionsCache cache(/*max_users=*/1);
-  pv1::EffectivePermissions other = BasePermissions();
-  other.set_user_id(kColleague);
-  auto mine =
-      std::make_shared<const pv1::EffectivePermissions>(BasePermissions());
-  auto theirs = std::make_shared<const pv1::EffectivePermissions>(other);
-  for (int round = 0; round < 3; ++round) {
-    EXPECT_EQ(cache.Get(mine)->user_id(), kMe);
-    EXPECT_EQ(cache.Get(theirs)->user_id(), kColleague);
-  }
-}
-
-TEST(ActionNameTest, NamesEveryAction) {
-  EXPECT_STREQ(ActionName(Action::kRead), "read");
-  EXPECT_STREQ(ActionName(Action::kAdd), "add");
-  EXPECT_STREQ(ActionName(Action::kWrite), "write");
-  EXPECT_STREQ(ActionName(Action::kDelete), "delete");
-  EXPECT_STREQ(ActionName(Action::kExport), "export");
-  EXPECT_STREQ(ActionName(Action::kImport), "import");
 }
 
 }  // namespace
