@@ -151,7 +151,10 @@ class ClosedLoop {
     if (rate_ > 0) {
       // Paced: a completed call returns its slot; this thread starts the
       // k-th call at start + k / rate on a free slot.
-      for (Slot& slot : slots_) free_.push_back(&slot);
+      {
+        absl::MutexLock lock(&mu_);
+        for (Slot& slot : slots_) free_.push_back(&slot);
+      }
       pacer = std::thread([this] { Pace(); });
     } else {
       for (Slot& slot : slots_) Issue(&slot);

@@ -28,7 +28,7 @@ RunExecutor::RunExecutor(AutomationStore& store, RunQueue& queue,
       catalog_(catalog),
       actions_(actions),
       clock_(clock),
-      options_(std::move(options)) {}
+      options_(options) {}
 
 void RunExecutor::Execute(const std::string& key) {
   storage::RunRecord record;

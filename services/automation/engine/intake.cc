@@ -25,7 +25,7 @@ Intake::Intake(AutomationStore& store, RunQueue& queue, const Catalog& catalog,
       catalog_(catalog),
       config_(config),
       clock_(clock),
-      options_(std::move(options)) {}
+      options_(options) {}
 
 absl::StatusOr<int64_t> Intake::ApplyEvents(
     const google::protobuf::RepeatedPtrField<dv1::DealEvent>& events) {
