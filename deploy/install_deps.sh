@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libkainjow-mustache-dev
   python3 python3-grpcio python3-protobuf python3-aiosmtpd
+  tzdata
 )
 
 missing=()
