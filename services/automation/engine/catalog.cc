@@ -9,8 +9,6 @@
 #include "absl/strings/str_cat.h"
 
 #include "common/grpc/update_mask.h"
-#include "common/rocks/key_codec.h"
-#include "common/rocks/rocks_db.h"
 #include "common/status/status_macros.h"
 #include "common/text/etag.h"
 #include "common/time/proto_time.h"
@@ -53,30 +51,14 @@ Catalog::Catalog(AutomationStore& store, crm::common::PipelineClient& config,
 absl::Status Catalog::Load() {
   absl::flat_hash_map<int64_t, RulePtr> rules;
   absl::flat_hash_map<int64_t, TriggerPtr> triggers;
-  {
-    auto it = store_.NewIterator(kRulesCf);
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      auto rule = std::make_shared<v1::Rule>();
-      if (!rule->ParseFromArray(it->value().data(),
-                                static_cast<int>(it->value().size()))) {
-        return absl::DataLossError("unreadable rule record");
-      }
-      rules[rule->id()] = std::move(rule);
-    }
-    CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "rules"));
-  }
-  {
-    auto it = store_.NewIterator(kTriggersCf);
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      auto trigger = std::make_shared<v1::Trigger>();
-      if (!trigger->ParseFromArray(it->value().data(),
-                                   static_cast<int>(it->value().size()))) {
-        return absl::DataLossError("unreadable trigger record");
-      }
-      triggers[trigger->id()] = std::move(trigger);
-    }
-    CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), "triggers"));
-  }
+  CRM_RETURN_IF_ERROR(store_.ForEachRule([&](v1::Rule rule) {
+    const int64_t id = rule.id();
+    rules[id] = std::make_shared<const v1::Rule>(std::move(rule));
+  }));
+  CRM_RETURN_IF_ERROR(store_.ForEachTrigger([&](v1::Trigger trigger) {
+    const int64_t id = trigger.id();
+    triggers[id] = std::make_shared<const v1::Trigger>(std::move(trigger));
+  }));
   absl::MutexLock lock(&mu_);
   rules_ = std::move(rules);
   triggers_ = std::move(triggers);

@@ -7,7 +7,6 @@
 
 #include "common/grpc/message_limits.h"
 #include "common/log/log.h"
-#include "common/rocks/key_codec.h"
 #include "common/status/status_macros.h"
 #include "common/text/request_id.h"
 #include "common/time/proto_time.h"
@@ -294,40 +293,29 @@ absl::StatusOr<v1::Task> AutomationEngine::CompleteTask(int64_t task_id) {
 
 namespace {
 
-// Newest-first page over keys starting with `prefix`.
-template <typename Record, typename Emit>
-absl::Status ReversePage(const AutomationStore& store, std::string_view cf,
-                         const std::string& prefix,
-                         const std::string& after_key, int limit, Emit emit,
-                         std::string* last_key, bool* more) {
-  auto it = store.NewIterator(cf);
-  if (after_key.empty()) {
-    it->SeekForPrev(common::PrefixSuccessor(prefix));
-    if (it->Valid() && !it->key().starts_with(prefix)) it->Prev();
-  } else {
-    it->SeekForPrev(after_key);
-    if (it->Valid() && it->key().ToString() == after_key) it->Prev();
-  }
-  int count = 0;
-  common::ReplyBudget budget;  // a page also ends at the reply budget
-  for (; it->Valid() && it->key().starts_with(prefix); it->Prev()) {
-    if (count >= limit || budget.spent()) {
-      *more = true;
-      break;
+// Fills a newest-first page: at most `limit` items, and at most the reply
+// budget; `more` when something was left.
+template <typename Record, typename Item>
+class PageFiller {
+ public:
+  PageFiller(int limit, Page<Item>* page) : limit_(limit), page_(page) {}
+  // Takes `item` (the record's payload) unless the page is full.
+  bool Take(const std::string& key, const Record& record, Item item) {
+    if (static_cast<int>(page_->items.size()) >= limit_ || budget_.spent()) {
+      page_->more = true;
+      return false;
     }
-    Record record;
-    if (!record.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(
-          absl::StrCat("unreadable ", std::string(cf), " record"));
-    }
-    budget.Spend(it->value().size());
-    emit(std::move(record));
-    *last_key = it->key().ToString();
-    ++count;
+    budget_.Spend(record.ByteSizeLong());
+    page_->items.push_back(std::move(item));
+    page_->last_key = key;
+    return true;
   }
-  return common::FromRocksStatus(it->status(), cf);
-}
+
+ private:
+  const int limit_;
+  Page<Item>* page_;
+  common::ReplyBudget budget_;
+};
 
 }  // namespace
 
@@ -336,12 +324,12 @@ absl::StatusOr<Page<v1::Run>> AutomationEngine::ListRuns(
   if (deal_id <= 0)
     return absl::InvalidArgumentError("deal_id: must be a positive deal id");
   Page<v1::Run> page;
-  CRM_RETURN_IF_ERROR(ReversePage<storage::RunRecord>(
-      store_, kRunsCf, common::EncodeInt64(deal_id), after_key, limit,
-      [&](storage::RunRecord record) {
-        page.items.push_back(std::move(*record.mutable_run()));
-      },
-      &page.last_key, &page.more));
+  PageFiller<storage::RunRecord, v1::Run> filler(limit, &page);
+  CRM_RETURN_IF_ERROR(store_.ForEachRunNewestFirst(
+      deal_id, after_key,
+      [&](const std::string& key, storage::RunRecord& record) {
+        return filler.Take(key, record, record.run());
+      }));
   return page;
 }
 
@@ -350,10 +338,11 @@ absl::StatusOr<Page<v1::Notification>> AutomationEngine::ListNotifications(
   if (user_id <= 0)
     return absl::InvalidArgumentError("user_id: must be a positive user id");
   Page<v1::Notification> page;
-  CRM_RETURN_IF_ERROR(ReversePage<v1::Notification>(
-      store_, kNotificationsCf, common::EncodeInt64(user_id), after_key, limit,
-      [&](v1::Notification note) { page.items.push_back(std::move(note)); },
-      &page.last_key, &page.more));
+  PageFiller<v1::Notification, v1::Notification> filler(limit, &page);
+  CRM_RETURN_IF_ERROR(store_.ForEachNotificationNewestFirst(
+      user_id, after_key, [&](const std::string& key, v1::Notification& note) {
+        return filler.Take(key, note, note);
+      }));
   return page;
 }
 

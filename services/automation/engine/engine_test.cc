@@ -17,7 +17,7 @@
 #include "gtest/gtest.h"
 
 #include "common/pipelines_client/fake_pipeline_client.h"
-#include "common/rocks/rocks_db.h"
+#include "common/rocks/rocks_options.h"
 #include "common/status/status_matchers.h"
 #include "common/testing/temp_dir.h"
 #include "services/automation/clients/fake_deals_client.h"

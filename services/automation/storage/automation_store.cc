@@ -3,9 +3,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/write_batch.h"
 
 #include "common/log/log.h"
 #include "common/rocks/key_codec.h"
+#include "common/rocks/rocks_db.h"
 #include "common/status/status_macros.h"
 
 namespace crm::automation {
@@ -66,6 +69,13 @@ std::string RoundRobinKey(int64_t rule_id) {
   return absl::StrCat("rr/", rule_id);
 }
 
+AutomationStore::AutomationStore() = default;
+AutomationStore::~AutomationStore() = default;
+
+rocksdb::ColumnFamilyHandle* AutomationStore::cf(std::string_view name) const {
+  return db_->Handle(name);
+}
+
 absl::StatusOr<std::unique_ptr<AutomationStore>> AutomationStore::Open(
     const std::string& path, const common::RocksOptions& options) {
   std::unique_ptr<AutomationStore> store(new AutomationStore());
@@ -113,7 +123,7 @@ absl::Status AutomationStore::WriteWithCounters(
   absl::MutexLock lock(&counters_mu_);
   const int64_t generation = generation_;
   if (generation != stored_generation_) batch.PutMeta(kCountersKey, counters_);
-  CRM_RETURN_IF_ERROR(write(&batch.batch_));
+  CRM_RETURN_IF_ERROR(write(batch.batch_.get()));
   stored_generation_ = generation;
   return absl::OkStatus();
 }
@@ -260,11 +270,86 @@ absl::Status AutomationStore::ForEachTaskId(
   return common::FromRocksStatus(it->status(), "tasks");
 }
 
+template <typename Record>
+absl::Status AutomationStore::ForEachRecord(
+    std::string_view cf_name, const std::function<void(Record)>& visit) const {
+  auto it = NewIterator(cf_name);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    Record record;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(
+          absl::StrCat("unreadable ", std::string(cf_name), " record"));
+    }
+    visit(std::move(record));
+  }
+  return common::FromRocksStatus(it->status(), cf_name);
+}
+
+absl::Status AutomationStore::ForEachRule(
+    const std::function<void(v1::Rule rule)>& visit) const {
+  return ForEachRecord<v1::Rule>(kRulesCf, visit);
+}
+
+absl::Status AutomationStore::ForEachTrigger(
+    const std::function<void(v1::Trigger trigger)>& visit) const {
+  return ForEachRecord<v1::Trigger>(kTriggersCf, visit);
+}
+
+template <typename Record>
+absl::Status AutomationStore::ForEachNewestFirst(
+    std::string_view cf_name, const std::string& prefix,
+    const std::string& after_key,
+    const std::function<bool(const std::string& key, Record& record)>& visit)
+    const {
+  auto it = NewIterator(cf_name);
+  if (after_key.empty()) {
+    it->SeekForPrev(common::PrefixSuccessor(prefix));
+    if (it->Valid() && !it->key().starts_with(prefix)) it->Prev();
+  } else {
+    it->SeekForPrev(after_key);
+    if (it->Valid() && it->key().ToString() == after_key) it->Prev();
+  }
+  for (; it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+    Record record;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(
+          absl::StrCat("unreadable ", std::string(cf_name), " record"));
+    }
+    if (!visit(it->key().ToString(), record)) break;
+  }
+  return common::FromRocksStatus(it->status(), cf_name);
+}
+
+absl::Status AutomationStore::ForEachRunNewestFirst(
+    int64_t deal_id, const std::string& after_key,
+    const std::function<bool(const std::string& key,
+                             storage::RunRecord& record)>& visit) const {
+  return ForEachNewestFirst<storage::RunRecord>(
+      kRunsCf, common::EncodeInt64(deal_id), after_key, visit);
+}
+
+absl::Status AutomationStore::ForEachNotificationNewestFirst(
+    int64_t user_id, const std::string& after_key,
+    const std::function<bool(const std::string& key, v1::Notification& note)>&
+        visit) const {
+  return ForEachNewestFirst<v1::Notification>(
+      kNotificationsCf, common::EncodeInt64(user_id), after_key, visit);
+}
+
 // ---------------------------------------------------------------- Batch
+
+AutomationStore::Batch::Batch(AutomationStore& store)
+    : store_(&store), batch_(std::make_unique<rocksdb::WriteBatch>()) {}
+AutomationStore::Batch::~Batch() = default;
+AutomationStore::Batch::Batch(Batch&&) noexcept = default;
+AutomationStore::Batch& AutomationStore::Batch::operator=(Batch&&) noexcept =
+    default;
 
 void AutomationStore::Batch::Put(std::string_view cf, std::string_view key,
                                  std::string value) {
-  static_cast<void>(batch_.Put(store_->cf(cf), key, value));
+  static_cast<void>(batch_->Put(store_->cf(cf), key, value));
 }
 
 void AutomationStore::Batch::PutRule(const v1::Rule& rule) {
@@ -273,7 +358,7 @@ void AutomationStore::Batch::PutRule(const v1::Rule& rule) {
 
 void AutomationStore::Batch::DeleteRule(int64_t rule_id) {
   static_cast<void>(
-      batch_.Delete(store_->cf(kRulesCf), common::EncodeInt64(rule_id)));
+      batch_->Delete(store_->cf(kRulesCf), common::EncodeInt64(rule_id)));
 }
 
 void AutomationStore::Batch::PutTrigger(const v1::Trigger& trigger) {
@@ -283,7 +368,7 @@ void AutomationStore::Batch::PutTrigger(const v1::Trigger& trigger) {
 
 void AutomationStore::Batch::DeleteTrigger(int64_t trigger_id) {
   static_cast<void>(
-      batch_.Delete(store_->cf(kTriggersCf), common::EncodeInt64(trigger_id)));
+      batch_->Delete(store_->cf(kTriggersCf), common::EncodeInt64(trigger_id)));
 }
 
 void AutomationStore::Batch::PutRun(std::string_view run_key,
@@ -299,7 +384,7 @@ void AutomationStore::Batch::PutDue(int64_t due_micros,
 void AutomationStore::Batch::DeleteDue(int64_t due_micros,
                                        std::string_view run_key) {
   static_cast<void>(
-      batch_.Delete(store_->cf(kDueCf), DueKey(due_micros, run_key)));
+      batch_->Delete(store_->cf(kDueCf), DueKey(due_micros, run_key)));
 }
 
 void AutomationStore::Batch::PutEntry(int64_t deal_id,
@@ -309,7 +394,7 @@ void AutomationStore::Batch::PutEntry(int64_t deal_id,
 
 void AutomationStore::Batch::DeleteEntry(int64_t deal_id) {
   static_cast<void>(
-      batch_.Delete(store_->cf(kEntriesCf), common::EncodeInt64(deal_id)));
+      batch_->Delete(store_->cf(kEntriesCf), common::EncodeInt64(deal_id)));
 }
 
 void AutomationStore::Batch::PutApplied(int32_t shard, int64_t sequence) {
@@ -344,7 +429,7 @@ void AutomationStore::Batch::PutMeta(std::string_view key,
 }
 
 void AutomationStore::Batch::DeleteMeta(std::string_view key) {
-  static_cast<void>(batch_.Delete(store_->cf(kMetaCf), key));
+  static_cast<void>(batch_->Delete(store_->cf(kMetaCf), key));
 }
 
 int64_t AutomationStore::NewRuleId() {

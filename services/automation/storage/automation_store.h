@@ -26,13 +26,21 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/message.h"
-#include "rocksdb/iterator.h"
-#include "rocksdb/write_batch.h"
 
 #include "crm/automation/v1/automation.pb.h"
 
-#include "common/rocks/rocks_db.h"
+#include "common/rocks/rocks_options.h"
 #include "services/automation/storage/automation_records.pb.h"
+
+// RocksDB stays inside the store: its dependents never see it.
+namespace rocksdb {
+class ColumnFamilyHandle;
+class Iterator;
+class WriteBatch;
+}  // namespace rocksdb
+namespace crm::common {
+class RocksDb;
+}  // namespace crm::common
 
 namespace crm::automation {
 
@@ -69,14 +77,16 @@ class AutomationStore {
  public:
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<AutomationStore>> Open(
       const std::string& path, const common::RocksOptions& options);
+  ~AutomationStore();
 
   // Typed writes that go into the store together (Write or
   // WriteDeferringSync). Building a batch changes nothing.
   class Batch {
    public:
-    explicit Batch(AutomationStore& store) : store_(&store) {}
-    Batch(Batch&&) = default;
-    Batch& operator=(Batch&&) = default;
+    explicit Batch(AutomationStore& store);
+    ~Batch();
+    Batch(Batch&&) noexcept;
+    Batch& operator=(Batch&&) noexcept;
 
     void PutRule(const v1::Rule& rule);
     void DeleteRule(int64_t rule_id);
@@ -100,7 +110,7 @@ class AutomationStore {
     friend class AutomationStore;
     void Put(std::string_view cf, std::string_view key, std::string value);
     AutomationStore* store_;
-    rocksdb::WriteBatch batch_;
+    std::unique_ptr<rocksdb::WriteBatch> batch_;
   };
 
   // Every write also stores the id counters when ids were handed out since
@@ -145,14 +155,23 @@ class AutomationStore {
       const std::function<bool(const std::string& index_key, int64_t task_id)>&
           visit) const;
 
-  // Raw reads, for loading whole column families and reverse paging.
-  [[nodiscard]] absl::StatusOr<bool> GetProto(
-      std::string_view cf, std::string_view key,
-      google::protobuf::Message* out) const;
-  [[nodiscard]] absl::StatusOr<int64_t> GetInt(std::string_view cf,
-                                               std::string_view key) const;
-  // An iterator over one column family; check its status() after the loop.
-  std::unique_ptr<rocksdb::Iterator> NewIterator(std::string_view cf) const;
+  // Every rule, every trigger (at start). DATA_LOSS for an unreadable one.
+  [[nodiscard]] absl::Status ForEachRule(
+      const std::function<void(v1::Rule rule)>& visit) const;
+  [[nodiscard]] absl::Status ForEachTrigger(
+      const std::function<void(v1::Trigger trigger)>& visit) const;
+  // Newest first: a deal's runs, a user's notifications, starting before
+  // the key `after_key` (empty: from the newest), until `visit` returns
+  // false; each visit gets the record's key, for paging. DATA_LOSS for an
+  // unreadable record.
+  [[nodiscard]] absl::Status ForEachRunNewestFirst(
+      int64_t deal_id, const std::string& after_key,
+      const std::function<bool(const std::string& key,
+                               storage::RunRecord& record)>& visit) const;
+  [[nodiscard]] absl::Status ForEachNotificationNewestFirst(
+      int64_t user_id, const std::string& after_key,
+      const std::function<bool(const std::string& key, v1::Notification& note)>&
+          visit) const;
 
   // Fault injection, for tests of what the engine does when the store
   // fails: while set, the hook is asked before every read (GetProto,
@@ -177,11 +196,26 @@ class AutomationStore {
   int64_t NewRevision();
 
  private:
-  AutomationStore() = default;
+  AutomationStore();
   absl::Status Fault(Op op, std::string_view cf) const;
-  rocksdb::ColumnFamilyHandle* cf(std::string_view name) const {
-    return db_->Handle(name);
-  }
+  rocksdb::ColumnFamilyHandle* cf(std::string_view name) const;
+  absl::StatusOr<bool> GetProto(std::string_view cf, std::string_view key,
+                                google::protobuf::Message* out) const;
+  absl::StatusOr<int64_t> GetInt(std::string_view cf,
+                                 std::string_view key) const;
+  // An iterator over one column family; check its status() after the loop.
+  std::unique_ptr<rocksdb::Iterator> NewIterator(std::string_view cf) const;
+  // Every record of `cf` in key order.
+  template <typename Record>
+  absl::Status ForEachRecord(std::string_view cf,
+                             const std::function<void(Record)>& visit) const;
+  // Records of `cf` whose keys start with `prefix`, newest (last) first.
+  template <typename Record>
+  absl::Status ForEachNewestFirst(
+      std::string_view cf, const std::string& prefix,
+      const std::string& after_key,
+      const std::function<bool(const std::string& key, Record& record)>& visit)
+      const;
 
   // Adds the counters to `batch` when they changed since they were last
   // stored, writes it with `write`, and records them as stored on success.

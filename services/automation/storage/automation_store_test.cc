@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-#include "common/rocks/rocks_db.h"
+#include "common/rocks/rocks_options.h"
 #include "common/status/status_matchers.h"
 #include "common/testing/temp_dir.h"
 
