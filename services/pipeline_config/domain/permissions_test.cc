@@ -9,11 +9,15 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 
+#include "common/pipelines_client/permissions_test_util.h"
 #include "services/pipeline_config/domain/validation.h"
 
 namespace crm::pipeline_config {
 namespace {
 
+using ::crm::common::testing::Levels;
+using ::crm::common::testing::Rule;
+using ::crm::common::testing::Uniform;
 using ::google::protobuf::util::MessageDifferencer;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
@@ -30,31 +34,6 @@ constexpr v1::AccessLevel kAll = v1::ACCESS_LEVEL_ALL;
 MATCHER_P(EqualsProto, expected, "equals " + expected.ShortDebugString()) {
   *result_listener << "is " << arg.ShortDebugString();
   return MessageDifferencer::Equals(arg, expected);
-}
-
-v1::ActionLevels Levels(v1::AccessLevel read, v1::AccessLevel add,
-                        v1::AccessLevel write, v1::AccessLevel del,
-                        v1::AccessLevel exp, v1::AccessLevel imp) {
-  v1::ActionLevels levels;
-  levels.set_read(read);
-  levels.set_add(add);
-  levels.set_write(write);
-  levels.set_delete_(del);
-  levels.set_export_(exp);
-  levels.set_import(imp);
-  return levels;
-}
-
-v1::ActionLevels Same(v1::AccessLevel level) {
-  return Levels(level, level, level, level, level, level);
-}
-
-v1::TransitionRule Rule(v1::TransitionRule::Mode mode,
-                        std::initializer_list<const char*> targets = {}) {
-  v1::TransitionRule rule;
-  rule.set_mode(mode);
-  for (const char* target : targets) rule.add_to_stage_ids(target);
-  return rule;
 }
 
 constexpr auto kAny = v1::TransitionRule::MODE_ANY;
@@ -300,7 +279,7 @@ TEST_F(PermissionsTest, UnspecifiedCountsAsNone) {
 }
 
 TEST_F(PermissionsTest, StageOverrideReplacesThatStageOnly) {
-  v1::PipelinePermissions* grant = Grant(AddRole(1), 1, Same(kDepartment));
+  v1::PipelinePermissions* grant = Grant(AddRole(1), 1, Uniform(kDepartment));
   // The override replaces: unset actions are NONE there, not DEPARTMENT.
   v1::ActionLevels won;
   won.set_write(kAll);
@@ -311,38 +290,38 @@ TEST_F(PermissionsTest, StageOverrideReplacesThatStageOnly) {
   EXPECT_THAT(p1.stage_levels().at("C1:WON"),
               EqualsProto(Levels(kNone, kNone, kAll, kNone, kNone, kNone)));
   for (const char* other : {"C1:NEW", "C1:EXECUTING", "C1:LOSE"}) {
-    EXPECT_THAT(p1.stage_levels().at(other), EqualsProto(Same(kDepartment)))
+    EXPECT_THAT(p1.stage_levels().at(other), EqualsProto(Uniform(kDepartment)))
         << other;
   }
 
   // Another role without an override still contributes its pipeline levels
   // to that stage.
-  Grant(AddRole(2), 1, Same(kSelf));
+  Grant(AddRole(2), 1, Uniform(kSelf));
   AssignToUser(2, kSalesMember);
   const v1::EffectivePipelinePermissions merged =
       In(Effective(kSalesMember), 1);
   EXPECT_THAT(merged.stage_levels().at("C1:WON"),
               EqualsProto(Levels(kSelf, kSelf, kAll, kSelf, kSelf, kSelf)));
   EXPECT_THAT(merged.stage_levels().at("C1:NEW"),
-              EqualsProto(Same(kDepartment)));
+              EqualsProto(Uniform(kDepartment)));
 }
 
 TEST_F(PermissionsTest, PipelinesWithoutAGrantAreAbsent) {
-  Grant(AddRole(1), 2, Same(kAll));
+  Grant(AddRole(1), 2, Uniform(kAll));
   AssignToUser(1, kSalesMember);
   const v1::EffectivePermissions effective = Effective(kSalesMember);
   EXPECT_THAT(PipelineIds(effective), ElementsAre(2));
   // A user without roles sees no pipeline at all.
   EXPECT_THAT(Effective(kNobody).pipelines(), IsEmpty());
   // Roles that exist but are not the user's do not count.
-  Grant(AddRole(2), 0, Same(kAll));
+  Grant(AddRole(2), 0, Uniform(kAll));
   EXPECT_THAT(PipelineIds(Effective(kSalesMember)), ElementsAre(2));
   AssignToDepartment(2, 1, false);
   EXPECT_THAT(PipelineIds(Effective(kSalesMember)), ElementsAre(0, 2));
 }
 
 TEST_F(PermissionsTest, TransitionsDefaultToAnyForEveryStage) {
-  Grant(AddRole(1), 0, Same(kAll));
+  Grant(AddRole(1), 0, Uniform(kAll));
   AssignToUser(1, kSalesMember);
   const v1::EffectivePipelinePermissions p0 = In(Effective(kSalesMember), 0);
   ASSERT_EQ(p0.transitions().size(), 8u);
@@ -355,7 +334,7 @@ TEST_F(PermissionsTest, TransitionsDefaultToAnyForEveryStage) {
 TEST_F(PermissionsTest, OnlyRolesThatMayWriteDecideTransitions) {
   // Role 1 may write and allows NEW -> LOSE only; role 2 may only read, so its
   // (default ANY) rule must not widen role 1's list.
-  v1::PipelinePermissions* writer = Grant(AddRole(1), 0, Same(kAll));
+  v1::PipelinePermissions* writer = Grant(AddRole(1), 0, Uniform(kAll));
   (*writer->mutable_transitions())["NEW"] = Rule(kList, {"LOSE"});
   Grant(AddRole(2), 0, Levels(kAll, kNone, kNone, kNone, kNone, kNone));
   AssignToUser(1, kSalesMember);
@@ -371,8 +350,8 @@ TEST_F(PermissionsTest, OnlyRolesThatMayWriteDecideTransitions) {
 }
 
 TEST_F(PermissionsTest, TransitionsMergeAcrossRoles) {
-  v1::PipelinePermissions* a = Grant(AddRole(1), 0, Same(kAll));
-  v1::PipelinePermissions* b = Grant(AddRole(2), 0, Same(kSelf));
+  v1::PipelinePermissions* a = Grant(AddRole(1), 0, Uniform(kAll));
+  v1::PipelinePermissions* b = Grant(AddRole(2), 0, Uniform(kSelf));
   auto& ta = *a->mutable_transitions();
   auto& tb = *b->mutable_transitions();
   // Lists unite, in stage order.
@@ -410,7 +389,7 @@ TEST_F(PermissionsTest, TransitionsMergeAcrossRoles) {
 }
 
 TEST_F(PermissionsTest, SingleRoleTransitionsPassThrough) {
-  v1::PipelinePermissions* a = Grant(AddRole(1), 1, Same(kAll));
+  v1::PipelinePermissions* a = Grant(AddRole(1), 1, Uniform(kAll));
   (*a->mutable_transitions())["C1:NEW"] = Rule(kBlocked);
   (*a->mutable_transitions())["C1:WON"] = Rule(kList, {"C1:APOLOGY", "C1:NEW"});
   AssignToUser(1, kSalesMember);
@@ -423,7 +402,7 @@ TEST_F(PermissionsTest, SingleRoleTransitionsPassThrough) {
 }
 
 TEST_F(PermissionsTest, HideSumOnlyWhenEveryGrantingRoleHides) {
-  Grant(AddRole(1), 0, Same(kAll))->set_hide_sum(true);
+  Grant(AddRole(1), 0, Uniform(kAll))->set_hide_sum(true);
   AssignToUser(1, kSalesMember);
   EXPECT_TRUE(In(Effective(kSalesMember), 0).hide_sum());
 
@@ -437,29 +416,31 @@ TEST_F(PermissionsTest, HideSumOnlyWhenEveryGrantingRoleHides) {
   EXPECT_TRUE(In(Effective(kSalesMember), 0).hide_sum());
 
   // A role that grants nothing in the pipeline has no say.
-  Grant(AddRole(3), 0, Same(kNone));
+  Grant(AddRole(3), 0, Uniform(kNone));
   AssignToUser(3, kSalesMember);
   EXPECT_TRUE(In(Effective(kSalesMember), 0).hide_sum());
 
   // A role granting only through a stage override does have a say.
-  v1::PipelinePermissions* stage_only = Grant(AddRole(4), 0, Same(kNone));
-  (*stage_only->mutable_stage_levels())["WON"] = Same(kSelf);
+  v1::PipelinePermissions* stage_only = Grant(AddRole(4), 0, Uniform(kNone));
+  (*stage_only->mutable_stage_levels())["WON"] = Uniform(kSelf);
   AssignToUser(4, kSalesMember);
   EXPECT_FALSE(In(Effective(kSalesMember), 0).hide_sum());
 }
 
 TEST_F(PermissionsTest, HideSumNeedsAGrantingRole) {
-  Grant(AddRole(1), 0, Same(kNone))->set_hide_sum(true);
+  Grant(AddRole(1), 0, Uniform(kNone))->set_hide_sum(true);
   AssignToUser(1, kSalesMember);
   EXPECT_FALSE(In(Effective(kSalesMember), 0).hide_sum());
 }
 
 TEST_F(PermissionsTest, AutomationIsTheMaximum) {
-  Grant(AddRole(1), 0, Same(kAll))->set_automation(v1::AUTOMATION_ACCESS_READ);
-  Grant(AddRole(2), 0, Same(kSelf))->set_automation(v1::AUTOMATION_ACCESS_EDIT);
+  Grant(AddRole(1), 0, Uniform(kAll))
+      ->set_automation(v1::AUTOMATION_ACCESS_READ);
+  Grant(AddRole(2), 0, Uniform(kSelf))
+      ->set_automation(v1::AUTOMATION_ACCESS_EDIT);
   v1::Role* third = AddRole(3);
-  Grant(third, 0, Same(kSelf));  // automation UNSPECIFIED
-  Grant(third, 1, Same(kSelf));
+  Grant(third, 0, Uniform(kSelf));  // automation UNSPECIFIED
+  Grant(third, 1, Uniform(kSelf));
   AssignToUser(1, kSalesMember);
   AssignToUser(2, kSalesMember);
   AssignToUser(3, kEastMember);
@@ -476,7 +457,7 @@ TEST_F(PermissionsTest, AutomationIsTheMaximum) {
 }
 
 TEST_F(PermissionsTest, AdministratorShortCut) {
-  Grant(AddRole(1), 0, Same(kAll));
+  Grant(AddRole(1), 0, Uniform(kAll));
   AssignToUser(1, kEastMember);
   const v1::EffectivePermissions admin =
       ComputeEffectivePermissions(data_, kEastMember, /*is_admin=*/true);
@@ -533,7 +514,7 @@ TEST_F(PermissionsTest, DepartmentScopes) {
 
 TEST_F(PermissionsTest, DanglingRoleIdsAreIgnored) {
   AssignToUser(77, kSalesMember);  // role 77 does not exist
-  Grant(AddRole(1), 0, Same(kSelf));
+  Grant(AddRole(1), 0, Uniform(kSelf));
   AssignToUser(1, kSalesMember);
   const v1::EffectivePermissions effective = Effective(kSalesMember);
   EXPECT_THAT(PipelineIds(effective), ElementsAre(0));
