@@ -294,21 +294,18 @@ absl::StatusOr<v1::Task> AutomationEngine::CompleteTask(int64_t task_id) {
 namespace {
 
 // Fills a newest-first page: at most `limit` items, and at most the reply
-// budget; `more` when something was left.
-template <typename Record, typename Item>
+// budget.
+template <typename Item>
 class PageFiller {
  public:
   PageFiller(int limit, Page<Item>* page) : limit_(limit), page_(page) {}
-  // Takes `item` (the record's payload) unless the page is full.
-  bool Take(const std::string& key, const Record& record, Item item) {
-    if (static_cast<int>(page_->items.size()) >= limit_ || budget_.spent()) {
-      page_->more = true;
-      return false;
-    }
-    budget_.Spend(record.ByteSizeLong());
+  bool full() const {
+    return static_cast<int>(page_->items.size()) >= limit_ || budget_.spent();
+  }
+  void Take(const std::string& key, size_t bytes, Item item) {
+    budget_.Spend(bytes);
     page_->items.push_back(std::move(item));
     page_->last_key = key;
-    return true;
   }
 
  private:
@@ -324,12 +321,14 @@ absl::StatusOr<Page<v1::Run>> AutomationEngine::ListRuns(
   if (deal_id <= 0)
     return absl::InvalidArgumentError("deal_id: must be a positive deal id");
   Page<v1::Run> page;
-  PageFiller<storage::RunRecord, v1::Run> filler(limit, &page);
-  CRM_RETURN_IF_ERROR(store_.ForEachRunNewestFirst(
-      deal_id, after_key,
-      [&](const std::string& key, storage::RunRecord& record) {
-        return filler.Take(key, record, record.run());
-      }));
+  PageFiller<v1::Run> filler(limit, &page);
+  CRM_ASSIGN_OR_RETURN(
+      page.more, store_.ForEachRunNewestFirst(
+                     deal_id, after_key, [&] { return filler.full(); },
+                     [&](const std::string& key, storage::RunRecord& record) {
+                       filler.Take(key, record.ByteSizeLong(),
+                                   std::move(*record.mutable_run()));
+                     }));
   return page;
 }
 
@@ -338,11 +337,13 @@ absl::StatusOr<Page<v1::Notification>> AutomationEngine::ListNotifications(
   if (user_id <= 0)
     return absl::InvalidArgumentError("user_id: must be a positive user id");
   Page<v1::Notification> page;
-  PageFiller<v1::Notification, v1::Notification> filler(limit, &page);
-  CRM_RETURN_IF_ERROR(store_.ForEachNotificationNewestFirst(
-      user_id, after_key, [&](const std::string& key, v1::Notification& note) {
-        return filler.Take(key, note, note);
-      }));
+  PageFiller<v1::Notification> filler(limit, &page);
+  CRM_ASSIGN_OR_RETURN(
+      page.more, store_.ForEachNotificationNewestFirst(
+                     user_id, after_key, [&] { return filler.full(); },
+                     [&](const std::string& key, v1::Notification& note) {
+                       filler.Take(key, note.ByteSizeLong(), std::move(note));
+                     }));
   return page;
 }
 

@@ -240,7 +240,7 @@ bool RunExecutor::FinishLocked(const std::string& key, RunResult result) {
             return true;
           },
           // Not retried: it would not read better next time.
-          /*skip_unreadable=*/true);
+          AutomationStore::RunScan{nullptr, /*skip_unreadable=*/true});
       if (!listed.ok()) {
         return abandon("listing of the stage's waiting runs", listed);
       }

@@ -219,11 +219,15 @@ absl::Status Intake::CancelPending(int64_t deal_id, int64_t entry_seq,
                                    const std::string& reason, Change* change,
                                    const std::string& moved_by_run) {
   const absl::Time now = clock_.Now();
+  AutomationStore::RunScan scan;
+  // Runs already running are left to finish (read or not).
+  scan.skip = [&](const std::string& key) {
+    queue_.mu().AssertReaderHeld();  // (the caller holds it)
+    return queue_.InFlight(key);
+  };
   return store_.ForEachRunOfEntry(
       deal_id, entry_seq,
       [&](const std::string& key, storage::RunRecord& record) {
-        queue_.mu().AssertReaderHeld();         // (the caller holds it)
-        if (queue_.InFlight(key)) return true;  // already running
         const bool moved_the_deal =
             !moved_by_run.empty() && record.run().run_id() == moved_by_run;
         if (IsTerminal(record.run().outcome())) return true;
@@ -249,7 +253,8 @@ absl::Status Intake::CancelPending(int64_t deal_id, int64_t entry_seq,
         change->batch().PutRun(key, record);
         change->DropSnapshot(key);
         return true;
-      });
+      },
+      scan);
 }
 
 absl::Status Intake::EventTriggers(const dv1::DealEvent& event,

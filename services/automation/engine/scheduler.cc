@@ -24,6 +24,7 @@ Scheduler::Scheduler(RunQueue& queue, const Clock& clock, int workers,
 Scheduler::~Scheduler() { Stop(); }
 
 void Scheduler::Start() {
+  absl::MutexLock lock(&stop_mu_);
   common::WorkerPoolOptions pool;
   pool.threads = workers_count_;
   workers_ = std::make_unique<common::WorkerPool>(pool);
@@ -31,6 +32,7 @@ void Scheduler::Start() {
 }
 
 void Scheduler::Stop() {
+  absl::MutexLock lock(&stop_mu_);
   queue_.Stop();
   if (thread_.joinable()) thread_.join();
   if (workers_ != nullptr) {

@@ -10,6 +10,9 @@
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
 #include "common/concurrency/worker_pool.h"
 #include "services/automation/engine/clock.h"
 #include "services/automation/engine/run_queue.h"
@@ -37,8 +40,12 @@ class Scheduler {
   const Clock& clock_;
   const int workers_count_;
   const Execute execute_;
+  // Serialises Stop (the engine's and the destructor's, or two threads').
+  absl::Mutex stop_mu_;
+  // Set before the thread starts and reset only after it is joined, so the
+  // loop reads it without the lock.
   std::unique_ptr<common::WorkerPool> workers_;
-  std::thread thread_;
+  std::thread thread_ ABSL_GUARDED_BY(stop_mu_);
 };
 
 }  // namespace crm::automation

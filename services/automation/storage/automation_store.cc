@@ -213,17 +213,20 @@ absl::Status AutomationStore::ForEachRunOfEntry(
     int64_t deal_id, int64_t entry_seq,
     const std::function<bool(const std::string& run_key,
                              storage::RunRecord& record)>& visit,
-    bool skip_unreadable) const {
+    const RunScan& scan) const {
   std::string prefix;
   common::AppendInt64(&prefix, deal_id);
   common::AppendInt64(&prefix, entry_seq);
   auto it = NewIterator(kRunsCf);
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
+    if (scan.skip != nullptr && scan.skip(it->key().ToString())) continue;
     storage::RunRecord record;
     if (!record.ParseFromArray(it->value().data(),
                                static_cast<int>(it->value().size()))) {
-      if (!skip_unreadable) return absl::DataLossError("unreadable run record");
+      if (!scan.skip_unreadable) {
+        return absl::DataLossError("unreadable run record");
+      }
       CRM_LOG(kError, "unreadable run record skipped",
               {{"key", absl::CHexEscape(it->key().ToString())}});
       continue;
@@ -272,14 +275,15 @@ absl::Status AutomationStore::ForEachTaskId(
 
 template <typename Record>
 absl::Status AutomationStore::ForEachRecord(
-    std::string_view cf_name, const std::function<void(Record)>& visit) const {
+    std::string_view cf_name, std::string_view what,
+    const std::function<void(Record)>& visit) const {
   auto it = NewIterator(cf_name);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     Record record;
     if (!record.ParseFromArray(it->value().data(),
                                static_cast<int>(it->value().size()))) {
       return absl::DataLossError(
-          absl::StrCat("unreadable ", std::string(cf_name), " record"));
+          absl::StrCat("unreadable ", std::string(what), " record"));
     }
     visit(std::move(record));
   }
@@ -288,19 +292,19 @@ absl::Status AutomationStore::ForEachRecord(
 
 absl::Status AutomationStore::ForEachRule(
     const std::function<void(v1::Rule rule)>& visit) const {
-  return ForEachRecord<v1::Rule>(kRulesCf, visit);
+  return ForEachRecord<v1::Rule>(kRulesCf, "rule", visit);
 }
 
 absl::Status AutomationStore::ForEachTrigger(
     const std::function<void(v1::Trigger trigger)>& visit) const {
-  return ForEachRecord<v1::Trigger>(kTriggersCf, visit);
+  return ForEachRecord<v1::Trigger>(kTriggersCf, "trigger", visit);
 }
 
 template <typename Record>
-absl::Status AutomationStore::ForEachNewestFirst(
+absl::StatusOr<bool> AutomationStore::ForEachNewestFirst(
     std::string_view cf_name, const std::string& prefix,
-    const std::string& after_key,
-    const std::function<bool(const std::string& key, Record& record)>& visit)
+    const std::string& after_key, const std::function<bool()>& full,
+    const std::function<void(const std::string& key, Record& record)>& visit)
     const {
   auto it = NewIterator(cf_name);
   if (after_key.empty()) {
@@ -310,32 +314,40 @@ absl::Status AutomationStore::ForEachNewestFirst(
     it->SeekForPrev(after_key);
     if (it->Valid() && it->key().ToString() == after_key) it->Prev();
   }
+  bool more = false;
   for (; it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+    if (full()) {
+      more = true;
+      break;
+    }
     Record record;
     if (!record.ParseFromArray(it->value().data(),
                                static_cast<int>(it->value().size()))) {
       return absl::DataLossError(
           absl::StrCat("unreadable ", std::string(cf_name), " record"));
     }
-    if (!visit(it->key().ToString(), record)) break;
+    visit(it->key().ToString(), record);
   }
-  return common::FromRocksStatus(it->status(), cf_name);
+  CRM_RETURN_IF_ERROR(common::FromRocksStatus(it->status(), cf_name));
+  return more;
 }
 
-absl::Status AutomationStore::ForEachRunNewestFirst(
+absl::StatusOr<bool> AutomationStore::ForEachRunNewestFirst(
     int64_t deal_id, const std::string& after_key,
-    const std::function<bool(const std::string& key,
+    const std::function<bool()>& full,
+    const std::function<void(const std::string& key,
                              storage::RunRecord& record)>& visit) const {
   return ForEachNewestFirst<storage::RunRecord>(
-      kRunsCf, common::EncodeInt64(deal_id), after_key, visit);
+      kRunsCf, common::EncodeInt64(deal_id), after_key, full, visit);
 }
 
-absl::Status AutomationStore::ForEachNotificationNewestFirst(
+absl::StatusOr<bool> AutomationStore::ForEachNotificationNewestFirst(
     int64_t user_id, const std::string& after_key,
-    const std::function<bool(const std::string& key, v1::Notification& note)>&
+    const std::function<bool()>& full,
+    const std::function<void(const std::string& key, v1::Notification& note)>&
         visit) const {
   return ForEachNewestFirst<v1::Notification>(
-      kNotificationsCf, common::EncodeInt64(user_id), after_key, visit);
+      kNotificationsCf, common::EncodeInt64(user_id), after_key, full, visit);
 }
 
 // ---------------------------------------------------------------- Batch

@@ -136,13 +136,24 @@ class AutomationStore {
   [[nodiscard]] absl::StatusOr<int64_t> GetRoundRobin(int64_t rule_id) const;
 
   // Visits, in key order, the runs of one stage entry of a deal until
-  // `visit` returns false. An unreadable record is DATA_LOSS, or with
-  // `skip_unreadable` logged and passed over.
+  // `visit` returns false. Keys `skip` names are passed over unread. An
+  // unreadable record is DATA_LOSS, or with `skip_unreadable` logged and
+  // passed over.
+  struct RunScan {
+    std::function<bool(const std::string& run_key)> skip;  // optional
+    bool skip_unreadable = false;
+  };
   [[nodiscard]] absl::Status ForEachRunOfEntry(
       int64_t deal_id, int64_t entry_seq,
       const std::function<bool(const std::string& run_key,
                                storage::RunRecord& record)>& visit,
-      bool skip_unreadable = false) const;
+      const RunScan& scan) const;
+  [[nodiscard]] absl::Status ForEachRunOfEntry(
+      int64_t deal_id, int64_t entry_seq,
+      const std::function<bool(const std::string& run_key,
+                               storage::RunRecord& record)>& visit) const {
+    return ForEachRunOfEntry(deal_id, entry_seq, visit, RunScan());
+  }
   // Visits the due index in order.
   [[nodiscard]] absl::Status ForEachDue(
       const std::function<void(int64_t due_micros, std::string run_key)>& visit)
@@ -161,16 +172,19 @@ class AutomationStore {
   [[nodiscard]] absl::Status ForEachTrigger(
       const std::function<void(v1::Trigger trigger)>& visit) const;
   // Newest first: a deal's runs, a user's notifications, starting before
-  // the key `after_key` (empty: from the newest), until `visit` returns
-  // false; each visit gets the record's key, for paging. DATA_LOSS for an
-  // unreadable record.
-  [[nodiscard]] absl::Status ForEachRunNewestFirst(
+  // the key `after_key` (empty: from the newest); each visit gets the
+  // record's key, for paging. Before each record `full()` is asked: true
+  // ends the walk there, unread, and the answer is true (more remain);
+  // false when the records ran out. DATA_LOSS for an unreadable record.
+  [[nodiscard]] absl::StatusOr<bool> ForEachRunNewestFirst(
       int64_t deal_id, const std::string& after_key,
-      const std::function<bool(const std::string& key,
+      const std::function<bool()>& full,
+      const std::function<void(const std::string& key,
                                storage::RunRecord& record)>& visit) const;
-  [[nodiscard]] absl::Status ForEachNotificationNewestFirst(
+  [[nodiscard]] absl::StatusOr<bool> ForEachNotificationNewestFirst(
       int64_t user_id, const std::string& after_key,
-      const std::function<bool(const std::string& key, v1::Notification& note)>&
+      const std::function<bool()>& full,
+      const std::function<void(const std::string& key, v1::Notification& note)>&
           visit) const;
 
   // Fault injection, for tests of what the engine does when the store
@@ -205,16 +219,16 @@ class AutomationStore {
                                  std::string_view key) const;
   // An iterator over one column family; check its status() after the loop.
   std::unique_ptr<rocksdb::Iterator> NewIterator(std::string_view cf) const;
-  // Every record of `cf` in key order.
+  // Every record of `cf` in key order ("unreadable <what> record").
   template <typename Record>
-  absl::Status ForEachRecord(std::string_view cf,
+  absl::Status ForEachRecord(std::string_view cf, std::string_view what,
                              const std::function<void(Record)>& visit) const;
   // Records of `cf` whose keys start with `prefix`, newest (last) first.
   template <typename Record>
-  absl::Status ForEachNewestFirst(
+  absl::StatusOr<bool> ForEachNewestFirst(
       std::string_view cf, const std::string& prefix,
-      const std::string& after_key,
-      const std::function<bool(const std::string& key, Record& record)>& visit)
+      const std::string& after_key, const std::function<bool()>& full,
+      const std::function<void(const std::string& key, Record& record)>& visit)
       const;
 
   // Adds the counters to `batch` when they changed since they were last

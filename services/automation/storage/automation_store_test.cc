@@ -201,13 +201,43 @@ TEST_F(AutomationStoreTest, AnUnreadableRunIsDataLossUnlessSkipped) {
           ++seen;
           return true;
         },
-        skip);
+        AutomationStore::RunScan{nullptr, skip});
     return std::make_pair(status, seen);
   };
   EXPECT_THAT(count(false).first, StatusIs(absl::StatusCode::kDataLoss));
   auto [status, seen] = count(true);
   EXPECT_OK(status);
   EXPECT_EQ(seen, 1);
+  // A key the scan is told to skip is not read at all.
+  const std::string bad_key = RunKey(7, 3, 1);
+  int visited = 0;
+  EXPECT_OK(store->ForEachRunOfEntry(
+      7, 3,
+      [&](const std::string&, storage::RunRecord&) {
+        ++visited;
+        return true;
+      },
+      AutomationStore::RunScan{
+          [&](const std::string& key) { return key == bad_key; }, false}));
+  EXPECT_EQ(visited, 1);
+  // Newest first, a page that is full before the unreadable (older) record
+  // ends there with more to come, unread.
+  std::vector<std::string> keys;
+  ASSERT_OK_AND_ASSIGN(bool more,
+                       store->ForEachRunNewestFirst(
+                           7, "", [&] { return keys.size() >= 1; },
+                           [&](const std::string& key, storage::RunRecord&) {
+                             keys.push_back(key);
+                           }));
+  EXPECT_TRUE(more);
+  EXPECT_THAT(keys, ElementsAre(RunKey(7, 3, 2)));
+  // Reading on from there meets it.
+  EXPECT_THAT(store
+                  ->ForEachRunNewestFirst(
+                      7, keys[0], [] { return false; },
+                      [](const std::string&, storage::RunRecord&) {})
+                  .status(),
+              StatusIs(absl::StatusCode::kDataLoss));
 }
 
 }  // namespace
