@@ -326,7 +326,8 @@ absl::StatusOr<Page<v1::Run>> AutomationEngine::ListRuns(
       page.more, store_.ForEachRunNewestFirst(
                      deal_id, after_key, [&] { return filler.full(); },
                      [&](const std::string& key, storage::RunRecord& record) {
-                       filler.Take(key, record.ByteSizeLong(),
+                       const size_t bytes = record.ByteSizeLong();
+                       filler.Take(key, bytes,
                                    std::move(*record.mutable_run()));
                      }));
   return page;
@@ -338,12 +339,13 @@ absl::StatusOr<Page<v1::Notification>> AutomationEngine::ListNotifications(
     return absl::InvalidArgumentError("user_id: must be a positive user id");
   Page<v1::Notification> page;
   PageFiller<v1::Notification> filler(limit, &page);
-  CRM_ASSIGN_OR_RETURN(
-      page.more, store_.ForEachNotificationNewestFirst(
-                     user_id, after_key, [&] { return filler.full(); },
-                     [&](const std::string& key, v1::Notification& note) {
-                       filler.Take(key, note.ByteSizeLong(), std::move(note));
-                     }));
+  CRM_ASSIGN_OR_RETURN(page.more,
+                       store_.ForEachNotificationNewestFirst(
+                           user_id, after_key, [&] { return filler.full(); },
+                           [&](const std::string& key, v1::Notification& note) {
+                             const size_t bytes = note.ByteSizeLong();
+                             filler.Take(key, bytes, std::move(note));
+                           }));
   return page;
 }
 
