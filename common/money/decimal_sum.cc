@@ -15,6 +15,22 @@ DecimalSum DecimalSum::FromParts(int64_t hi, uint64_t lo) {
   return sum;
 }
 
+DecimalSum DecimalSum::DividedBy(int64_t n) const {
+  DecimalSum result;
+  if (n <= 0) return result;
+  const bool negative = units_ < 0;
+  const UInt128 magnitude =
+      negative ? static_cast<UInt128>(0) - static_cast<UInt128>(units_)
+               : static_cast<UInt128>(units_);
+  const UInt128 divisor = static_cast<UInt128>(n);
+  UInt128 quotient = magnitude / divisor;
+  // Half or more of the divisor left over rounds up (away from zero).
+  if ((magnitude % divisor) * 2 >= divisor) ++quotient;
+  result.units_ =
+      negative ? -static_cast<Int128>(quotient) : static_cast<Int128>(quotient);
+  return result;
+}
+
 int64_t DecimalSum::hi() const {
   return static_cast<int64_t>(
       static_cast<uint64_t>(static_cast<UInt128>(units_) >> 64));
@@ -29,12 +45,10 @@ std::string DecimalSum::ToString(int min_places) const {
   const bool negative = units_ < 0;
   // The magnitude of the most negative value still fits unsigned.
   const UInt128 magnitude =
-      negative ? static_cast<UInt128>(0) -
-                     static_cast<UInt128>(units_)
+      negative ? static_cast<UInt128>(0) - static_cast<UInt128>(units_)
                : static_cast<UInt128>(units_);
   UInt128 whole = magnitude / Decimal::kUnitsPerOne;
-  uint64_t fraction =
-      static_cast<uint64_t>(magnitude % Decimal::kUnitsPerOne);
+  uint64_t fraction = static_cast<uint64_t>(magnitude % Decimal::kUnitsPerOne);
   std::string digits;
   do {
     digits.push_back(static_cast<char>('0' + static_cast<int>(whole % 10)));

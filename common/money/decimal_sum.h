@@ -30,6 +30,9 @@ class DecimalSum {
   void Add(const DecimalSum& other) { units_ += other.units_; }
 
   bool IsZero() const { return units_ == 0; }
+  // The sum divided by `n` (> 0), rounded half away from zero to a micro
+  // unit: an exact average.
+  DecimalSum DividedBy(int64_t n) const;
   int64_t hi() const;
   uint64_t lo() const;
 

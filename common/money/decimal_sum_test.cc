@@ -39,6 +39,26 @@ TEST(DecimalSumTest, NegativeSumsAndFormatting) {
   EXPECT_EQ(small.ToString(0), "-0.5");
 }
 
+TEST(DecimalSumTest, AveragesRoundHalfAwayFromZeroToAMicroUnit) {
+  DecimalSum sum;
+  sum.Add(D("10"));
+  EXPECT_EQ(sum.DividedBy(3).ToString(2), "3.333333");
+  EXPECT_EQ(sum.DividedBy(4).ToString(2), "2.50");
+  DecimalSum two_micros;
+  two_micros.AddUnits(2);
+  EXPECT_EQ(two_micros.DividedBy(3).ToString(0), "0.000001");  // 0.67 up
+  EXPECT_EQ(two_micros.DividedBy(4).ToString(0), "0.000001");  // 0.5 up
+  EXPECT_EQ(two_micros.DividedBy(5).ToString(0), "0");         // 0.4 down
+  DecimalSum negative;
+  negative.AddUnits(-3);
+  EXPECT_EQ(negative.DividedBy(2).ToString(0), "-0.000002");  // -1.5 away
+  // Beyond int64: 1000 maximal amounts averaged back to one.
+  DecimalSum big;
+  for (int i = 0; i < 1000; ++i) big.Add(Decimal::FromUnits(INT64_MAX));
+  EXPECT_EQ(big.DividedBy(1000), DecimalSum::FromParts(0, INT64_MAX));
+  EXPECT_TRUE(sum.DividedBy(0).IsZero());
+}
+
 TEST(DecimalSumTest, PartsRoundTrip) {
   DecimalSum sum;
   for (int i = 0; i < 3; ++i) sum.Add(Decimal::FromUnits(INT64_MIN));
