@@ -28,6 +28,7 @@ class DecimalSum {
   void Subtract(Decimal value) { units_ -= value.micro_units(); }
   void AddUnits(int64_t micro_units) { units_ += micro_units; }
   void Add(const DecimalSum& other) { units_ += other.units_; }
+  void Subtract(const DecimalSum& other) { units_ -= other.units_; }
 
   bool IsZero() const { return units_ == 0; }
   // The sum divided by `n` (> 0), rounded half away from zero to a micro
