@@ -1,24 +1,8 @@
 #include "services/reporting/domain/funnel.h"
 
-#include <cstdlib>
-
-#include "absl/strings/str_format.h"
+#include "services/reporting/domain/percent.h"
 
 namespace crm::reporting {
-
-std::optional<std::string> Percent(int64_t part, int64_t whole) {
-  if (whole == 0) return std::nullopt;
-  // Hundredths of a percent, rounded half away from zero, in 128 bits so
-  // no count overflows.
-  __extension__ typedef __int128 Int128;
-  const bool negative = (part < 0) != (whole < 0) && part != 0;
-  const Int128 p = part < 0 ? -static_cast<Int128>(part) : part;
-  const Int128 w = whole < 0 ? -static_cast<Int128>(whole) : whole;
-  const Int128 hundredths = (p * 10000 * 2 + w) / (2 * w);
-  const auto units = static_cast<int64_t>(hundredths / 100);
-  const auto cents = static_cast<int>(hundredths % 100);
-  return absl::StrFormat("%s%d.%02d", negative ? "-" : "", units, cents);
-}
 
 std::vector<FunnelRow> ClassicFunnel(const std::vector<StageInfo>& stages,
                                      const std::vector<Tally>& now) {

@@ -41,8 +41,8 @@ struct Tally {
 struct FunnelRow {
   std::string stage_id;
   Tally tally;
-  // "12.50": percent of the funnel's base, 2 places, rounded half up;
-  // absent when the base is zero.
+  // "12.50": percent of the funnel's base (percent.h); absent when the
+  // base is zero.
   std::optional<std::string> percent;
 };
 
@@ -62,9 +62,5 @@ struct Reach {
 
 std::vector<FunnelRow> ConversionFunnel(const std::vector<StageInfo>& stages,
                                         const std::vector<Reach>& reached);
-
-// part / whole as a percentage, "0.00" to "100.00" (or more when part is
-// larger), 2 places, rounded half up; nullopt when whole is zero.
-std::optional<std::string> Percent(int64_t part, int64_t whole);
 
 }  // namespace crm::reporting

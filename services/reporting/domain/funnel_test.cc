@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 
 #include "common/money/decimal.h"
+#include "services/reporting/domain/percent.h"
 
 namespace crm::reporting {
 namespace {

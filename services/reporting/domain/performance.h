@@ -13,6 +13,7 @@
 
 #include "common/money/decimal_sum.h"
 #include "services/reporting/domain/funnel.h"
+#include "services/reporting/domain/percent.h"
 
 namespace crm::reporting {
 
@@ -43,10 +44,5 @@ struct PerformanceRow {
 };
 
 PerformanceRow Performance(const AssigneeTotals& totals);
-
-// (now - before) / before as a percentage, 2 places, rounded half up;
-// absent when `before` is zero.
-std::optional<std::string> PercentChange(const common::DecimalSum& now,
-                                         const common::DecimalSum& before);
 
 }  // namespace crm::reporting
