@@ -5,6 +5,13 @@
 namespace crm::common {
 namespace {
 __extension__ typedef unsigned __int128 UInt128;
+__extension__ typedef __int128 SignedInt128;
+
+// |value|; the magnitude of the most negative value still fits unsigned.
+UInt128 Magnitude(SignedInt128 value) {
+  return value < 0 ? static_cast<UInt128>(0) - static_cast<UInt128>(value)
+                   : static_cast<UInt128>(value);
+}
 }  // namespace
 
 DecimalSum DecimalSum::FromParts(int64_t hi, uint64_t lo) {
@@ -19,9 +26,7 @@ DecimalSum DecimalSum::DividedBy(int64_t n) const {
   DecimalSum result;
   if (n <= 0) return result;
   const bool negative = units_ < 0;
-  const UInt128 magnitude =
-      negative ? static_cast<UInt128>(0) - static_cast<UInt128>(units_)
-               : static_cast<UInt128>(units_);
+  const UInt128 magnitude = Magnitude(units_);
   const UInt128 divisor = static_cast<UInt128>(n);
   UInt128 quotient = magnitude / divisor;
   // Half or more of the divisor left over rounds up (away from zero).
@@ -43,10 +48,7 @@ uint64_t DecimalSum::lo() const {
 std::string DecimalSum::ToString(int min_places) const {
   min_places = std::clamp(min_places, 0, Decimal::kScale);
   const bool negative = units_ < 0;
-  // The magnitude of the most negative value still fits unsigned.
-  const UInt128 magnitude =
-      negative ? static_cast<UInt128>(0) - static_cast<UInt128>(units_)
-               : static_cast<UInt128>(units_);
+  const UInt128 magnitude = Magnitude(units_);
   UInt128 whole = magnitude / Decimal::kUnitsPerOne;
   uint64_t fraction = static_cast<uint64_t>(magnitude % Decimal::kUnitsPerOne);
   std::string digits;

@@ -14,10 +14,7 @@ void RunQueue::Change::Schedule(storage::RunRecord* record,
                                 const std::string& key, absl::Time due,
                                 absl::Time now) {
   due = std::max(due, now);
-  if (record->due_micros() != 0) {
-    batch_.DeleteDue(record->due_micros(), key);
-    due_.push_back({false, {record->due_micros(), key}});
-  }
+  Unschedule(record, key);
   record->set_due_micros(absl::ToUnixMicros(due));
   due_.push_back({true, {record->due_micros(), key}});
   record->set_waiting_for_rule_id(0);

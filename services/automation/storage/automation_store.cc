@@ -16,6 +16,12 @@ namespace {
 
 constexpr char kCountersKey[] = "counters";
 
+// Parses the record under the iterator; false when it does not parse.
+bool ParseValue(const rocksdb::Iterator& it, google::protobuf::Message* out) {
+  return out->ParseFromArray(it.value().data(),
+                             static_cast<int>(it.value().size()));
+}
+
 }  // namespace
 
 std::string RunKey(int64_t deal_id, int64_t entry_seq, int64_t job_id) {
@@ -222,8 +228,7 @@ absl::Status AutomationStore::ForEachRunOfEntry(
        it->Next()) {
     if (scan.skip != nullptr && scan.skip(it->key().ToString())) continue;
     storage::RunRecord record;
-    if (!record.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
+    if (!ParseValue(*it, &record)) {
       if (!scan.skip_unreadable) {
         return absl::DataLossError("unreadable run record");
       }
@@ -280,8 +285,7 @@ absl::Status AutomationStore::ForEachRecord(
   auto it = NewIterator(cf_name);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     Record record;
-    if (!record.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
+    if (!ParseValue(*it, &record)) {
       return absl::DataLossError(
           absl::StrCat("unreadable ", std::string(what), " record"));
     }
@@ -321,8 +325,7 @@ absl::StatusOr<bool> AutomationStore::ForEachNewestFirst(
       break;
     }
     Record record;
-    if (!record.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
+    if (!ParseValue(*it, &record)) {
       return absl::DataLossError(
           absl::StrCat("unreadable ", std::string(cf_name), " record"));
     }

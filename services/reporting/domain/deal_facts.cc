@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 
 #include "common/time/proto_time.h"
 #include "services/reporting/domain/period.h"
